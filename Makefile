@@ -1,0 +1,32 @@
+# Two commands do everything on a fresh machine:  `make experiment`  and  `make test`.
+PY      ?= python3.11
+VENV    := .venv
+BIN     := $(VENV)/bin
+DATA    := $(abspath ../shared/data)
+export RANKSTACK_DATA ?= $(if $(wildcard $(DATA)),$(DATA),)
+
+.PHONY: setup experiment test lint bench clean
+
+$(BIN)/rankstack: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e ".[dev,bench]"
+	touch $@
+
+setup: $(BIN)/rankstack
+
+## End-to-end BM25 experiment on SciFact: index, retrieve, evaluate, print a metrics table.
+experiment: setup
+	$(BIN)/rankstack experiment scifact --index-dir .cache/indexes/scifact
+
+## Lint, layering contract, and the full test suite.
+test: setup
+	$(BIN)/ruff check rankstack tests benchmarks
+	$(BIN)/lint-imports
+	$(BIN)/pytest -n 2 -q
+
+bench: setup
+	$(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) .cache

@@ -1,0 +1,36 @@
+"""rankstack: retrieval pipelines over pretrained language models. This module only re-exports."""
+
+from rankstack.errors import (
+    IndexFormatError,
+    InputFormatError,
+    MissingExtraError,
+    RankstackError,
+    UnknownCollectionError,
+)
+from rankstack.pipeline import Stage
+from rankstack.types import Corpus, Document, Qrels, Queries, Ranking
+
+__version__ = "0.1.0"
+
+
+def open(path):
+    """Open an index directory, returning the index class its manifest names."""
+    from rankstack.index import open_index
+
+    return open_index(path)
+
+
+__all__ = [
+    "Corpus",
+    "Document",
+    "IndexFormatError",
+    "InputFormatError",
+    "MissingExtraError",
+    "Qrels",
+    "Queries",
+    "Ranking",
+    "RankstackError",
+    "Stage",
+    "UnknownCollectionError",
+    "open",
+]
