@@ -1,0 +1,60 @@
+"""Document store: the text of every document, compressed in small blocks for random access.
+
+Re-rankers and result pages need a document's text by id; storing it inside the index keeps one
+artifact self-contained. Documents are JSON records compressed with zlib in blocks of ``BLOCK`` so a
+lookup decompresses a few KB, not the whole store.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+BLOCK = 16
+
+
+class DocStoreWriter:
+    def __init__(self, directory: Path):
+        self._fh = open(directory / "docs.bin", "wb")  # noqa: SIM115 - closed by close()
+        self._dir = directory
+        self._offsets: list[int] = [0]
+        self._pending: list[str] = []
+        self._pos = 0
+
+    def add(self, record: dict[str, Any]) -> None:
+        self._pending.append(json.dumps(record, ensure_ascii=False, separators=(",", ":")))
+        if len(self._pending) == BLOCK:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        blob = zlib.compress("\n".join(self._pending).encode("utf-8"), 6)
+        self._fh.write(blob)
+        self._pos += len(blob)
+        self._offsets.append(self._pos)
+        self._pending = []
+
+    def close(self) -> None:
+        self._flush()
+        self._fh.close()
+        np.save(self._dir / "docs_offsets.npy", np.asarray(self._offsets, dtype=np.int64))
+
+
+class DocStoreReader:
+    def __init__(self, directory: Path):
+        self._offsets = np.load(directory / "docs_offsets.npy", mmap_mode="r")
+        self._data = np.memmap(directory / "docs.bin", dtype=np.uint8, mode="r") if (directory / "docs.bin").stat().st_size else np.zeros(0, np.uint8)
+        self._cache: tuple[int, list[str]] | None = None
+
+    def get(self, i: int) -> dict[str, Any]:
+        block, within = divmod(int(i), BLOCK)
+        if self._cache is None or self._cache[0] != block:
+            start, end = int(self._offsets[block]), int(self._offsets[block + 1])
+            lines = zlib.decompress(self._data[start:end].tobytes()).decode("utf-8").split("\n")
+            self._cache = (block, lines)
+        return json.loads(self._cache[1][within])

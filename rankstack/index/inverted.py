@@ -1,0 +1,588 @@
+"""The inverted index: segments of flat numpy arrays, opened with mmap.
+
+Layout of an index directory::
+
+    manifest.json            type "inverted", format_version, analyzer, segments, counts, checksums
+    seg-000001/
+      terms.txt              the segment's vocabulary, one term per line (term id = line number)
+      post_offsets.npy       int64[V+1]   postings of term t are [offsets[t], offsets[t+1])
+      post_docs.npy          uint32[P]    segment-local doc numbers, increasing within a term
+      post_tfs.npy           uint16/32[P] term frequencies
+      fwd_offsets.npy        int64[N+1]   forward index (doc -> terms), for RM3 and merging
+      fwd_terms.npy, fwd_tfs.npy
+      doclen.npy             uint32[N]    analysed length (tokens after stopping)
+      norms.npy              uint8[N]     Lucene's one-byte length encoding (SmallFloat.intToByte4)
+      docid_offsets.npy, docid_bytes.npy   external docids, utf-8
+      docs.bin, docs_offsets.npy           the document store
+      deleted-<gen>.npy      bool[N] tombstones (only when documents were deleted)
+
+Updates never rewrite existing files: ``add`` writes a new segment, ``delete`` writes a new tombstone
+file, and the manifest (replaced atomically) says which files are current. ``merge`` compacts all live
+documents into one segment. Statistics (document count, average length, document frequencies) always
+count live documents only, so search results equal those of a fresh build of the same documents.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import warnings
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+import numba
+import numpy as np
+
+from rankstack.errors import IndexFormatError, RankstackError
+from rankstack.index.docstore import DocStoreReader, DocStoreWriter
+from rankstack.index.manifest import (
+    MANIFEST,
+    atomic_directory,
+    file_record,
+    now,
+    read_manifest,
+    verify_files,
+    write_json_atomic,
+)
+from rankstack.text.analysis import Analyzer
+from rankstack.types import Corpus, Document
+
+log = logging.getLogger(__name__)
+
+INDEX_TYPE = "inverted"
+FORMAT_VERSION = 1
+OnDuplicate = Literal["error", "keep-first", "keep-last"]
+_REBUILD = "Rebuild it with `rankstack index` (or rankstack.index.build_inverted_index)."
+
+
+# ------------------------------------------------------------------------------------------ Lucene norms
+def _long_to_int4(i: int) -> int:
+    bits = i.bit_length()
+    if bits < 4:
+        return i
+    shift = bits - 4
+    return ((i >> shift) & 0x07) | ((shift + 1) << 3)
+
+
+def _int4_to_long(i: int) -> int:
+    bits, shift = i & 0x07, (i >> 3) - 1
+    return bits if shift == -1 else (bits | 0x08) << shift
+
+
+_NUM_FREE_VALUES = 255 - _long_to_int4(2**31 - 1)  # 24, as in Lucene's SmallFloat
+
+
+def encode_norm(length: int) -> int:
+    """Lucene's ``SmallFloat.intToByte4``: exact below 24, then 4 significant bits (BM25Similarity norms)."""
+    return length if length < _NUM_FREE_VALUES else _NUM_FREE_VALUES + _long_to_int4(length - _NUM_FREE_VALUES)
+
+
+def decode_norm(byte: int) -> int:
+    return byte if byte < _NUM_FREE_VALUES else _NUM_FREE_VALUES + _int4_to_long(byte - _NUM_FREE_VALUES)
+
+
+_ENCODE_TABLE_LIMIT = 1 << 16
+NORM_DECODE_TABLE = np.array([decode_norm(i) for i in range(256)], dtype=np.float64)
+_NORM_ENCODE_SMALL = np.array([encode_norm(i) for i in range(_ENCODE_TABLE_LIMIT)], dtype=np.uint8)
+
+
+def encode_norms(lengths: np.ndarray) -> np.ndarray:
+    lengths = np.asarray(lengths, dtype=np.int64)
+    if lengths.size and lengths.max() >= _ENCODE_TABLE_LIMIT:
+        return np.array([encode_norm(int(x)) for x in lengths], dtype=np.uint8)
+    return _NORM_ENCODE_SMALL[lengths]
+
+
+# ------------------------------------------------------------------------------------------ building
+@numba.njit(cache=True)
+def _invert(fwd_terms, fwd_tfs, fwd_offsets, vocab_size):  # pragma: no cover - compiled
+    """Counting sort of the forward index into postings: stable, so doc numbers increase within a term."""
+    counts = np.zeros(vocab_size + 1, dtype=np.int64)
+    for t in fwd_terms:
+        counts[t + 1] += 1
+    offsets = np.cumsum(counts)
+    fill = offsets[:-1].copy()
+    post_docs = np.empty(len(fwd_terms), dtype=np.uint32)
+    post_tfs = np.empty(len(fwd_terms), dtype=fwd_tfs.dtype)
+    for d in range(len(fwd_offsets) - 1):
+        for j in range(fwd_offsets[d], fwd_offsets[d + 1]):
+            t = fwd_terms[j]
+            p = fill[t]
+            post_docs[p] = d
+            post_tfs[p] = fwd_tfs[j]
+            fill[t] = p + 1
+    return offsets, post_docs, post_tfs
+
+
+class _SegmentWriter:
+    """Accumulates analysed documents and writes one segment directory."""
+
+    def __init__(self, directory: Path, store_docs: bool = True):
+        self.dir = directory
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.vocab: dict[str, int] = {}
+        self.fwd_terms: list[np.ndarray] = []
+        self.fwd_tfs: list[np.ndarray] = []
+        self.doclen: list[int] = []
+        self.docids: list[str] = []
+        self.store = DocStoreWriter(directory) if store_docs else None
+
+    def add(self, docid: str, terms: list[str], tfs: list[int] | None, record: dict[str, Any] | None) -> None:
+        """Add one document given its terms (with ``tfs``: distinct terms and their counts)."""
+        if tfs is None:
+            counts = Counter(terms)
+            terms, tfs = list(counts.keys()), list(counts.values())
+        vocab = self.vocab
+        ids = [vocab.setdefault(t, len(vocab)) for t in terms]
+        self.fwd_terms.append(np.asarray(ids, dtype=np.uint32))
+        self.fwd_tfs.append(np.asarray(tfs, dtype=np.uint32))
+        self.doclen.append(int(sum(tfs)))
+        self.docids.append(docid)
+        if self.store is not None:
+            self.store.add(record or {})
+
+    def __len__(self) -> int:
+        return len(self.docids)
+
+    def close(self) -> dict[str, Any]:
+        """Invert, write every array, return the segment's manifest entry."""
+        d = self.dir
+        n = len(self.docids)
+        lens = np.fromiter((len(a) for a in self.fwd_terms), dtype=np.int64, count=n)
+        fwd_offsets = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(lens, out=fwd_offsets[1:])
+        fwd_terms = np.concatenate(self.fwd_terms) if n else np.zeros(0, np.uint32)
+        fwd_tfs = np.concatenate(self.fwd_tfs) if n else np.zeros(0, np.uint32)
+        self.fwd_terms = self.fwd_tfs = []  # free the per-document pieces before inverting
+        tf_dtype = np.uint16 if (fwd_tfs.size == 0 or fwd_tfs.max() < 65536) else np.uint32
+        fwd_tfs = fwd_tfs.astype(tf_dtype)
+        offsets, post_docs, post_tfs = _invert(fwd_terms, fwd_tfs, fwd_offsets, len(self.vocab))
+        doclen = np.asarray(self.doclen, dtype=np.uint32)
+        np.save(d / "post_offsets.npy", offsets)
+        np.save(d / "post_docs.npy", post_docs)
+        np.save(d / "post_tfs.npy", post_tfs)
+        del post_docs, post_tfs
+        np.save(d / "fwd_offsets.npy", fwd_offsets)
+        np.save(d / "fwd_terms.npy", fwd_terms)
+        np.save(d / "fwd_tfs.npy", fwd_tfs)
+        np.save(d / "doclen.npy", doclen)
+        np.save(d / "norms.npy", encode_norms(doclen))
+        (d / "terms.txt").write_text("\n".join(self.vocab.keys()), encoding="utf-8")
+        encoded = [s.encode("utf-8") for s in self.docids]
+        id_offsets = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(np.fromiter((len(b) for b in encoded), dtype=np.int64, count=n), out=id_offsets[1:])
+        np.save(d / "docid_offsets.npy", id_offsets)
+        np.save(d / "docid_bytes.npy", np.frombuffer(b"".join(encoded), dtype=np.uint8))
+        if self.store is not None:
+            self.store.close()
+        files = {p.name: file_record(p) for p in sorted(d.iterdir()) if p.is_file()}
+        return {
+            "name": d.name,
+            "num_docs": n,
+            "num_terms": len(self.vocab),
+            "num_postings": int(offsets[-1]),
+            "num_tokens": int(doclen.sum()),
+            "num_empty": int((doclen == 0).sum()),
+            "deleted": None,
+            "num_deleted": 0,
+            "files": files,
+        }
+
+
+# ------------------------------------------------------------------------------------------ reading
+class Segment:
+    """One immutable segment, its arrays memory-mapped."""
+
+    def __init__(self, root: Path, entry: dict[str, Any]):
+        self.root = root
+        self.entry = entry
+        self.dir = root / entry["name"]
+        load = lambda name: np.load(self.dir / name, mmap_mode="r")  # noqa: E731
+        self.post_offsets = load("post_offsets.npy")
+        self.post_docs = load("post_docs.npy")
+        self.post_tfs = load("post_tfs.npy")
+        self.doclen = load("doclen.npy")
+        self.norms = load("norms.npy")
+        self._docid_offsets = load("docid_offsets.npy")
+        self._docid_bytes = load("docid_bytes.npy")
+        self.num_docs = int(entry["num_docs"])
+        self.deleted = (
+            np.load(self.dir / entry["deleted"]) if entry.get("deleted") else np.zeros(self.num_docs, dtype=bool)
+        )
+
+    @cached_property
+    def terms(self) -> list[str]:
+        text = (self.dir / "terms.txt").read_text(encoding="utf-8")
+        return text.split("\n") if text else []
+
+    @cached_property
+    def term_ids(self) -> dict[str, int]:
+        return {t: i for i, t in enumerate(self.terms)}
+
+    @cached_property
+    def forward(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        load = lambda name: np.load(self.dir / name, mmap_mode="r")  # noqa: E731
+        return load("fwd_offsets.npy"), load("fwd_terms.npy"), load("fwd_tfs.npy")
+
+    @cached_property
+    def docids(self) -> np.ndarray:
+        raw = bytes(self._docid_bytes)
+        offs = self._docid_offsets
+        return np.array([raw[offs[i] : offs[i + 1]].decode("utf-8") for i in range(self.num_docs)], dtype=object)
+
+    @cached_property
+    def store(self) -> DocStoreReader | None:
+        return DocStoreReader(self.dir) if (self.dir / "docs.bin").exists() else None
+
+    @property
+    def live(self) -> np.ndarray:
+        return ~self.deleted
+
+    def postings(self, term_id: int) -> tuple[np.ndarray, np.ndarray]:
+        s, e = int(self.post_offsets[term_id]), int(self.post_offsets[term_id + 1])
+        return self.post_docs[s:e], self.post_tfs[s:e]
+
+    def live_df(self, term_id: int) -> int:
+        docs, _ = self.postings(term_id)
+        if not self.entry.get("num_deleted"):
+            return len(docs)
+        return int(np.count_nonzero(~self.deleted[docs]))
+
+    def doc_terms(self, local: int) -> tuple[list[str], np.ndarray]:
+        offs, terms, tfs = self.forward
+        s, e = int(offs[local]), int(offs[local + 1])
+        vocab = self.terms
+        return [vocab[t] for t in terms[s:e]], np.asarray(tfs[s:e])
+
+
+@dataclass(frozen=True)
+class CollectionStats:
+    """Statistics BM25 needs, over live documents: Lucene counts only documents with at least one term."""
+
+    num_docs: int  # live documents with at least one term (Lucene's docCount)
+    num_tokens: int
+    avgdl: float
+
+
+class InvertedIndex:
+    """An opened inverted index: segments, statistics, document access, and factories for stages.
+
+    ``index.bm25(k1=0.9, b=0.4)`` makes a BM25 retriever; ``index.docs[docid]`` returns a Document.
+    """
+
+    def __init__(self, path: str | Path, verify: bool = True):
+        self.path = Path(path)
+        self.manifest = read_manifest(self.path, INDEX_TYPE, (FORMAT_VERSION,))
+        if verify:
+            for seg in self.manifest["segments"]:
+                verify_files(self.path / seg["name"], seg["files"], _REBUILD)
+                if seg.get("deleted"):
+                    verify_files(self.path / seg["name"], {seg["deleted"]: seg["deleted_file"]}, _REBUILD)
+        self.analyzer = Analyzer.from_config(self.manifest["analyzer"])
+        self.segments = [Segment(self.path, e) for e in self.manifest["segments"]]
+        self.docs = DocumentLookup(self)
+
+    # ---- statistics
+    @cached_property
+    def stats(self) -> CollectionStats:
+        n = tokens = 0
+        for seg in self.segments:
+            live = seg.live
+            lens = np.asarray(seg.doclen)
+            n += int(np.count_nonzero(live & (lens > 0)))
+            tokens += int(lens[live].sum())
+        return CollectionStats(n, tokens, tokens / n if n else 0.0)
+
+    def df(self, term: str) -> int:
+        return sum(seg.live_df(seg.term_ids[term]) for seg in self.segments if term in seg.term_ids)
+
+    @property
+    def num_docs(self) -> int:
+        """Live documents, empty ones included."""
+        return sum(int(np.count_nonzero(s.live)) for s in self.segments)
+
+    def __len__(self) -> int:
+        return self.num_docs
+
+    @cached_property
+    def _segment_bases(self) -> np.ndarray:
+        """Global ordinal of each segment's first document: ties in scores break by this order."""
+        return np.concatenate([[0], np.cumsum([s.num_docs for s in self.segments])]).astype(np.int64)
+
+    @cached_property
+    def _docid_locations(self) -> dict[str, tuple[int, int]]:
+        out: dict[str, tuple[int, int]] = {}
+        for si, seg in enumerate(self.segments):
+            deleted = seg.deleted
+            for local, docid in enumerate(seg.docids.tolist()):
+                if not deleted[local]:
+                    out[docid] = (si, local)
+        return out
+
+    def locate(self, docid: str) -> tuple[int, int] | None:
+        return self._docid_locations.get(docid)
+
+    def iter_documents(self) -> Iterator[Document]:
+        """Live documents in index order, from the document store."""
+        for seg in self.segments:
+            if seg.store is None:
+                raise RankstackError(f"index {self.path} was built without a document store (store_docs=False).")
+            for local, docid in enumerate(seg.docids.tolist()):
+                if not seg.deleted[local]:
+                    yield _record_to_document(docid, seg.store.get(local))
+
+    # ---- stage factories
+    def bm25(self, k1: float = 0.9, b: float = 0.4, k: int = 1000, **kwargs: Any):
+        """A Lucene-BM25 retriever over this index (see ``rankstack.sparse.BM25``)."""
+        from rankstack.sparse.bm25 import BM25
+
+        return BM25(self, k1=k1, b=b, k=k, **kwargs)
+
+    # ---- updates
+    def add(self, documents: Iterable[Document] | Corpus, show_progress: bool = False) -> InvertedIndex:
+        """Add documents as a new segment. A docid already in the index replaces the old document."""
+        name = f"seg-{self.manifest['next_segment']:06d}"
+        tmp = self.path / f".{name}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        writer = _SegmentWriter(tmp, store_docs=self.manifest.get("store_docs", True))
+        replaced = _feed(writer, _keep_last(documents), self.analyzer, "keep-first", show_progress, f"adding to {self.path.name}")
+        if len(writer) == 0:
+            shutil.rmtree(tmp, ignore_errors=True)
+            return self
+        entry = writer.close()
+        entry["name"] = name
+        tmp.rename(self.path / name)
+        new_ids = set(writer.docids)
+        manifest = dict(self.manifest)
+        manifest["segments"] = [*self.manifest["segments"], entry]
+        manifest["next_segment"] = self.manifest["next_segment"] + 1
+        manifest = self._with_tombstones(manifest, [d for d in new_ids if d in self._docid_locations])
+        if replaced:
+            log.info("%d duplicate docids inside the added batch: the last copy of each was kept", replaced)
+        write_json_atomic(self.path / MANIFEST, _refresh_counts(manifest))
+        return type(self)(self.path)
+
+    def delete(self, docids: Iterable[str]) -> InvertedIndex:
+        """Mark documents deleted (tombstones); unknown docids are reported with a warning."""
+        docids = [str(d) for d in docids]
+        missing = [d for d in docids if d not in self._docid_locations]
+        if missing:
+            warnings.warn(f"{len(missing)} docids to delete are not in the index (first: {missing[:5]})", stacklevel=2)
+        manifest = self._with_tombstones(dict(self.manifest), [d for d in docids if d not in missing])
+        write_json_atomic(self.path / MANIFEST, _refresh_counts(manifest))
+        return type(self)(self.path)
+
+    def _with_tombstones(self, manifest: dict[str, Any], docids: list[str]) -> dict[str, Any]:
+        by_segment: dict[int, list[int]] = {}
+        for d in docids:
+            si, local = self._docid_locations[d]
+            by_segment.setdefault(si, []).append(local)
+        if not by_segment:
+            return manifest
+        generation = manifest.get("generation", 0) + 1
+        segments = [dict(s) for s in manifest["segments"]]
+        for si, locals_ in by_segment.items():
+            seg = self.segments[si]
+            mask = seg.deleted.copy()
+            mask[locals_] = True
+            fname = f"deleted-{generation}.npy"
+            np.save(seg.dir / fname, mask)
+            segments[si]["deleted"] = fname
+            segments[si]["deleted_file"] = file_record(seg.dir / fname)
+            segments[si]["num_deleted"] = int(mask.sum())
+        manifest["segments"] = segments
+        manifest["generation"] = generation
+        return manifest
+
+    def merge(self, show_progress: bool = False) -> InvertedIndex:
+        """Compact all live documents into one segment (atomically replaces the index)."""
+        store_docs = self.manifest.get("store_docs", True)
+
+        def write(tmp: Path) -> dict[str, Any]:
+            writer = _SegmentWriter(tmp / "seg-000001", store_docs=store_docs)
+            for seg in self.segments:
+                offs, terms, tfs = seg.forward
+                vocab = seg.terms
+                docids = seg.docids.tolist()
+                for local in np.flatnonzero(seg.live).tolist():
+                    s, e = int(offs[local]), int(offs[local + 1])
+                    record = seg.store.get(local) if (store_docs and seg.store is not None) else None
+                    writer.add(docids[local], [vocab[t] for t in terms[s:e]], tfs[s:e].tolist(), record)
+            return writer.close()
+
+        return _write_index(self.path, write, self.analyzer, store_docs, overwrite=True, built_from=self.manifest.get("built_from"))
+
+    def verify(self) -> None:
+        """Re-check every file's checksum (open() does this too unless verify=False)."""
+        InvertedIndex(self.path, verify=True)
+
+    def __repr__(self) -> str:
+        return f"rankstack.open({str(self.path)!r})"
+
+
+class DocumentLookup:
+    """``index.docs[docid]`` -> Document, read from the document store."""
+
+    def __init__(self, index: InvertedIndex):
+        self._index = index
+
+    def __getitem__(self, docid: str) -> Document:
+        loc = self._index.locate(str(docid))
+        if loc is None:
+            raise KeyError(f"docid {docid!r} is not in index {self._index.path}")
+        seg = self._index.segments[loc[0]]
+        if seg.store is None:
+            raise RankstackError(f"index {self._index.path} was built without a document store (store_docs=False).")
+        return _record_to_document(str(docid), seg.store.get(loc[1]))
+
+    def __contains__(self, docid: object) -> bool:
+        return self._index.locate(str(docid)) is not None
+
+    def __len__(self) -> int:
+        return self._index.num_docs
+
+    def __iter__(self) -> Iterator[Document]:
+        return self._index.iter_documents()
+
+
+def _record_to_document(docid: str, record: dict[str, Any]) -> Document:
+    return Document(docid, record.get("text", ""), record.get("title"), record.get("fields", {}))
+
+
+def _document_record(doc: Document) -> dict[str, Any]:
+    rec: dict[str, Any] = {"text": doc.text}
+    if doc.title:
+        rec["title"] = doc.title
+    if doc.fields:
+        rec["fields"] = {k: v for k, v in doc.fields.items() if isinstance(v, str | int | float | bool | list | dict) or v is None}
+    return rec
+
+
+def _feed(
+    writer: _SegmentWriter,
+    documents: Iterable[Document],
+    analyzer: Analyzer,
+    on_duplicate: Literal["error", "keep-first"],
+    show_progress: bool,
+    desc: str,
+) -> int:
+    """Analyse and add documents; returns how many duplicate docids were skipped (keep-first)."""
+    from tqdm.auto import tqdm
+
+    total = len(documents) if isinstance(documents, Corpus) and documents._size is not None else None
+    seen: set[str] = set()
+    duplicates = 0
+    for doc in tqdm(documents, total=total, desc=desc, unit="doc", disable=not show_progress, mininterval=1.0):
+        if doc.docid in seen:
+            duplicates += 1
+            if on_duplicate == "error":
+                raise RankstackError(
+                    f"duplicate docid {doc.docid!r} in the corpus (document #{len(seen) + duplicates}); "
+                    "docids must be unique. Pass on_duplicate='keep-first' or 'keep-last' (CLI: --on-duplicate) "
+                    "to keep one copy."
+                )
+            continue
+        seen.add(doc.docid)
+        writer.add(doc.docid, analyzer(doc.contents()), None, _document_record(doc) if writer.store else None)
+    return duplicates
+
+
+def _refresh_counts(manifest: dict[str, Any]) -> dict[str, Any]:
+    segs = manifest["segments"]
+    manifest["counts"] = {
+        "documents": sum(s["num_docs"] - s.get("num_deleted", 0) for s in segs),
+        "deleted": sum(s.get("num_deleted", 0) for s in segs),
+        "empty_documents": sum(s.get("num_empty", 0) for s in segs),
+        "segments": len(segs),
+        "postings": sum(s["num_postings"] for s in segs),
+        "tokens": sum(s["num_tokens"] for s in segs),
+    }
+    manifest["updated"] = now()
+    return manifest
+
+
+def _write_index(
+    path: Path,
+    write_segment,
+    analyzer: Analyzer,
+    store_docs: bool,
+    overwrite: bool,
+    built_from: str | None = None,
+) -> InvertedIndex:
+    from rankstack import __version__
+
+    with atomic_directory(path, overwrite=overwrite) as tmp:
+        entry = write_segment(tmp)
+        manifest = {
+            "type": INDEX_TYPE,
+            "format_version": FORMAT_VERSION,
+            "created_by": f"rankstack {__version__}",
+            "created": now(),
+            "analyzer": analyzer.config(),
+            "contents": "title + ' ' + text",
+            "store_docs": store_docs,
+            "built_from": built_from,
+            "segments": [entry],
+            "next_segment": 2,
+            "generation": 0,
+        }
+        write_json_atomic(tmp / MANIFEST, _refresh_counts(manifest))
+    return InvertedIndex(path)
+
+
+def build_inverted_index(
+    corpus: Iterable[Document] | Corpus,
+    path: str | Path,
+    analyzer: Analyzer | None = None,
+    *,
+    overwrite: bool = False,
+    on_duplicate: OnDuplicate = "error",
+    store_docs: bool = True,
+    show_progress: bool = True,
+) -> InvertedIndex:
+    """Index ``corpus`` (streamed once) into directory ``path``, atomically.
+
+    The index is written into a hidden temporary sibling and renamed into place when complete; if the
+    build fails or is killed, an existing index at ``path`` is left as it was. Empty documents are kept
+    (they can be fetched but never match) and counted in the manifest.
+    """
+    analyzer = analyzer or Analyzer()
+    path = Path(path)
+    if on_duplicate not in ("error", "keep-first", "keep-last"):
+        raise ValueError(f"on_duplicate must be 'error', 'keep-first' or 'keep-last', not {on_duplicate!r}")
+    if on_duplicate == "keep-last":
+        corpus = _keep_last(corpus)
+        on_duplicate = "keep-first"
+
+    def write(tmp: Path) -> dict[str, Any]:
+        writer = _SegmentWriter(tmp / "seg-000001", store_docs=store_docs)
+        dups = _feed(writer, corpus, analyzer, on_duplicate, show_progress, f"indexing {path.name}")
+        if dups:
+            warnings.warn(f"{dups} documents had a docid seen before and were skipped ({on_duplicate})", stacklevel=3)
+        entry = writer.close()
+        if entry["num_empty"]:
+            log.warning("%d documents are empty (no terms after analysis); kept, but they never match", entry["num_empty"])
+        return entry
+
+    return _write_index(path, write, analyzer, store_docs, overwrite, getattr(corpus, "name", None))
+
+
+def _keep_last(corpus: Iterable[Document]) -> list[Document]:
+    """Resolve duplicates to their last occurrence, keeping first-occurrence order (needs one pass in memory)."""
+    last: dict[str, Document] = {}
+    for doc in corpus:
+        last[doc.docid] = doc
+    return list(last.values())
+
+
+def open_index(path: str | Path, verify: bool = True) -> InvertedIndex:
+    """Open an index directory: the manifest's ``type`` picks the class (only ``inverted`` so far)."""
+    manifest = read_manifest(path)
+    kind = manifest.get("type")
+    if kind == INDEX_TYPE:
+        return InvertedIndex(path, verify=verify)
+    raise IndexFormatError(f"{path}: unknown index type {kind!r}; this rankstack opens: {INDEX_TYPE!r}")

@@ -1,0 +1,133 @@
+"""Index manifests, checksums and atomic directory writes.
+
+Every index is a directory with ``manifest.json`` naming its ``type`` and ``format_version`` and the
+size and CRC-32 of every data file. Builds go into a hidden temporary sibling that is renamed into
+place only when complete, so a crash or kill never leaves a half-written index where one is expected,
+and the previous index stays usable until the new one replaces it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import uuid
+import zlib
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rankstack.errors import IndexFormatError
+
+MANIFEST = "manifest.json"
+_CHUNK = 1 << 22
+
+
+def file_record(path: Path) -> dict[str, int]:
+    """Size and CRC-32 of a file (CRC-32 runs at GB/s, cheap enough to check on every open)."""
+    crc = 0
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            crc = zlib.crc32(chunk, crc)
+    return {"size": path.stat().st_size, "crc32": crc}
+
+
+def verify_files(root: Path, files: dict[str, dict[str, int]], rebuild_hint: str) -> None:
+    """Check that every listed file exists with the recorded size and checksum."""
+    for rel, rec in files.items():
+        p = root / rel
+        if not p.exists():
+            raise IndexFormatError(f"index {root} is missing {rel}. {rebuild_hint}")
+        actual = file_record(p)
+        if actual["size"] != rec["size"] or actual["crc32"] != rec["crc32"]:
+            raise IndexFormatError(
+                f"index {root}: {rel} failed its checksum (expected size {rec['size']} crc32 {rec['crc32']}, "
+                f"found size {actual['size']} crc32 {actual['crc32']}); the file is corrupt. {rebuild_hint}"
+            )
+
+
+def read_manifest(path: str | Path, expected_type: str | None = None, supported_versions: tuple[int, ...] = ()) -> dict[str, Any]:
+    root = Path(path)
+    mpath = root / MANIFEST
+    if not root.is_dir():
+        raise IndexFormatError(f"no index at {root}: the directory does not exist. Build one with `rankstack index`.")
+    if not mpath.exists():
+        raise IndexFormatError(f"{root} is not a rankstack index: it has no {MANIFEST}. Build one with `rankstack index`.")
+    try:
+        manifest = json.loads(mpath.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise IndexFormatError(f"{mpath} is not valid JSON ({e}); rebuild the index.") from None
+    if expected_type is not None and manifest.get("type") != expected_type:
+        raise IndexFormatError(f"{root} holds a {manifest.get('type')!r} index, not {expected_type!r}.")
+    version = manifest.get("format_version")
+    if supported_versions and version not in supported_versions:
+        raise IndexFormatError(
+            f"{root} has format version {version}, but this rankstack reads versions {list(supported_versions)}. "
+            f"Rebuild the index with this version (`rankstack index ...`) or use the rankstack that built it "
+            f"({manifest.get('created_by', 'unknown')})."
+        )
+    return manifest
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(data, fh, indent=2, sort_keys=False)
+        fh.flush()
+        os.fsync(fh.fileno())
+    tmp.replace(path)
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _clean_stale(target: Path) -> None:
+    """Remove temporary siblings left by builds whose process died (killed, crashed)."""
+    for p in target.parent.glob(f".{target.name}.tmp-*"):
+        try:
+            pid = int(p.name.rsplit("-", 2)[-2])
+        except (ValueError, IndexError):
+            continue
+        if not _pid_alive(pid):
+            shutil.rmtree(p, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def atomic_directory(target: str | Path, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary sibling directory; on success it replaces ``target`` in one rename.
+
+    On any exception the temporary directory is removed and ``target`` is untouched. If the process is
+    killed, the hidden temporary sibling is left behind and cleaned by the next build of the same target.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _clean_stale(target)
+    if target.exists() and not overwrite:
+        raise FileExistsError(f"{target} already exists; pass overwrite=True (CLI: --overwrite) to replace it.")
+    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if target.exists():
+        old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
+        target.rename(old)
+        tmp.rename(target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        tmp.rename(target)

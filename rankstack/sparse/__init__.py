@@ -1,0 +1,6 @@
+"""Sparse retrieval: BM25 and impact scoring with dynamic pruning, pseudo-relevance feedback."""
+
+from rankstack.sparse.bm25 import BM25, lucene_idf
+from rankstack.sparse.rm3 import RM3
+
+__all__ = ["BM25", "RM3", "lucene_idf"]
