@@ -46,7 +46,8 @@ class _SegmentImpacts:
     def __init__(self, seg: Segment, k1: float, b: float, avgdl: float):
         length = NORM_DECODE_TABLE.astype(np.float32)
         k1f, bf, avg = np.float32(k1), np.float32(b), np.float32(avgdl if avgdl > 0 else 1.0)
-        ninv = (np.float32(1.0) / (k1f * ((np.float32(1.0) - bf) + bf * length / avg))).astype(np.float32)
+        with np.errstate(divide="ignore"):  # k1 = 0 (or an empty document with b = 1): tf saturates at once
+            ninv = (np.float32(1.0) / (k1f * ((np.float32(1.0) - bf) + bf * length / avg))).astype(np.float32)
         tf = np.asarray(seg.post_tfs, dtype=np.float32)
         s = tf * ninv[np.asarray(seg.norms)[np.asarray(seg.post_docs)]]
         imps = (np.float32(1.0) - np.float32(1.0) / (np.float32(1.0) + s)).astype(np.float32)

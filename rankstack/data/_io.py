@@ -1,0 +1,46 @@
+"""Line reading shared by every text reader: exact 1-based line numbers, gzip by suffix, strict UTF-8."""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from rankstack.errors import InputFormatError
+
+
+def open_binary(path: str | Path) -> BinaryIO:
+    """Open a file for reading bytes, decompressing ``.gz`` transparently."""
+    path = Path(path)
+    if path.suffix == ".gz":
+        return gzip.open(path, "rb")  # type: ignore[return-value]
+    return open(path, "rb")
+
+
+def iter_lines(path: str | Path) -> Iterator[tuple[int, str]]:
+    """Yield ``(lineno, line)`` without the line ending, 1-based.
+
+    Lines are decoded one at a time (not in 8 KiB chunks as a text wrapper does), so a bad UTF-8 byte is
+    reported on the line that holds it. CRLF files (common in old test collections) read like LF files.
+    """
+    with open_binary(path) as fh:
+        lineno = 0
+        try:
+            for lineno, raw in enumerate(fh, 1):
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise InputFormatError(path, lineno, f"not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
+                yield lineno, line.rstrip("\r\n")
+        except (EOFError, OSError) as exc:  # gzip.BadGzipFile is an OSError
+            raise InputFormatError(path, lineno + 1, f"file is truncated or corrupt ({exc})") from None
+
+
+def first_bytes(path: str | Path, n: int = 4096) -> bytes:
+    """The first ``n`` (decompressed) bytes, for sniffing a format when the file name says nothing."""
+    try:
+        with open_binary(path) as fh:
+            return fh.read(n)
+    except (EOFError, gzip.BadGzipFile):
+        return b""

@@ -1,0 +1,40 @@
+import pytest
+
+from rankstack.text import STOPWORDS, Analyzer, english_analyzer
+
+
+@pytest.mark.parametrize(
+    ("text", "tokens"),
+    [
+        ("The U.S.A. economy", ["the", "u.s.a", "economy"]),
+        ("3.5% of 1,000 people", ["3.5", "of", "1,000", "people"]),
+        ("COVID19 and e.g. foo_bar", ["covid19", "and", "e.g", "foo_bar"]),
+        ("don't stop", ["don't", "stop"]),
+        ("state-of-the-art", ["state", "of", "the", "art"]),
+        ("John's book", ["john", "book"]),
+        ("a.1 b", ["a", "1", "b"]),  # '.' joins letter-letter or digit-digit only
+        ("中文", ["中", "文"]),
+        ("", []),
+    ],
+)
+def test_tokenizer_follows_uax29_word_rules(text, tokens):
+    assert Analyzer(stopwords="none", stemmer=None).tokenize(text) == tokens
+
+
+def test_english_chain_stops_and_stems_like_lucene():
+    a = english_analyzer()
+    assert a("The runners were running in the races") == ["runner", "were", "run", "race"]
+    assert len(STOPWORDS["lucene"]) == 33
+
+
+def test_long_tokens_are_split_at_255_chars():
+    assert [len(t) for t in Analyzer(stemmer=None).tokenize("x" * 600)] == [255, 255, 90]
+
+
+def test_config_roundtrip_and_validation():
+    a = Analyzer(stemmer="english", stopwords="none")
+    assert Analyzer.from_config(a.config()) == a
+    with pytest.raises(ValueError, match="unknown stemmer"):
+        Analyzer(stemmer="klingon")
+    with pytest.raises(ValueError, match="unknown stopword list"):
+        Analyzer(stopwords="klingon")
