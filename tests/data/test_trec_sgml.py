@@ -89,7 +89,7 @@ def test_document_errors_name_line(tmp_path: Path, write: Write, text: str, line
 
 # --------------------------------------------------------------------------------------------- topics
 # As in the real TREC ad hoc topic files: no closing tags for num/title/desc/narr, labels inside fields,
-# trailing blanks (written \\x20 here so editors keep them).
+# trailing blanks (written \x20 here so editors keep them).
 TOPICS = """\
 <top>
 <num> Number: 301
