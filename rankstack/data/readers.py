@@ -222,6 +222,12 @@ def _expand(paths: str | Path | Iterable[str | Path]) -> list[Path]:
     return out
 
 
+def _display_name(path: Path) -> str:
+    """``corpus`` for ``corpus.jsonl.gz``: the file name without compression and format suffixes."""
+    name = path.name.removesuffix(".gz")
+    return name.removesuffix(Path(name).suffix) if Path(name).suffix in _SUFFIXES else name
+
+
 class FileCorpus(Corpus):
     """A corpus read from files on every pass, never held in memory.
 
@@ -243,7 +249,7 @@ class FileCorpus(Corpus):
             if fmt not in _CORPUS_READERS:
                 raise ValueError(f"unknown corpus format {fmt!r}; choose one of {sorted(_CORPUS_READERS)}")
         self.empty_documents: int | None = None
-        super().__init__(self._documents, size=None, name=name or self.paths[0].stem)
+        super().__init__(self._documents, size=None, name=name or _display_name(self.paths[0]))
 
     def iter_with_lines(self) -> Iterator[tuple[Document, str, int]]:
         """Yield ``(document, path, line)``; the line is the row number for Parquet files."""

@@ -194,6 +194,7 @@ def test_corpus_streams_and_is_reiterable(tmp_path: Path, write: Callable[[Path,
     first, second = list(corpus), list(corpus)
     assert first == second and len(first) == 1000
     assert len(corpus) == 1000
+    assert repr(corpus) == "FileCorpus(good, 1 file(s), 1000 documents)"
 
 
 def test_empty_documents_are_yielded_and_counted(tmp_path: Path, caplog: pytest.LogCaptureFixture, write: Callable[[Path, str], Path]) -> None:
