@@ -11,26 +11,40 @@ English text: letters and digits join (``covid19``), ``.``/``'``/``:`` join two 
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Iterable
 from functools import cached_property
 from typing import Any
 
+import regex
 import Stemmer
 
+from rankstack.text.porter import porter_stem
 from rankstack.text.stopwords import STOPWORDS
 
-# One token: word characters, optionally joined by the mid-word punctuation UAX#29 keeps inside words.
-# Han, Hiragana and Thai characters are single-character tokens as in StandardTokenizer (ideographic).
-_IDEOGRAPHIC = r"[\u3040-\u309f\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]"
-_WORD = (
-    rf"{_IDEOGRAPHIC}|"
-    r"(?:(?![\u3040-\u309f\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff])\w)+"
-    r"(?:(?:(?<=[^\W\d_])[.'’:](?=[^\W\d_])|(?<=\d)[.,;'’](?=\d))"
-    r"(?:(?![\u3040-\u309f\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff])\w)+)*"
+# Word characters are UAX#29's: letters, combining marks, decimal digits and connectors ("_"); not
+# other numerics such as "²" or "½". Han and Hiragana characters are one token each, as in Lucene.
+# Emoji (and symbols such as ©, ®, ™) are tokens too, with their modifiers and ZWJ sequences.
+_SINGLE = r"[\p{Han}\p{Hiragana}]"
+_WORD_CHAR = r"(?:(?![\p{Han}\p{Hiragana}])[\p{L}\p{M}\p{Nd}\p{Pc}])"
+# Mid-word punctuation: MidLetter and MidNumLet(Q) join two letters, MidNum and MidNumLet(Q) two digits.
+_MID_LETTER = ":\u00b7\u0387\u05f4\u2027\ufe13\ufe55\uff1a"
+_MID_NUM = ",;\u037e\u0589\u060c\u060d\u066c\u07f8\u2044\ufe10\ufe14\ufe50\ufe54\uff0c\uff1b"
+_MID_NUM_LET = ".'\u2018\u2019\u2024\ufe52\uff07\uff0e"
+_EMOJI = (
+    r"[\U0001F1E6-\U0001F1FF]{2}|"  # flags: a pair of regional indicators
+    r"\p{Extended_Pictographic}(?:[\ufe0f\U0001F3FB-\U0001F3FF]|\u200d\p{Extended_Pictographic})*"
 )
-_TOKEN_RE = re.compile(_WORD)
+_FORMAT = r"\p{Cf}*"  # format characters (soft hyphen, ...) stay inside a word (UAX#29 rule WB4)
+_WORD = (
+    rf"{_SINGLE}|{_EMOJI}|"
+    rf"{_WORD_CHAR}(?:{_FORMAT}{_WORD_CHAR})*"
+    rf"(?:(?:(?<=\p{{L}}\p{{M}}*)[{_MID_LETTER}{_MID_NUM_LET}](?=\p{{L}})|(?<=\p{{Nd}})[{_MID_NUM}{_MID_NUM_LET}](?=\p{{Nd}}))"
+    rf"{_WORD_CHAR}(?:{_FORMAT}{_WORD_CHAR})*)*"
+)
+_TOKEN_RE = regex.compile(_WORD)
+_HAS_WORD = regex.compile(r"[\p{L}\p{Nd}\p{Extended_Pictographic}]")
 _MAX_TOKEN_LENGTH = 255  # StandardTokenizer's default; longer runs are split, as Lucene does
+_APOSTROPHES = "'\u2019\uff07"  # EnglishPossessiveFilter strips 's after any of these
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,7 +52,8 @@ class Analyzer:
     """Tokenise, lowercase, remove possessives and stopwords, stem.
 
     Parameters are stored in each index's manifest so queries are analysed exactly as documents were.
-    ``stemmer`` is any PyStemmer algorithm ("porter" is Lucene's PorterStemFilter; "english" is Snowball).
+    ``stemmer``: "porter" is Lucene's PorterStemFilter (``porter.py``; the Pyserini default), any other
+    name is a PyStemmer (Snowball) algorithm, e.g. "english" as bm25s uses; None turns stemming off.
     """
 
     lowercase: bool = True
@@ -49,20 +64,22 @@ class Analyzer:
     def __post_init__(self) -> None:
         if self.stopwords not in STOPWORDS:
             raise ValueError(f"unknown stopword list {self.stopwords!r}; choose one of {sorted(STOPWORDS)}")
-        if self.stemmer is not None and self.stemmer not in Stemmer.algorithms():
+        if self.stemmer not in (None, "porter") and self.stemmer not in Stemmer.algorithms():
             raise ValueError(f"unknown stemmer {self.stemmer!r}; PyStemmer offers {Stemmer.algorithms()}")
 
     @cached_property
     def _stemmer(self) -> Any:
-        return Stemmer.Stemmer(self.stemmer) if self.stemmer else None
+        return Stemmer.Stemmer(self.stemmer) if self.stemmer not in (None, "porter") else None
 
     def tokenize(self, text: str) -> list[str]:
         """Surface tokens before stopping and stemming (lowercased if configured)."""
         tokens = _TOKEN_RE.findall(text)
+        if "_" in text:  # a run of connectors alone ("____") is no word: Lucene emits nothing for it
+            tokens = [t for t in tokens if "_" not in t or _HAS_WORD.search(t)]
         if any(len(t) > _MAX_TOKEN_LENGTH for t in tokens):
             tokens = [t[i : i + _MAX_TOKEN_LENGTH] for t in tokens for i in range(0, len(t), _MAX_TOKEN_LENGTH)]
         if self.possessive:
-            tokens = [t[:-2] if t[-2:] in ("'s", "’s", "'S", "’S") else t for t in tokens]
+            tokens = [t[:-2] if len(t) > 2 and t[-1] in "sS" and t[-2] in _APOSTROPHES else t for t in tokens]
         if self.lowercase:
             tokens = [t.lower() for t in tokens]
         return tokens
@@ -71,8 +88,9 @@ class Analyzer:
         """Index terms for ``text``, in order (repeats kept: term frequency matters)."""
         stop = STOPWORDS[self.stopwords]
         tokens = [t for t in self.tokenize(text) if t not in stop]
-        stemmer = self._stemmer
-        return stemmer.stemWords(tokens) if stemmer is not None else tokens
+        if self.stemmer == "porter":
+            return [porter_stem(t) for t in tokens]
+        return self._stemmer.stemWords(tokens) if self.stemmer else tokens
 
     def analyze_many(self, texts: Iterable[str]) -> list[list[str]]:
         return [self(t) for t in texts]
