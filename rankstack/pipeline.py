@@ -87,8 +87,10 @@ def as_queries(inp: Queries | Ranking) -> Queries:
     if isinstance(inp, Queries):
         return inp
     if inp.queries is None:
-        raise ValueError("this stage needs query texts, but the ranking it was given carries none; "
-                         "pass Queries, or build the Ranking with queries=...")
+        raise ValueError(
+            "this stage needs query texts, but the ranking it was given carries none; "
+            "pass Queries, or build the Ranking with queries=..."
+        )
     return inp.queries.subset(inp.qids()) if len(inp) else inp.queries
 
 

@@ -232,7 +232,11 @@ class Ranking:
                 if not parts:
                     continue
                 if len(parts) < 5:
-                    raise InputFormatError(path, lineno, f"a TREC run line needs 6 fields (qid Q0 docid rank score tag), got {len(parts)}: {line.strip()!r}")
+                    raise InputFormatError(
+                        path,
+                        lineno,
+                        f"a TREC run line needs 6 fields (qid Q0 docid rank score tag), got {len(parts)}: {line.strip()!r}",
+                    )
                 try:
                     score = float(parts[4])
                 except ValueError:
@@ -247,7 +251,9 @@ class Ranking:
         path = Path(path)
         tmp = path.with_name(path.name + ".tmp")
         with open(tmp, "w", encoding="utf-8") as fh:
-            for q, d, r, s in zip(self.qid.tolist(), self.docid.tolist(), self.rank.tolist(), self.score.tolist(), strict=True):
+            for q, d, r, s in zip(
+                self.qid.tolist(), self.docid.tolist(), self.rank.tolist(), self.score.tolist(), strict=True
+            ):
                 fh.write(f"{q} Q0 {d} {r} {s:.6f} {tag}\n")
         tmp.replace(path)
 
@@ -293,7 +299,9 @@ class Qrels:
     def __init__(self, qid: Iterable[Any], docid: Iterable[Any], relevance: Iterable[int]):
         self.qid = _str_array(qid)
         self.docid = _str_array(docid)
-        self.relevance = np.asarray(list(relevance) if not isinstance(relevance, np.ndarray) else relevance, dtype=np.int64)
+        self.relevance = np.asarray(
+            list(relevance) if not isinstance(relevance, np.ndarray) else relevance, dtype=np.int64
+        )
         if not (len(self.qid) == len(self.docid) == len(self.relevance)):
             raise ValueError("qid, docid and relevance must have the same length")
 
@@ -343,7 +351,9 @@ class Qrels:
                     qid, docid, rel = parts
                 else:
                     raise InputFormatError(
-                        path, lineno, f"a qrels line needs 'qid iter docid rel' or 'qid docid rel', got {len(parts)} fields: {line.strip()!r}"
+                        path,
+                        lineno,
+                        f"a qrels line needs 'qid iter docid rel' or 'qid docid rel', got {len(parts)} fields: {line.strip()!r}",
                     )
                 try:
                     rel_value = int(float(rel))

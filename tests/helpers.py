@@ -29,7 +29,9 @@ def random_queries(n: int, seed: int = 1) -> list[str]:
     return [" ".join(rng.choice(WORDS[:25]) for _ in range(rng.randint(1, 6))) for _ in range(n)]
 
 
-def brute_force_bm25(docs: list[Document], query: str, k1: float = 0.9, b: float = 0.4, analyzer: Analyzer | None = None):
+def brute_force_bm25(
+    docs: list[Document], query: str, k1: float = 0.9, b: float = 0.4, analyzer: Analyzer | None = None
+):
     """Lucene BM25 written the slow, obvious way: {docid: score} for every matching document."""
     analyzer = analyzer or Analyzer()
     bags = [Counter(analyzer(d.contents())) for d in docs]

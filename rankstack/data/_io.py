@@ -31,7 +31,9 @@ def iter_lines(path: str | Path) -> Iterator[tuple[int, str]]:
                 try:
                     line = raw.decode("utf-8")
                 except UnicodeDecodeError as exc:
-                    raise InputFormatError(path, lineno, f"not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
+                    raise InputFormatError(
+                        path, lineno, f"not valid UTF-8 ({exc.reason} at byte {exc.start})"
+                    ) from None
                 yield lineno, line.rstrip("\r\n")
         except (EOFError, OSError) as exc:  # gzip.BadGzipFile is an OSError
             raise InputFormatError(path, lineno + 1, f"file is truncated or corrupt ({exc})") from None

@@ -82,8 +82,11 @@ _BEIR_URL = "https://public.ukp.informatik.tu-darmstadt.de/thakur/BEIR/datasets/
 # scifact (2,816,079-byte zip) is recorded identically by two unrelated public projects that downloaded it.
 # Everything else is None: the downloader then checks the md5 and records the sha256 it computed.
 _BEIR = {
-    "scifact": ("5f7d1de60b170fc8027bb7898e2efca1", "536e14446a0ba56ed1398ab1055f39fe852686ecad24a6306c80c490fa8e0165",
-                "SciFact claims vs. scientific abstracts (BEIR)"),
+    "scifact": (
+        "5f7d1de60b170fc8027bb7898e2efca1",
+        "536e14446a0ba56ed1398ab1055f39fe852686ecad24a6306c80c490fa8e0165",
+        "SciFact claims vs. scientific abstracts (BEIR)",
+    ),
     "nfcorpus": ("a89dba18a62ef92f7d323ec890a0d38d", None, "NFCorpus nutrition/medical (BEIR)"),
     "trec-covid": ("ce62140cb23feb9becf6270d0d1fe6d1", None, "TREC-COVID over CORD-19 (BEIR)"),
     "fiqa": ("17918ed23cd04fb15047f73e6c3bd9d9", None, "FiQA-2018 financial QA (BEIR)"),
@@ -103,8 +106,10 @@ _LOCAL_ONLY = {
 }
 
 REGISTRY: dict[str, CollectionInfo] = {
-    **{name: CollectionInfo(name, _BEIR_URL.format(name), sha256, md5, BEIR_LAYOUT, desc)
-       for name, (md5, sha256, desc) in _BEIR.items()},
+    **{
+        name: CollectionInfo(name, _BEIR_URL.format(name), sha256, md5, BEIR_LAYOUT, desc)
+        for name, (md5, sha256, desc) in _BEIR.items()
+    },
     "msmarco-passage": CollectionInfo(
         "msmarco-passage",
         "https://msmarco.z22.web.core.windows.net/msmarcoranking/collectionandqueries.tar.gz",
@@ -187,8 +192,13 @@ class Collection:
         if len(result) < len(judged):
             known = set(result.qid.tolist())
             missing = [q for q in judged if q not in known]
-            logger.warning("%s/%s: %d judged qids have no query text (e.g. %s)", self.name, split, len(missing),
-                           ", ".join(missing[:5]))
+            logger.warning(
+                "%s/%s: %d judged qids have no query text (e.g. %s)",
+                self.name,
+                split,
+                len(missing),
+                ", ".join(missing[:5]),
+            )
         return result
 
     def __repr__(self) -> str:
@@ -226,11 +236,19 @@ def load_collection(name_or_path: str | Path, *, download: bool = True, show_pro
     if info is None:
         raise UnknownCollectionError(name, list(REGISTRY))
     where = ", ".join(str(p) for p in searched)
-    hint = (f"put a folder {name}/ in BEIR layout (corpus.jsonl[.gz], queries.jsonl, qrels/<split>.tsv) under a "
-            f"directory and set RANKSTACK_DATA=/that/directory (several: separate with '{os.pathsep}')")
+    hint = (
+        f"put a folder {name}/ in BEIR layout (corpus.jsonl[.gz], queries.jsonl, qrels/<split>.tsv) under a "
+        f"directory and set RANKSTACK_DATA=/that/directory (several: separate with '{os.pathsep}')"
+    )
     if info.url is None:
-        raise CollectionNotFoundError(f"collection {name!r} is local-only and was not found; looked in: {where}. To use it, {hint}")
+        raise CollectionNotFoundError(
+            f"collection {name!r} is local-only and was not found; looked in: {where}. To use it, {hint}"
+        )
     if not download:
-        raise CollectionNotFoundError(f"collection {name!r} was not found (looked in: {where}) and download=False; {hint}")
-    dest = download_and_extract(info.url, cache_dir() / name, sha256=info.sha256, md5=info.md5, show_progress=show_progress)
+        raise CollectionNotFoundError(
+            f"collection {name!r} was not found (looked in: {where}) and download=False; {hint}"
+        )
+    dest = download_and_extract(
+        info.url, cache_dir() / name, sha256=info.sha256, md5=info.md5, show_progress=show_progress
+    )
     return Collection(dest, name=name, layout=layout)

@@ -57,8 +57,13 @@ def fetch(url: str, target: Path, *, show_progress: bool = True, timeout: float 
             length_header = response.headers.get("Content-Length")
             expected = int(length_header) if length_header and length_header.isdigit() else None
             with tqdm(
-                total=expected, unit="B", unit_scale=True, unit_divisor=1024, desc=target.name,
-                disable=not show_progress, leave=False,
+                total=expected,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                desc=target.name,
+                disable=not show_progress,
+                leave=False,
             ) as bar:
                 while chunk := response.read(_CHUNK):
                     out.write(chunk)
@@ -136,13 +141,22 @@ def download_and_extract(
                 )
             logger.warning(
                 "no sha256 is registered for %s; computed sha256 %s (%d bytes)%s; recorded in %s",
-                url, got["sha256"], got["bytes"], ", md5 matched the published one" if md5 else "", dest / SOURCE_RECORD,
+                url,
+                got["sha256"],
+                got["bytes"],
+                ", md5 matched the published one" if md5 else "",
+                dest / SOURCE_RECORD,
             )
         _extract(archive, work / "extracted")
         archive.unlink()
         root = _archive_root(work / "extracted")
-        record = {"url": url, **got, "sha256_verified": sha256 is not None, "md5_verified": sha256 is None and md5 is not None,
-                  "downloaded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        record = {
+            "url": url,
+            **got,
+            "sha256_verified": sha256 is not None,
+            "md5_verified": sha256 is None and md5 is not None,
+            "downloaded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
         (root / SOURCE_RECORD).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
         try:
             os.rename(root, dest)  # atomic: readers see no directory, or the complete one

@@ -43,8 +43,15 @@ _QUERY_TEXT_KEYS = ("text", "query")
 _TSV_ID_HEADERS = {"docid", "_id", "id", "doc_id", "pid"}
 _TSV_TEXT_HEADERS = ("text", "contents", "passage", "body")
 _TSV_QID_HEADERS = {"qid", "_id", "id", "query_id", "query-id"}
-_SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".tsv": "tsv", ".parquet": "parquet",
-             ".trec": "trec", ".sgml": "trec"}
+_SUFFIXES = {
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+    ".tsv": "tsv",
+    ".parquet": "parquet",
+    ".trec": "trec",
+    ".sgml": "trec",
+}
 
 
 # --------------------------------------------------------------------------------------------- format detection
@@ -73,7 +80,9 @@ def detect_format(path: str | Path, kind: Literal["corpus", "queries"] = "corpus
     allowed = ("jsonl", "tsv", "trec", "parquet") if kind == "corpus" else ("jsonl", "tsv", "trec")
     if fmt not in allowed:
         raise InputFormatError(
-            path, None, f"cannot tell the {kind} format from the file name or its first line; pass format= one of {allowed}"
+            path,
+            None,
+            f"cannot tell the {kind} format from the file name or its first line; pass format= one of {allowed}",
         )
     return fmt
 
@@ -90,7 +99,9 @@ def _text_value(record: dict[str, Any], key: str | None, path: str | Path, linen
     return value
 
 
-def _record_id(record: dict[str, Any], keys: Sequence[str], what: str, path: str | Path, lineno: int) -> tuple[str, str]:
+def _record_id(
+    record: dict[str, Any], keys: Sequence[str], what: str, path: str | Path, lineno: int
+) -> tuple[str, str]:
     key = next((k for k in keys if k in record), None)
     if key is None:
         raise InputFormatError(path, lineno, f"{what} has no id field (expected one of {', '.join(map(repr, keys))})")
@@ -155,7 +166,9 @@ def _tsv_documents(path: str | Path) -> Iterator[tuple[int, Document]]:
                 layout = (0, 1, 2, {})
             else:
                 raise InputFormatError(
-                    path, lineno, f"a tsv corpus line needs 2 fields (docid, text) or 3 (docid, title, text), got {ncols}"
+                    path,
+                    lineno,
+                    f"a tsv corpus line needs 2 fields (docid, text) or 3 (docid, title, text), got {ncols}",
                 )
         if len(parts) != ncols:
             raise InputFormatError(
@@ -183,7 +196,9 @@ def _parquet_documents(path: str | Path, batch_size: int = 8192) -> Iterator[tup
         raise InputFormatError(path, None, f"Parquet corpus has no id column (one of {_DOC_ID_KEYS}); columns: {names}")
     text_col = next((c for c in _DOC_TEXT_KEYS if c in names), None)
     if text_col is None:
-        raise InputFormatError(path, None, f"Parquet corpus has no text column (one of {_DOC_TEXT_KEYS}); columns: {names}")
+        raise InputFormatError(
+            path, None, f"Parquet corpus has no text column (one of {_DOC_TEXT_KEYS}); columns: {names}"
+        )
     row = 0
     for batch in pfile.iter_batches(batch_size=batch_size):
         columns = batch.to_pydict()
@@ -210,7 +225,8 @@ def _expand(paths: str | Path | Iterable[str | Path]) -> list[Path]:
     for item in map(Path, items):
         if item.is_dir():
             out.extend(
-                p for p in sorted(item.rglob("*"))
+                p
+                for p in sorted(item.rglob("*"))
                 if p.is_file() and not any(part.startswith(".") for part in p.relative_to(item).parts)
             )
         elif item.is_file():
@@ -269,7 +285,9 @@ class FileCorpus(Corpus):
             yield doc
         self._size = count
         if self.empty_documents is None and empty:
-            logger.warning("%s: %d of %d documents are empty (e.g. %s)", self.name, empty, count, ", ".join(first_empty))
+            logger.warning(
+                "%s: %d of %d documents are empty (e.g. %s)", self.name, empty, count, ", ".join(first_empty)
+            )
         self.empty_documents = empty
 
     def __repr__(self) -> str:
@@ -351,9 +369,7 @@ def _trec_queries(path: str | Path, field: str | Sequence[str]) -> Iterator[tupl
         yield lineno, topic["num"], " ".join(t for t in (topic.get(f, "") for f in fields) if t)
     missing = [f for f in fields if f not in seen_fields]
     if missing and seen_fields:
-        raise ValueError(
-            f"{path}: no topic has field(s) {missing}; fields present: {sorted(seen_fields - {'num'})}"
-        )
+        raise ValueError(f"{path}: no topic has field(s) {missing}; fields present: {sorted(seen_fields - {'num'})}")
 
 
 def read_queries(

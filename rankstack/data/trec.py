@@ -28,9 +28,7 @@ _DOC_ID_ATTR = re.compile(r"""\bid\s*=\s*["']?([^"'\s>]+)""", re.IGNORECASE)
 _DOCNO = re.compile(r"<DOCNO>(.*?)</DOCNO>", re.IGNORECASE | re.DOTALL)
 # A <TEXT> section ends at </TEXT>, at the next <TEXT>, or at the end of the document (some files omit the close).
 _TEXT = re.compile(r"<TEXT(?:\s[^>]*)?>(.*?)(?:</TEXT>|(?=<TEXT(?:\s[^>]*)?>)|\Z)", re.IGNORECASE | re.DOTALL)
-_TITLE = re.compile(
-    r"<(" + "|".join(TITLE_TAGS) + r")(?:\s[^>]*)?>(.*?)</\1>", re.IGNORECASE | re.DOTALL
-)
+_TITLE = re.compile(r"<(" + "|".join(TITLE_TAGS) + r")(?:\s[^>]*)?>(.*?)</\1>", re.IGNORECASE | re.DOTALL)
 _ELEMENT = re.compile(r"<([A-Za-z][\w.-]*)(?:\s[^>]*)?>(.*?)</\1>", re.DOTALL)
 _ANY_TAG = re.compile(r"</?[A-Za-z][^>]*>")
 _SPACE = re.compile(r"\s+")
@@ -74,7 +72,9 @@ def iter_trec_documents(path: str | Path) -> Iterator[tuple[int, Document]]:
                 m = _DOC_OPEN.match(stripped)
                 if m is None:
                     raise InputFormatError(
-                        path, lineno, f"text outside a <DOC> element: {stripped[:60]!r} (a TREC file holds <DOC>...</DOC> blocks)"
+                        path,
+                        lineno,
+                        f"text outside a <DOC> element: {stripped[:60]!r} (a TREC file holds <DOC>...</DOC> blocks)",
                     )
                 buf, start, open_tag, rest = [], lineno, m.group(0), stripped[m.end() :]
                 continue
@@ -144,7 +144,9 @@ def iter_trec_topics(path: str | Path) -> Iterator[tuple[int, dict[str, str]]]:
                 m = _TOP_OPEN.match(stripped)
                 if m is None:
                     raise InputFormatError(
-                        path, lineno, f"text outside a <top> element: {stripped[:60]!r} (a TREC topic file holds <top>...</top> blocks)"
+                        path,
+                        lineno,
+                        f"text outside a <top> element: {stripped[:60]!r} (a TREC topic file holds <top>...</top> blocks)",
                     )
                 block, start, rest = [], lineno, stripped[m.end() :]
                 continue

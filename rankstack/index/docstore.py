@@ -48,7 +48,11 @@ class DocStoreWriter:
 class DocStoreReader:
     def __init__(self, directory: Path):
         self._offsets = np.load(directory / "docs_offsets.npy", mmap_mode="r")
-        self._data = np.memmap(directory / "docs.bin", dtype=np.uint8, mode="r") if (directory / "docs.bin").stat().st_size else np.zeros(0, np.uint8)
+        self._data = (
+            np.memmap(directory / "docs.bin", dtype=np.uint8, mode="r")
+            if (directory / "docs.bin").stat().st_size
+            else np.zeros(0, np.uint8)
+        )
         self._cache: tuple[int, list[str]] | None = None
 
     def get(self, i: int) -> dict[str, Any]:

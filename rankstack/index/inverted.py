@@ -349,7 +349,9 @@ class InvertedIndex:
         tmp = self.path / f".{name}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         writer = _SegmentWriter(tmp, store_docs=self.manifest.get("store_docs", True))
-        replaced = _feed(writer, _keep_last(documents), self.analyzer, "keep-first", show_progress, f"adding to {self.path.name}")
+        replaced = _feed(
+            writer, _keep_last(documents), self.analyzer, "keep-first", show_progress, f"adding to {self.path.name}"
+        )
         if len(writer) == 0:
             shutil.rmtree(tmp, ignore_errors=True)
             return self
@@ -414,7 +416,9 @@ class InvertedIndex:
                     writer.add(docids[local], [vocab[t] for t in terms[s:e]], tfs[s:e].tolist(), record)
             return writer.close()
 
-        return _write_index(self.path, write, self.analyzer, store_docs, overwrite=True, built_from=self.manifest.get("built_from"))
+        return _write_index(
+            self.path, write, self.analyzer, store_docs, overwrite=True, built_from=self.manifest.get("built_from")
+        )
 
     def verify(self) -> None:
         """Re-check every file's checksum (open() does this too unless verify=False)."""
@@ -458,7 +462,9 @@ def _document_record(doc: Document) -> dict[str, Any]:
     if doc.title:
         rec["title"] = doc.title
     if doc.fields:
-        rec["fields"] = {k: v for k, v in doc.fields.items() if isinstance(v, str | int | float | bool | list | dict) or v is None}
+        rec["fields"] = {
+            k: v for k, v in doc.fields.items() if isinstance(v, str | int | float | bool | list | dict) or v is None
+        }
     return rec
 
 
@@ -565,7 +571,9 @@ def build_inverted_index(
             warnings.warn(f"{dups} documents had a docid seen before and were skipped ({on_duplicate})", stacklevel=3)
         entry = writer.close()
         if entry["num_empty"]:
-            log.warning("%d documents are empty (no terms after analysis); kept, but they never match", entry["num_empty"])
+            log.warning(
+                "%d documents are empty (no terms after analysis); kept, but they never match", entry["num_empty"]
+            )
         return entry
 
     return _write_index(path, write, analyzer, store_docs, overwrite, getattr(corpus, "name", None))

@@ -48,13 +48,17 @@ def verify_files(root: Path, files: dict[str, dict[str, int]], rebuild_hint: str
             )
 
 
-def read_manifest(path: str | Path, expected_type: str | None = None, supported_versions: tuple[int, ...] = ()) -> dict[str, Any]:
+def read_manifest(
+    path: str | Path, expected_type: str | None = None, supported_versions: tuple[int, ...] = ()
+) -> dict[str, Any]:
     root = Path(path)
     mpath = root / MANIFEST
     if not root.is_dir():
         raise IndexFormatError(f"no index at {root}: the directory does not exist. Build one with `rankstack index`.")
     if not mpath.exists():
-        raise IndexFormatError(f"{root} is not a rankstack index: it has no {MANIFEST}. Build one with `rankstack index`.")
+        raise IndexFormatError(
+            f"{root} is not a rankstack index: it has no {MANIFEST}. Build one with `rankstack index`."
+        )
     try:
         manifest = json.loads(mpath.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:

@@ -178,9 +178,13 @@ def batch_topk(docs, imps, q_offsets, starts, ends, weights, ubs, num_docs, k, u
         if b == a:
             continue
         if use_maxscore:
-            counts[q] = maxscore_one(docs, imps, starts[a:b], ends[a:b], weights[a:b], ubs[a:b], k, out_docs[q], out_scores[q])
+            counts[q] = maxscore_one(
+                docs, imps, starts[a:b], ends[a:b], weights[a:b], ubs[a:b], k, out_docs[q], out_scores[q]
+            )
         else:
-            counts[q] = exhaustive_one(docs, imps, starts[a:b], ends[a:b], weights[a:b], num_docs, k, out_docs[q], out_scores[q])
+            counts[q] = exhaustive_one(
+                docs, imps, starts[a:b], ends[a:b], weights[a:b], num_docs, k, out_docs[q], out_scores[q]
+            )
     return out_docs, out_scores, counts
 
 

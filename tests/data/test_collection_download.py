@@ -112,7 +112,9 @@ def test_http_download_verifies_sha256_and_unpacks(server: Server, tmp_path: Pat
     body = beir_zip()
     server.routes["/tiny.zip"] = body
     dest = tmp_path / "cache" / "tiny"
-    out = download_and_extract(server.url("/tiny.zip"), dest, sha256=hashlib.sha256(body).hexdigest(), show_progress=False)
+    out = download_and_extract(
+        server.url("/tiny.zip"), dest, sha256=hashlib.sha256(body).hexdigest(), show_progress=False
+    )
     assert out == dest
     assert (dest / "corpus.jsonl").read_text() == FILES["corpus.jsonl"]
     assert (dest / "qrels" / "test.tsv").is_file()
@@ -125,13 +127,17 @@ def test_http_download_verifies_sha256_and_unpacks(server: Server, tmp_path: Pat
     assert server.hits == ["/tiny.zip"]
 
 
-def test_file_url_without_sha256_checks_md5_and_records_sha256(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_file_url_without_sha256_checks_md5_and_records_sha256(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     archive = tmp_path / "src" / "flat.tar.gz"
     archive.parent.mkdir()
     archive.write_bytes(flat_tar_gz())
     dest = tmp_path / "cache" / "flat"
     with caplog.at_level(logging.WARNING, logger="rankstack.data.download"):
-        download_and_extract(archive.as_uri(), dest, md5=hashlib.md5(archive.read_bytes()).hexdigest(), show_progress=False)
+        download_and_extract(
+            archive.as_uri(), dest, md5=hashlib.md5(archive.read_bytes()).hexdigest(), show_progress=False
+        )
     sha = hashlib.sha256(archive.read_bytes()).hexdigest()
     assert f"no sha256 is registered for {archive.as_uri()}; computed sha256 {sha}" in caplog.text
     record = json.loads((dest / SOURCE_RECORD).read_text())
@@ -153,7 +159,9 @@ def test_sha256_mismatch_keeps_nothing(server: Server, tmp_path: Path) -> None:
 def test_md5_mismatch_keeps_nothing(tmp_path: Path) -> None:
     archive = tmp_path / "a.zip"
     archive.write_bytes(beir_zip())
-    with pytest.raises(ChecksumError, match=f"md5 mismatch.*expected {'f' * 32}, got {hashlib.md5(archive.read_bytes()).hexdigest()}"):
+    with pytest.raises(
+        ChecksumError, match=f"md5 mismatch.*expected {'f' * 32}, got {hashlib.md5(archive.read_bytes()).hexdigest()}"
+    ):
         download_and_extract(archive.as_uri(), tmp_path / "cache" / "a", md5="f" * 32, show_progress=False)
     assert only_entries(tmp_path / "cache") == []
 
@@ -193,7 +201,9 @@ def test_load_collection_downloads_registered_name_once(
 ) -> None:
     body = beir_zip("tiny-remote")
     server.routes["/datasets/tiny-remote.zip"] = body
-    info = CollectionInfo("tiny-remote", server.url("/datasets/tiny-remote.zip"), sha256=hashlib.sha256(body).hexdigest())
+    info = CollectionInfo(
+        "tiny-remote", server.url("/datasets/tiny-remote.zip"), sha256=hashlib.sha256(body).hexdigest()
+    )
     monkeypatch.setitem(REGISTRY, "tiny-remote", info)
     monkeypatch.delenv("RANKSTACK_DATA", raising=False)
     monkeypatch.setenv("RANKSTACK_HOME", str(tmp_path / "home"))

@@ -22,10 +22,13 @@ def _jsonl(*records: dict) -> str:
 # --------------------------------------------------------------------------------------------- jsonl
 @pytest.mark.parametrize("name", ["corpus.jsonl", "corpus.jsonl.gz"])
 def test_jsonl_beir_fields_and_extras(tmp_path: Path, name: str, write: Callable[[Path, str], Path]) -> None:
-    path = write(tmp_path / name, _jsonl(
-        {"_id": "d1", "title": "T1", "text": "one", "metadata": {"url": "u"}},
-        {"_id": 2, "title": "", "text": "two"},
-    ))
+    path = write(
+        tmp_path / name,
+        _jsonl(
+            {"_id": "d1", "title": "T1", "text": "one", "metadata": {"url": "u"}},
+            {"_id": 2, "title": "", "text": "two"},
+        ),
+    )
     docs = list(read_corpus(path))
     assert docs == [
         Document("d1", "one", "T1", {"metadata": {"url": "u"}}),
@@ -55,7 +58,9 @@ def test_jsonl_skips_blank_lines_and_handles_crlf(tmp_path: Path) -> None:
         ('{"_id": "z", "text": 5}', "must be a string"),
     ],
 )
-def test_jsonl_errors_name_file_and_line(tmp_path: Path, bad_line: str, message: str, write: Callable[[Path, str], Path]) -> None:
+def test_jsonl_errors_name_file_and_line(
+    tmp_path: Path, bad_line: str, message: str, write: Callable[[Path, str], Path]
+) -> None:
     path = write(tmp_path / "c.jsonl", '{"_id": "a", "text": "x"}\n\n' + bad_line + "\n")
     with pytest.raises(InputFormatError, match=message) as info:
         list(read_corpus(path))
@@ -118,12 +123,14 @@ def test_tsv_bad_first_line_and_empty_docid(tmp_path: Path, write: Callable[[Pat
 # --------------------------------------------------------------------------------------------- parquet
 def test_parquet_in_batches_with_extra_columns(tmp_path: Path) -> None:
     n = 20_000  # more than one read batch
-    table = pa.table({
-        "_id": [f"d{i}" for i in range(n)],
-        "title": [None if i % 2 else f"t{i}" for i in range(n)],
-        "text": [f"text {i}" for i in range(n)],
-        "url": [f"u{i}" for i in range(n)],
-    })
+    table = pa.table(
+        {
+            "_id": [f"d{i}" for i in range(n)],
+            "title": [None if i % 2 else f"t{i}" for i in range(n)],
+            "text": [f"text {i}" for i in range(n)],
+            "url": [f"u{i}" for i in range(n)],
+        }
+    )
     path = tmp_path / "corpus.parquet"
     pq.write_table(table, path, row_group_size=5000)
     docs = list(read_corpus(path))
@@ -154,7 +161,9 @@ def test_format_from_suffix_sniffing_and_override(tmp_path: Path, write: Callabl
     assert detect_format(write(tmp_path / "a.jsonl.gz", "{}\n")) == "jsonl"
     assert detect_format(write(tmp_path / "collection.tsv", "1\tx\n")) == "tsv"
     assert detect_format(write(tmp_path / "fb396001", "<DOC>\n<DOCNO>x</DOCNO>\n</DOC>\n")) == "trec"
-    assert detect_format(write(tmp_path / "topics.301-350", "\n<top>\n<num> Number: 301\n</top>\n"), "queries") == "trec"
+    assert (
+        detect_format(write(tmp_path / "topics.301-350", "\n<top>\n<num> Number: 301\n</top>\n"), "queries") == "trec"
+    )
     assert detect_format(write(tmp_path / "docs.txt", '{"_id": "a"}\n')) == "jsonl"
     with pytest.raises(InputFormatError, match="pass format="):
         detect_format(write(tmp_path / "mystery.dat", "hello world\n"))
@@ -197,11 +206,18 @@ def test_corpus_streams_and_is_reiterable(tmp_path: Path, write: Callable[[Path,
     assert repr(corpus) == "FileCorpus(good, 1 file(s), 1000 documents)"
 
 
-def test_empty_documents_are_yielded_and_counted(tmp_path: Path, caplog: pytest.LogCaptureFixture, write: Callable[[Path, str], Path]) -> None:
-    path = write(tmp_path / "c.jsonl", _jsonl(
-        {"_id": "a", "text": "x"}, {"_id": "b", "text": ""}, {"_id": "c", "title": "only title", "text": None},
-        {"_id": "d", "text": "   "},
-    ))
+def test_empty_documents_are_yielded_and_counted(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, write: Callable[[Path, str], Path]
+) -> None:
+    path = write(
+        tmp_path / "c.jsonl",
+        _jsonl(
+            {"_id": "a", "text": "x"},
+            {"_id": "b", "text": ""},
+            {"_id": "c", "title": "only title", "text": None},
+            {"_id": "d", "text": "   "},
+        ),
+    )
     corpus = read_corpus(path, name="tiny")
     assert corpus.empty_documents is None  # unknown until a full pass
     with caplog.at_level("WARNING", logger="rankstack.data.readers"):
@@ -227,7 +243,10 @@ def test_check_duplicates_names_every_location(tmp_path: Path, write: Callable[[
 
 def test_iter_with_lines_for_files_and_memory(tmp_path: Path, write: Callable[[Path, str], Path]) -> None:
     path = write(tmp_path / "c.jsonl", "\n" + _jsonl({"_id": "a", "text": "x"}, {"_id": "b", "text": "y"}))
-    assert [(d.docid, p, n) for d, p, n in iter_with_lines(read_corpus(path))] == [("a", str(path), 2), ("b", str(path), 3)]
+    assert [(d.docid, p, n) for d, p, n in iter_with_lines(read_corpus(path))] == [
+        ("a", str(path), 2),
+        ("b", str(path), 3),
+    ]
     mem = Corpus.from_documents([Document("a", "x")])
     assert [(d.docid, p, n) for d, p, n in iter_with_lines(mem)] == [("a", None, 1)]
     assert isinstance(read_corpus(path), FileCorpus)

@@ -57,7 +57,9 @@ def test_collection_over_beir_folder(tmp_path: Path, write: Write) -> None:
     assert "Collection('tiny'" in repr(c)
 
 
-def test_queries_for_warns_about_judged_qids_without_text(tmp_path: Path, write: Write, caplog: pytest.LogCaptureFixture) -> None:
+def test_queries_for_warns_about_judged_qids_without_text(
+    tmp_path: Path, write: Write, caplog: pytest.LogCaptureFixture
+) -> None:
     c = Collection(make_beir(tmp_path, write))
     with caplog.at_level(logging.WARNING, logger="rankstack.data.collections"):
         assert list(c.queries_for("train").qid) == ["q2"]
@@ -97,7 +99,9 @@ def test_load_by_path(tmp_path: Path, write: Write, clean_env: Path) -> None:
     assert load_collection(str(folder)).path == folder
 
 
-def test_search_path_order_then_cache(tmp_path: Path, write: Write, clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_search_path_order_then_cache(
+    tmp_path: Path, write: Write, clean_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     first, second = tmp_path / "first", tmp_path / "second"
     make_beir(second, write, name="scifact")
     make_beir(first, write, name="scifact", gz=False)

@@ -14,7 +14,10 @@ Write = Callable[[Path, str], Path]
 
 
 def test_beir_queries_jsonl(tmp_path: Path, write: Write) -> None:
-    path = write(tmp_path / "queries.jsonl", '{"_id": "1", "text": "what is bm25", "metadata": {}}\n{"_id": 2, "text": "dense"}\n')
+    path = write(
+        tmp_path / "queries.jsonl",
+        '{"_id": "1", "text": "what is bm25", "metadata": {}}\n{"_id": 2, "text": "dense"}\n',
+    )
     assert read_queries(path).to_dict() == {"1": "what is bm25", "2": "dense"}
 
 
@@ -42,7 +45,10 @@ def test_queries_keep_file_order(tmp_path: Path, write: Write) -> None:
 
 
 def test_empty_queries_warn_with_qids(tmp_path: Path, write: Write) -> None:
-    path = write(tmp_path / "queries.jsonl", '{"_id": "1", "text": "ok"}\n{"_id": "2", "text": " "}\n{"_id": "3", "text": null}\n')
+    path = write(
+        tmp_path / "queries.jsonl",
+        '{"_id": "1", "text": "ok"}\n{"_id": "2", "text": " "}\n{"_id": "3", "text": null}\n',
+    )
     with pytest.warns(UserWarning, match=r"2 empty queries \(qids 2, 3\)"):
         queries = read_queries(path)
     assert queries.to_dict() == {"1": "ok", "2": "", "3": ""}
@@ -54,7 +60,12 @@ def test_empty_queries_warn_with_qids(tmp_path: Path, write: Write) -> None:
         ("q.jsonl", '{"_id": "1", "text": "a"}\n{"_id": "2"}\n', 2, "no text field"),
         ("q.jsonl", '{"_id": "1", "text": "a"}\n{"text": "b"}\n', 2, "no id field"),
         ("q.jsonl", '{"_id": "1", "text": "a"}\n{oops\n', 2, "invalid JSON"),
-        ("q.jsonl", '{"_id": "1", "text": "a"}\n\n{"_id": "1", "text": "b"}\n', 3, "duplicate qid '1' \\(first on line 1\\)"),
+        (
+            "q.jsonl",
+            '{"_id": "1", "text": "a"}\n\n{"_id": "1", "text": "b"}\n',
+            3,
+            "duplicate qid '1' \\(first on line 1\\)",
+        ),
         ("q.tsv", "1\ta\n2\tb\tc\n", 2, "needs 2 fields"),
         ("q.tsv", "1\ta\n\tb\n", 2, "empty qid"),
     ],

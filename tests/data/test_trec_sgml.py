@@ -44,7 +44,9 @@ def test_documents_title_text_fields(tmp_path: Path, write: Write, name: str) ->
     path = write(tmp_path / name, NEWSWIRE)
     docs = list(read_corpus(path))
     assert docs[0] == Document(
-        "FT911-1", "Shares rose sharply. Bonds fell.", "FT 14 MAY 91 / Bank & markets",
+        "FT911-1",
+        "Shares rose sharply. Bonds fell.",
+        "FT 14 MAY 91 / Bank & markets",
         {"profile": "_AN-BEOA7AAIFT", "date": "910514"},
     )
     assert docs[1].text == "first part second part" and docs[1].title is None
@@ -54,7 +56,10 @@ def test_documents_title_text_fields(tmp_path: Path, write: Write, name: str) ->
 
 
 def test_documents_without_text_tag_and_with_id_attribute(tmp_path: Path, write: Write) -> None:
-    path = write(tmp_path / "d.trec", '<DOC>\n<DOCNO>7</DOCNO>\nplain  body\nlines\n</DOC>\n<DOC id="APW1" type="story">\n<TEXT>x</TEXT>\n</DOC>\n')
+    path = write(
+        tmp_path / "d.trec",
+        '<DOC>\n<DOCNO>7</DOCNO>\nplain  body\nlines\n</DOC>\n<DOC id="APW1" type="story">\n<TEXT>x</TEXT>\n</DOC>\n',
+    )
     assert list(read_corpus(path)) == [Document("7", "plain body lines"), Document("APW1", "x")]
 
 
@@ -126,14 +131,20 @@ def test_topics_fields_and_labels(tmp_path: Path, write: Write) -> None:
         "desc": "Identify organizations that participate in international criminal activity.",
         "narr": "A relevant document must as a minimum identify the organization.",
     }
-    assert read_queries(path).to_dict() == {"301": "International Organized Crime", "302": "Poliomyelitis and Post-Polio"}
+    assert read_queries(path).to_dict() == {
+        "301": "International Organized Crime",
+        "302": "Poliomyelitis and Post-Polio",
+    }
     assert read_queries(path, field="desc").to_dict()["302"] == "Is the disease of Poliomyelitis (polio) under control?"
     both = read_queries(path, field=("title", "desc")).to_dict()
     assert both["301"].startswith("International Organized Crime Identify organizations")
 
 
 def test_topics_with_closed_tags_on_one_line(tmp_path: Path, write: Write) -> None:
-    path = write(tmp_path / "q.trec", "<top>\n<num>1</num><title>\nMEASUREMENT OF X\n</title>\n</top>\n<top><num>2</num><title>Y</title></top>\n")
+    path = write(
+        tmp_path / "q.trec",
+        "<top>\n<num>1</num><title>\nMEASUREMENT OF X\n</title>\n</top>\n<top><num>2</num><title>Y</title></top>\n",
+    )
     assert read_queries(path).to_dict() == {"1": "MEASUREMENT OF X", "2": "Y"}
 
 
@@ -153,7 +164,11 @@ def test_topic_missing_field_gives_empty_query_with_warning(tmp_path: Path, writ
         ("<top>\n<num> Number: 1\n<title> a\n", 1, "never closed"),
         ("<top>\n<num> 1\n<top>\n", 3, "opened before"),
         ("junk\n<top>\n<num> 1\n</top>\n", 1, "outside a <top>"),
-        ("<top><num>1</num><title>a</title></top>\n\n<top><num>1</num><title>b</title></top>\n", 3, "duplicate qid '1'"),
+        (
+            "<top><num>1</num><title>a</title></top>\n\n<top><num>1</num><title>b</title></top>\n",
+            3,
+            "duplicate qid '1'",
+        ),
     ],
 )
 def test_topic_errors_name_line(tmp_path: Path, write: Write, text: str, line: int, message: str) -> None:

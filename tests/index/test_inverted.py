@@ -20,7 +20,11 @@ def build(docs, path, **kw):
 
 
 def test_manifest_counts_and_doc_store(tmp_path):
-    docs = [Document("a", "Hello world", "Greeting"), Document("b", ""), Document("c", "worlds apart", fields={"url": "u"})]
+    docs = [
+        Document("a", "Hello world", "Greeting"),
+        Document("b", ""),
+        Document("c", "worlds apart", fields={"url": "u"}),
+    ]
     idx = build(docs, tmp_path / "idx")
     m = json.loads((tmp_path / "idx" / "manifest.json").read_text())
     assert m["type"] == "inverted" and m["format_version"] == 1
@@ -125,7 +129,9 @@ def test_add_delete_merge_equal_a_fresh_build(tmp_path):
     changed = Document("a3", "w1 w2 w2 w3 replaced")
     gone = {"a5", "a7", "b11"}
     queries = random_queries(25)
-    fresh_docs = [d for d in a if d.docid not in gone and d.docid != "a3"] + [d for d in b if d.docid not in gone] + [changed]
+    fresh_docs = (
+        [d for d in a if d.docid not in gone and d.docid != "a3"] + [d for d in b if d.docid not in gone] + [changed]
+    )
 
     idx = build(a, tmp_path / "live")
     idx = idx.add(b)
