@@ -20,6 +20,13 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+@pytest.fixture(autouse=True)
+def _collections_on_search_path(request, monkeypatch):
+    """Collection tests resolve names (``scifact``) through RANKSTACK_DATA, never a download."""
+    if "collection" in request.keywords and not os.environ.get("RANKSTACK_DATA"):
+        monkeypatch.setenv("RANKSTACK_DATA", str(SHARED_DATA))
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     return SHARED_DATA

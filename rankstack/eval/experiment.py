@@ -132,8 +132,8 @@ def Experiment(  # capitalised like PyTerrier's pt.Experiment, which users will 
                     pvals[i] = paired_t_test(a, b)
                 else:
                     pvals[i] = permutation_test(a, b, n_resamples=n_resamples, seed=seed)
-            table[f"{name} +"] = plus
-            table[f"{name} -"] = minus
+            table[f"{name} +"] = pd.array(plus, dtype="Float64").astype("Int64")  # counts, NA for the baseline
+            table[f"{name} -"] = pd.array(minus, dtype="Float64").astype("Int64")
             table[f"{name} p-value"] = pvals
             if correction is not None:
                 adjusted = np.full(len(systems), np.nan)

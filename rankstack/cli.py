@@ -1,0 +1,351 @@
+"""The ``rankstack`` command line: index, search, eval, experiment.
+
+Every subcommand runs a pipeline of stages; nothing here holds retrieval logic of its own. Output is
+TREC run files and plain tables, so rankstack fits into existing trec_eval / ir_measures workflows.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from rankstack.errors import RankstackError
+
+app = typer.Typer(
+    name="rankstack",
+    help=(
+        "Retrieval experiments from the command line.\n\n"
+        "Typical session:\n\n"
+        "  rankstack index scifact --index-dir idx/scifact\n\n"
+        "  rankstack search idx/scifact --queries scifact --output runs/bm25.trec\n\n"
+        "  rankstack eval runs/bm25.trec --qrels scifact -m nDCG@10 -m AP\n\n"
+        "or all at once:  rankstack experiment scifact\n\n"
+        "Collections are named (scifact, nfcorpus, ...: found through $RANKSTACK_DATA, the cache, or "
+        "downloaded) or given as a path to a BEIR folder or a corpus file."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+DEFAULT_METRICS = ["nDCG@10", "AP@1000", "R@100", "RR@10", "P@10"]
+
+
+def _fail(message: str) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code=2)
+
+
+def _progress(items, desc: str):
+    from tqdm.auto import tqdm
+
+    items = list(items)
+    return tqdm(items, desc=desc, unit=desc.rstrip("s"), disable=len(items) < 2, file=sys.stderr)
+
+
+def _load_collection(name_or_path: str):
+    from rankstack.data import load_collection
+
+    return load_collection(name_or_path)
+
+
+def _is_collection(value: str) -> bool:
+    """A collection name or BEIR folder, as opposed to a single corpus/queries file."""
+    p = Path(value)
+    if not p.exists():
+        return True  # a name, resolved through RANKSTACK_DATA, the cache, or a download
+    return p.is_dir() and any((p / name).exists() for name in ("corpus.jsonl.gz", "corpus.jsonl"))
+
+
+def _read_queries(value: str, split: str, field: str):
+    """Queries from a collection name/folder (its ``split``) or from a queries file."""
+    from rankstack.data import read_queries
+
+    if _is_collection(value):
+        return _load_collection(value).queries_for(split)
+    return read_queries(value, field=field)
+
+
+def _read_qrels(value: str, split: str):
+    from rankstack.types import Qrels
+
+    if _is_collection(value):
+        return _load_collection(value).qrels(split)
+    return Qrels.read(value)
+
+
+@app.callback()
+def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")] = False) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+
+
+@app.command()
+def index(
+    corpus: Annotated[
+        str,
+        typer.Argument(
+            help="Collection name (scifact), BEIR folder, or corpus file (.jsonl[.gz], .tsv, TREC SGML, .parquet)."
+        ),
+    ],
+    index_dir: Annotated[Path, typer.Option("--index-dir", "-i", help="Where to write the index directory.")],
+    overwrite: Annotated[
+        bool,
+        typer.Option(help="Replace an existing index (atomically: the old one stays until the new one is complete)."),
+    ] = False,
+    on_duplicate: Annotated[str, typer.Option(help="Repeated docids: 'error', 'keep-first' or 'keep-last'.")] = "error",
+    stemmer: Annotated[
+        str,
+        typer.Option(
+            help="'porter' (Lucene's PorterStemFilter, as Pyserini), a PyStemmer algorithm ('english' = Snowball), or 'none'."
+        ),
+    ] = "porter",
+    stopwords: Annotated[
+        str, typer.Option(help="Stopword list: 'lucene' (Lucene's English set) or 'none'.")
+    ] = "lucene",
+    store_docs: Annotated[
+        bool, typer.Option(help="Keep document texts in the index (needed by re-rankers and `index.docs[docid]`).")
+    ] = True,
+) -> None:
+    """Build a BM25 inverted index.
+
+    Example:  rankstack index scifact --index-dir idx/scifact
+    """
+    from rankstack.index import build_inverted_index
+    from rankstack.text import Analyzer
+
+    try:
+        if _is_collection(corpus):
+            docs = _load_collection(corpus).corpus
+        else:
+            from rankstack.data import read_corpus
+
+            docs = read_corpus(corpus)
+        analyzer = Analyzer(stopwords=stopwords, stemmer=None if stemmer == "none" else stemmer)
+        start = time.perf_counter()
+        idx = build_inverted_index(docs, index_dir, analyzer, overwrite=overwrite, on_duplicate=on_duplicate)  # type: ignore[arg-type]
+    except (RankstackError, FileExistsError, ValueError) as e:
+        _fail(str(e))
+    counts = idx.manifest["counts"]
+    typer.echo(
+        f"indexed {counts['documents']:,} documents ({counts['postings']:,} postings, "
+        f"{counts['empty_documents']} empty) into {index_dir} in {time.perf_counter() - start:.1f}s"
+    )
+
+
+@app.command()
+def search(
+    index_dir: Annotated[Path, typer.Argument(help="An index directory built by `rankstack index`.")],
+    queries: Annotated[
+        str | None,
+        typer.Option(
+            "--queries",
+            "-q",
+            help="Collection name/folder (uses --split) or a queries file (.jsonl, .tsv, TREC topics).",
+        ),
+    ] = None,
+    query: Annotated[str | None, typer.Option("--query", help="Search one query string and print the hits.")] = None,
+    split: Annotated[str, typer.Option(help="Which judged query set of a collection to use.")] = "test",
+    topic_field: Annotated[str, typer.Option(help="TREC topics field: title, desc or narr.")] = "title",
+    k: Annotated[int, typer.Option("--k", "-k", help="Documents per query.")] = 1000,
+    k1: Annotated[float, typer.Option(help="BM25 term-frequency saturation.")] = 0.9,
+    b: Annotated[float, typer.Option(help="BM25 length normalisation.")] = 0.4,
+    rm3: Annotated[bool, typer.Option(help="Expand queries with RM3 pseudo-relevance feedback.")] = False,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write a TREC run file here (default: print).")
+    ] = None,
+    tag: Annotated[str, typer.Option(help="Run tag in the TREC file's last column.")] = "rankstack",
+    threads: Annotated[int | None, typer.Option(help="Threads for batch search (default: all cores).")] = None,
+) -> None:
+    """Run BM25 (optionally + RM3) and write a TREC run.
+
+    Examples:
+      rankstack search idx/scifact --queries scifact --output bm25.trec
+      rankstack search idx/scifact --query "vitamin D and bone density" -k 5
+    """
+    import rankstack
+    from rankstack.sparse import RM3
+    from rankstack.types import Queries
+
+    if (queries is None) == (query is None):
+        _fail("give exactly one of --queries (a set of queries) or --query (one query string)")
+    try:
+        idx = rankstack.open(index_dir)
+        stage = idx.bm25(k1=k1, b=b, k=k, num_threads=threads)
+        if rm3:
+            stage = RM3(stage)
+        qs = Queries(["1"], [query]) if query is not None else _read_queries(queries, split, topic_field)  # type: ignore[arg-type]
+        start = time.perf_counter()
+        run = stage(qs)
+        elapsed = time.perf_counter() - start
+    except RankstackError as e:
+        _fail(str(e))
+    if query is not None and output is None:
+        for docid, score, rank in zip(run.docid.tolist(), run.score.tolist(), run.rank.tolist(), strict=True):
+            doc = idx.docs[docid] if idx.manifest.get("store_docs", True) else None
+            snippet = (doc.contents()[:100] + "...") if doc else ""
+            typer.echo(f"{rank:>4}  {score:8.4f}  {docid}  {snippet}")
+        return
+    if output is None:
+        for q, d, r, s in zip(run.qid.tolist(), run.docid.tolist(), run.rank.tolist(), run.score.tolist(), strict=True):
+            typer.echo(f"{q} Q0 {d} {r} {s:.6f} {tag}")
+    else:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        run.write_trec(output, tag=tag)
+    typer.echo(f"searched {len(qs)} queries in {elapsed:.2f}s ({len(qs) / max(elapsed, 1e-9):.0f} q/s)", err=True)
+
+
+@app.command("eval")
+def evaluate_cmd(
+    run: Annotated[Path, typer.Argument(help="A TREC run file.")],
+    qrels: Annotated[
+        str,
+        typer.Option("--qrels", help="A qrels file (TREC or BEIR tsv), or a collection name/folder (uses --split)."),
+    ],
+    metrics: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--metric",
+            "-m",
+            help="ir_measures-style names: nDCG@10, AP, P@20, R@100, RR@10, bpref, Judged@10, Success@10, P(rel=2)@10.",
+        ),
+    ] = None,
+    split: Annotated[str, typer.Option(help="Qrels split of a collection.")] = "test",
+    per_query: Annotated[bool, typer.Option(help="Print one line per query and metric (trec_eval -q style).")] = False,
+) -> None:
+    """Evaluate a run with trec_eval-exact metrics.
+
+    Example:  rankstack eval bm25.trec --qrels scifact -m nDCG@10 -m AP
+    """
+    from rankstack.eval import evaluate
+    from rankstack.types import Ranking
+
+    try:
+        ranking = Ranking.read_trec(run)
+        judged = _read_qrels(qrels, split)
+        measures = metrics or DEFAULT_METRICS
+        if per_query:
+            table = evaluate(ranking, judged, measures, per_query=True)
+            for row in table.itertuples(index=False):
+                typer.echo(f"{row.measure}\t{row.qid}\t{row.value:.4f}")
+            return
+        result = evaluate(ranking, judged, measures)
+    except (RankstackError, ValueError) as e:
+        _fail(str(e))
+    for name, value in result.items():
+        typer.echo(f"{name!s:<12}{value:.4f}")
+
+
+@app.command()
+def experiment(
+    collection: Annotated[
+        str, typer.Argument(help="Collection name (scifact, nfcorpus, ...) or BEIR folder.")
+    ] = "scifact",
+    index_dir: Annotated[
+        Path | None, typer.Option(help="Index directory (built if missing; default .cache/indexes/<name>).")
+    ] = None,
+    split: Annotated[str, typer.Option(help="Judged query set to evaluate on.")] = "test",
+    metrics: Annotated[
+        list[str] | None, typer.Option("--metric", "-m", help="Metrics (default: nDCG@10 AP@1000 R@100 RR@10 P@10).")
+    ] = None,
+    runs_dir: Annotated[Path | None, typer.Option(help="Also write each system's TREC run here.")] = None,
+    test: Annotated[str, typer.Option(help="Significance test against the first system: 't' or 'permutation'.")] = "t",
+    full: Annotated[
+        bool, typer.Option("--full", help="Print every column: +/- counts, raw and Holm p-values per metric.")
+    ] = False,
+) -> None:
+    """End-to-end: index a collection, run BM25 variants, evaluate, print a table with significance tests.
+
+    Systems: BM25 (k1=0.9, b=0.4; the baseline), BM25 (k1=1.2, b=0.75), BM25 + RM3, and RRF of BM25 with
+    BM25 + RM3. p-values are paired against the baseline, Holm-corrected across systems.
+
+    Example:  rankstack experiment scifact
+    """
+    import pandas as pd
+
+    import rankstack
+    from rankstack.eval import Experiment
+    from rankstack.index import build_inverted_index
+    from rankstack.sparse import RM3
+
+    try:
+        col = _load_collection(collection)
+        path = index_dir or Path(".cache") / "indexes" / col.name
+        if (path / "manifest.json").exists():
+            idx = rankstack.open(path)
+            typer.echo(f"using index {path} ({idx.num_docs:,} documents)", err=True)
+        else:
+            start = time.perf_counter()
+            idx = build_inverted_index(col.corpus, path)
+            typer.echo(
+                f"indexed {idx.num_docs:,} documents into {path} in {time.perf_counter() - start:.1f}s", err=True
+            )
+        queries = col.queries_for(split)
+        qrels = col.qrels(split)
+        bm25 = idx.bm25()
+        systems = {
+            "BM25": bm25,
+            "BM25 k1=1.2 b=0.75": idx.bm25(k1=1.2, b=0.75),
+            "BM25 + RM3": RM3(bm25),
+            "RRF(BM25, BM25 + RM3)": bm25 | RM3(bm25),
+        }
+        start = time.perf_counter()
+        runs = {name: stage(queries) for name, stage in _progress(systems.items(), "systems")}
+        table = Experiment(runs, queries, qrels, metrics or DEFAULT_METRICS, baseline=0, test=test)
+        elapsed = time.perf_counter() - start
+    except RankstackError as e:
+        _fail(str(e))
+    if runs_dir is not None:
+        runs_dir.mkdir(parents=True, exist_ok=True)
+        for name, run in runs.items():
+            tag = name.replace(" ", "_").replace("/", "-")
+            run.write_trec(runs_dir / f"{tag}.trec", tag=tag)
+    typer.echo(f"\n{col.name}: {len(queries)} {split} queries, {len(qrels)} judgments, {idx.num_docs:,} documents\n")
+    with pd.option_context("display.width", 250, "display.max_columns", 80, "display.float_format", "{:.4f}".format):
+        typer.echo((table if full else _compact(table, metrics or DEFAULT_METRICS)).to_string(index=False))
+    if not full:
+        typer.echo(
+            "\n▲/▼: better/worse than BM25, paired t-test p < 0.05 after Holm correction"
+            if test == "t"
+            else "\n▲/▼: better/worse than BM25, paired permutation test p < 0.05 after Holm correction"
+        )
+    typer.echo(f"{len(runs)} systems run and evaluated in {elapsed:.1f}s")
+
+
+def _compact(table, metrics: list[str]):
+    """One column per metric, marked ▲/▼ where the Holm-corrected difference to the baseline is significant."""
+    import pandas as pd
+
+    out = pd.DataFrame({"system": table["name"]})
+    for m in metrics:
+        col = table[m]
+        marks = []
+        for i, v in enumerate(col):
+            p = table[f"{m} p-value (holm)"].iloc[i]
+            delta = v - col.iloc[0]
+            mark = "" if pd.isna(p) or p >= 0.05 else ("▲" if delta > 0 else "▼")
+            marks.append(f"{v:.4f}{mark}")
+        out[m] = marks
+    first = metrics[0]
+    out[f"{first} +/-"] = [
+        "" if pd.isna(a) else f"{a}/{b}" for a, b in zip(table[f"{first} +"], table[f"{first} -"], strict=True)
+    ]
+    out[f"{first} p (holm)"] = ["" if pd.isna(p) else f"{p:.4f}" for p in table[f"{first} p-value (holm)"]]
+    return out
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()
