@@ -268,6 +268,28 @@ class CollectionStats:
     avgdl: float
 
 
+@dataclass(frozen=True)
+class Lexicon:
+    """Global term ids over all segments, for scoring many queries with array operations.
+
+    ``ids[term]`` is the global id; ``df[gid]`` the live document frequency; ``local[s][gid]`` the term's
+    id in segment ``s`` or -1 (``None`` when segment ids equal global ids: a single segment).
+    """
+
+    ids: dict[str, int]
+    df: np.ndarray
+    local: list[np.ndarray | None]
+
+
+def _live_df(seg: Segment) -> np.ndarray:
+    offsets = np.asarray(seg.post_offsets, dtype=np.int64)
+    counts = np.diff(offsets)
+    if not seg.entry.get("num_deleted"):
+        return counts
+    live = seg.live[np.asarray(seg.post_docs)]
+    return np.bincount(np.repeat(np.arange(len(counts)), counts), weights=live, minlength=len(counts)).astype(np.int64)
+
+
 class InvertedIndex:
     """An opened inverted index: segments, statistics, document access, and factories for stages.
 
@@ -296,6 +318,25 @@ class InvertedIndex:
             n += int(np.count_nonzero(live & (lens > 0)))
             tokens += int(lens[live].sum())
         return CollectionStats(n, tokens, tokens / n if n else 0.0)
+
+    @cached_property
+    def lexicon(self) -> Lexicon:
+        if len(self.segments) == 1:
+            seg = self.segments[0]
+            return Lexicon(seg.term_ids, _live_df(seg), [None])
+        ids: dict[str, int] = {}
+        for seg in self.segments:
+            for term in seg.terms:
+                ids.setdefault(term, len(ids))
+        df = np.zeros(len(ids), dtype=np.int64)
+        local = []
+        for seg in self.segments:
+            gids = np.fromiter((ids[t] for t in seg.terms), dtype=np.int64, count=len(seg.terms))
+            to_local = np.full(len(ids), -1, dtype=np.int64)
+            to_local[gids] = np.arange(len(gids))
+            df[gids] += _live_df(seg)
+            local.append(to_local)
+        return Lexicon(ids, df, local)
 
     def df(self, term: str) -> int:
         return sum(seg.live_df(seg.term_ids[term]) for seg in self.segments if term in seg.term_ids)

@@ -11,14 +11,13 @@ Scoring follows Lucene 9's ``BM25Similarity`` (what Pyserini runs), so effective
 * a repeated query term counts once with its count as boost, as Anserini's bag-of-words queries do.
 
 Per-posting impacts ``1 - 1/(1 + tf*ninv)`` are computed once per (k1, b) with numpy and cached on the
-index; queries then run the numba top-k kernels in ``topk.py`` (MaxScore by default).
+index; queries then run the numba top-k kernels in ``topk.py``.
 """
 
 from __future__ import annotations
 
 import logging
 import warnings
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Literal
 
@@ -33,6 +32,7 @@ from rankstack.types import Queries, Ranking
 log = logging.getLogger(__name__)
 
 Algorithm = Literal["maxscore", "exhaustive"]
+_STRIDE = np.int64(1) << np.int64(32)  # packs (query row, term id) into one int64 for np.unique
 
 
 def lucene_idf(df: np.ndarray | int, num_docs: int) -> np.ndarray:
@@ -70,8 +70,10 @@ def _impacts(index: InvertedIndex, k1: float, b: float) -> list[_SegmentImpacts]
 class BM25(Stage):
     """Retrieve the top ``k`` documents per query by Lucene BM25.
 
-    ``algorithm="maxscore"`` prunes with MaxScore and returns exactly the ranking of
-    ``"exhaustive"`` (tested). ``num_threads`` caps the threads used for a batch of queries
+    ``algorithm="exhaustive"`` (the default) accumulates every posting of the query terms into a dense
+    array and radix-selects the top k; ``"maxscore"`` prunes with MaxScore and returns exactly the same
+    ranking (tested). On the collections benchmarked so far (SciFact; a 1M-document Zipf corpus) the
+    accumulator is faster at every k (``benchmarks/README.md``), so pruning is opt-in. ``num_threads`` caps the threads used for a batch of queries
     (default: all cores). Given a Ranking, it retrieves afresh for that ranking's queries.
     """
 
@@ -81,7 +83,7 @@ class BM25(Stage):
         k1: float = 0.9,
         b: float = 0.4,
         k: int = 1000,
-        algorithm: Algorithm = "maxscore",
+        algorithm: Algorithm = "exhaustive",
         num_threads: int | None = None,
     ):
         if k1 < 0 or not 0 <= b <= 1:
@@ -95,116 +97,115 @@ class BM25(Stage):
         return BM25(self.index, self.k1, self.b, min(k, self.k), self.algorithm, self.num_threads)
 
     def __repr__(self) -> str:
-        extra = "" if self.algorithm == "maxscore" else f", algorithm={self.algorithm!r}"
+        extra = "" if self.algorithm == "exhaustive" else f", algorithm={self.algorithm!r}"
         return f"{self.index!r}.bm25(k1={self.k1}, b={self.b}, k={self.k}{extra})"
 
     def __call__(self, inp: Queries | Ranking) -> Ranking:
         queries = as_queries(inp)
-        analyzer = self.index.analyzer
-        bags = []
+        analyze = self.index.analyzer
+        lookup = self.index.lexicon.ids.get
+        q_rows: list[int] = []
+        gids: list[int] = []
         empty = []
-        for qid, text in queries:
-            terms = analyzer(text or "")
+        for row, (qid, text) in enumerate(queries):
+            terms = analyze(text) if text else []
             if not terms:
                 empty.append(qid)
-            bags.append(Counter(terms))
+            for term in terms:
+                gid = lookup(term)
+                if gid is not None:
+                    q_rows.append(row)
+                    gids.append(gid)
         if empty:
             warnings.warn(
                 f"{len(empty)} queries have no terms after analysis and return no documents (qids: {empty[:10]})",
                 stacklevel=2,
             )
-        return self.search_weighted(queries.qid.tolist(), bags, queries=queries)
+        # a repeated query term counts once, with its count as boost (Anserini's bag of words)
+        pairs, counts = np.unique(
+            np.asarray(q_rows, np.int64) * _STRIDE + np.asarray(gids, np.int64), return_counts=True
+        )
+        return self._search(queries.qid.tolist(), pairs // _STRIDE, pairs % _STRIDE, counts.astype(np.float32), queries)
 
     def search_weighted(
         self, qids: Sequence[str], bags: Sequence[Mapping[str, float]], queries: Queries | None = None
     ) -> Ranking:
         """Search analysed queries given as ``{term: weight}`` (weights act as Lucene query boosts)."""
-        index, k = self.index, self.k
-        stats = index.stats
-        segments = index.segments
-        impacts = _impacts(index, self.k1, self.b)
-        # global, per-term weights: boost * idf, idf over live documents of all segments
-        weights: list[dict[str, float]] = []
-        df_cache: dict[str, int] = {}
-        for bag in bags:
-            w = {}
+        lookup = self.index.lexicon.ids.get
+        rows, gids, boosts = [], [], []
+        for row, bag in enumerate(bags):
             for term, boost in bag.items():
-                if term not in df_cache:
-                    df_cache[term] = index.df(term)
-                df = df_cache[term]
-                if df > 0 and boost > 0:
-                    w[term] = float(np.float32(boost) * lucene_idf(df, stats.num_docs))
-            weights.append(w)
+                gid = lookup(term)
+                if gid is not None and boost > 0:
+                    rows.append(row)
+                    gids.append(gid)
+                    boosts.append(boost)
+        return self._search(
+            qids, np.asarray(rows, np.int64), np.asarray(gids, np.int64), np.asarray(boosts, np.float32), queries
+        )
+
+    def _search(self, qids, rows: np.ndarray, gids: np.ndarray, boosts: np.ndarray, queries) -> Ranking:
+        """Rows of (query row, global term id, boost), sorted by query row: the batch as arrays."""
+        index = self.index
+        lex = index.lexicon
+        df = lex.df[gids]
+        keep = df > 0  # terms only in deleted documents
+        rows, gids, weights = rows[keep], gids[keep], boosts[keep] * lucene_idf(df[keep], index.stats.num_docs)
         per_segment = []
-        for seg, imp in zip(segments, impacts, strict=True):
-            per_segment.append(self._search_segment(seg, imp, weights, k))
+        for seg, imp, to_local in zip(index.segments, _impacts(index, self.k1, self.b), lex.local, strict=True):
+            local = gids if to_local is None else to_local[gids]
+            here = local >= 0
+            local, seg_rows, w = local[here], rows[here], weights[here]
+            q_offsets = np.zeros(len(qids) + 1, dtype=np.int64)
+            np.cumsum(np.bincount(seg_rows, minlength=len(qids)), out=q_offsets[1:])
+            per_segment.append(self._run_kernel(seg, imp, q_offsets, local, w.astype(np.float64)))
         return self._merge(qids, per_segment, queries)
 
-    def _search_segment(self, seg: Segment, imp: _SegmentImpacts, weights: list[dict[str, float]], k: int):
-        ids = seg.term_ids
-        q_offsets = [0]
-        starts, ends, ws, ubs = [], [], [], []
-        for w in weights:
-            for term, weight in w.items():
-                t = ids.get(term)
-                if t is None:
-                    continue
-                starts.append(imp.offsets[t])
-                ends.append(imp.offsets[t + 1])
-                ws.append(weight)
-                ubs.append(weight * float(imp.max_impact[t]))
-            q_offsets.append(len(starts))
+    def _run_kernel(self, seg: Segment, imp: _SegmentImpacts, q_offsets, local, weights):
         threads = numba.get_num_threads()
         if self.num_threads:
             numba.set_num_threads(min(self.num_threads, numba.config.NUMBA_NUM_THREADS))
         try:
+            chunks = 1 if numba.get_num_threads() == 1 else 4 * numba.get_num_threads()
             return topk.batch_topk(
                 imp.docs,
                 imp.imps,
-                np.asarray(q_offsets, dtype=np.int64),
-                np.asarray(starts, dtype=np.int64),
-                np.asarray(ends, dtype=np.int64),
-                np.asarray(ws, dtype=np.float64),
-                np.asarray(ubs, dtype=np.float64),
+                q_offsets,
+                imp.offsets[local],
+                imp.offsets[local + 1],
+                weights,
+                weights * imp.max_impact[local],
                 seg.num_docs,
-                max(1, min(k, seg.num_docs)),
+                max(1, min(self.k, seg.num_docs)),
                 self.algorithm == "maxscore",
+                chunks,
             )
         finally:
             numba.set_num_threads(threads)
 
     def _merge(self, qids: Sequence[str], per_segment, queries: Queries | None) -> Ranking:
         segments = self.index.segments
-        k = self.k
+        qid_array = np.asarray(qids, dtype=object)
         if len(segments) == 1:
             docs, scores, counts = per_segment[0]
-            mask = np.arange(docs.shape[1])[None, :] < counts[:, None]
-            qid_col = np.repeat(np.asarray(qids, dtype=object), counts)
-            local = docs[mask]
-            docid_col = segments[0].docids[local] if len(local) else np.zeros(0, dtype=object)
-            rank = np.concatenate([np.arange(1, c + 1) for c in counts]) if len(counts) else np.zeros(0, np.int64)
-            return Ranking(qid_col, docid_col, scores[mask], rank, queries=queries, presorted=True)
+            starts = np.cumsum(counts) - counts
+            rank = np.arange(len(docs)) - np.repeat(starts, counts) + 1
+            docid_col = segments[0].docids[docs] if len(docs) else np.zeros(0, dtype=object)
+            return Ranking(np.repeat(qid_array, counts), docid_col, scores, rank, queries=queries, presorted=True)
         bases = self.index._segment_bases
-        q_all, s_all, o_all, seg_all = [], [], [], []
-        for si, (docs, scores, counts) in enumerate(per_segment):
-            mask = np.arange(docs.shape[1])[None, :] < counts[:, None]
-            q_all.append(np.repeat(np.arange(len(qids)), counts))
-            s_all.append(scores[mask])
-            o_all.append(docs[mask] + bases[si])
-            seg_all.append(np.full(int(counts.sum()), si))
-        q = np.concatenate(q_all)
-        s = np.concatenate(s_all)
-        o = np.concatenate(o_all)
-        sg = np.concatenate(seg_all)
-        order = np.lexsort((o, -s, q))
+        q = np.concatenate([np.repeat(np.arange(len(qids)), c) for _, _, c in per_segment])
+        s = np.concatenate([sc for _, sc, _ in per_segment])
+        o = np.concatenate([d + bases[si] for si, (d, _, _) in enumerate(per_segment)])
+        sg = np.concatenate([np.full(len(d), si) for si, (d, _, _) in enumerate(per_segment)])
+        order = np.lexsort((o, -s, q))  # ties break by global ordinal, as a single merged segment would
         q, s, o, sg = q[order], s[order], o[order], sg[order]
         starts = np.searchsorted(q, np.arange(len(qids)))
         rank = np.arange(len(q)) - starts[q] + 1
-        keep = rank <= k
+        keep = rank <= self.k
         q, s, o, sg, rank = q[keep], s[keep], o[keep], sg[keep], rank[keep]
         docid_col = np.empty(len(o), dtype=object)
         for si, seg in enumerate(segments):
             m = sg == si
             if m.any():
                 docid_col[m] = seg.docids[o[m] - bases[si]]
-        return Ranking(np.asarray(qids, dtype=object)[q], docid_col, s, rank, queries=queries, presorted=True)
+        return Ranking(qid_array[q], docid_col, s, rank, queries=queries, presorted=True)

@@ -1,16 +1,23 @@
 """Top-k query processing over impact postings, compiled with numba.
 
 A query is a set of terms, each with a weight and a postings list of (doc, impact); a document's score
-is ``sum_t weight_t * impact_t(doc)``. Two algorithms return the *same* top k:
+is ``sum_t weight_t * impact_t(doc)``, summed in float64 in the query's term order and rounded once to
+float32, as Lucene returns ``(float)`` of a double sum. Ties in the float32 score break by document
+number ascending (Lucene's order too). Each (score, doc) pair is packed into one uint64 *key* whose
+ascending order is the ranking order, so selection and sorting compare plain integers:
+``key = (~float_bits(score) << 32) | doc`` (scores are positive, so their IEEE bits grow with them).
 
-* ``exhaustive``: term-at-a-time accumulation into a dense score array (the reference);
+Two algorithms return the *same* top k (tested bit for bit):
+
+* ``exhaustive``: term-at-a-time accumulation into a dense score array, then an MSD radix *select* of
+  the k smallest keys and an LSD radix sort of those: no heap, few unpredictable branches;
 * ``maxscore``: document-at-a-time MaxScore (Turtle & Flood, 1995): terms are ordered by their score
   upper bound, and terms whose bounds together cannot lift a document above the current k-th score
-  are "non-essential": they are only probed, never used to find candidates.
+  are "non-essential": they are only probed, never used to find candidates. Pays off when k is
+  small against the number of matching documents.
 
-Both order documents by score descending, then document number ascending, and sum each document's
-contributions in the query's term order, so their scores are bit-identical, not just close.
-Only documents with a positive score are returned.
+Only documents with a positive score are returned. Batches run one query per iteration of a
+``prange`` over chunks of queries, each chunk with its own scratch arrays.
 """
 
 from __future__ import annotations
@@ -18,90 +25,232 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-_MARGIN = 1e-12  # relative slack on bound comparisons: summation order differs from the bound's
+_MARGIN = 1e-9  # relative slack on bound comparisons: summation order differs from the bound's
+_LOW32 = np.uint64(0xFFFFFFFF)
+_HEAP_MAX_K = 64  # up to this k, a heap beats radix selection
 
 
 @numba.njit(inline="always")
-def _worse(s1, d1, s2, d2):  # pragma: no cover - compiled
-    return s1 < s2 or (s1 == s2 and d1 > d2)
+def _pack(bits, doc):  # pragma: no cover - compiled
+    return ((_LOW32 - np.uint64(bits)) << np.uint64(32)) | np.uint64(doc)
+
+
+# ------------------------------------------------------------------------------------------ radix
+@numba.njit
+def _insertion_sort(a, n):  # pragma: no cover - compiled
+    for i in range(1, n):
+        x = a[i]
+        j = i - 1
+        while j >= 0 and a[j] > x:
+            a[j + 1] = a[j]
+            j -= 1
+        a[j + 1] = x
 
 
 @numba.njit
-def _sift_down(hs, hd, size, i):  # pragma: no cover - compiled
+def radix_sort(a, n, tmp, low_bit):  # pragma: no cover - compiled
+    """Stable LSD radix sort of ``a[:n]`` by bits ``low_bit..63`` (8-bit digits; digits that are the same
+    in every key are skipped). With ``low_bit=32`` it sorts by score alone and keeps the input order of
+    ties, which is document order when the keys were gathered in document order."""
+    if n <= 48 and low_bit == 0:
+        _insertion_sort(a, n)
+        return
+    if n <= 1:
+        return
+    lo = a[0]
+    hi = a[0]
+    for i in range(1, n):
+        lo = min(lo, a[i])
+        hi = max(hi, a[i])
+    diff = lo ^ hi
+    top = 0
+    while top < 64 and (diff >> np.uint64(top)) > np.uint64(0):
+        top += 1
+    if top <= low_bit:
+        return
+    hist = np.empty(256, dtype=np.int64)
+    src, dst = a, tmp
+    swapped = False
+    for shift in range(low_bit, top, 8):
+        sh = np.uint64(shift)
+        hist[:] = 0
+        for i in range(n):
+            hist[(src[i] >> sh) & np.uint64(255)] += 1
+        if hist[(src[0] >> sh) & np.uint64(255)] == n:
+            continue
+        total = 0
+        for b in range(256):
+            c = hist[b]
+            hist[b] = total
+            total += c
+        for i in range(n):
+            x = src[i]
+            b = (x >> sh) & np.uint64(255)
+            dst[hist[b]] = x
+            hist[b] += 1
+        src, dst = dst, src
+        swapped = not swapped
+    if swapped:
+        a[:n] = src[:n]
+
+
+@numba.njit
+def radix_select(keys, n, k, out, low_bit):  # pragma: no cover - compiled
+    """Write the ``k`` smallest of ``keys[:n]`` by bits ``low_bit..63`` to ``out[:k]``; ``keys`` is scratch
+    and ``out`` needs ``n + 1`` slots. Stable (equal keys keep their input order, and the first ones
+    win), so ``low_bit=32`` selects by score with ties going to the earlier documents.
+
+    MSD radix selection on 8-bit digits, starting at the highest bit where the keys differ (scores of
+    one query share their top bits, so the first digit spreads well); branch-free partitioning.
+    """
+    lo = keys[0]
+    hi = keys[0]
+    for i in range(1, n):
+        x = keys[i]
+        lo = min(lo, x)
+        hi = max(hi, x)
+    diff = lo ^ hi
+    top = 0
+    while top < 64 and (diff >> np.uint64(top)) > np.uint64(0):
+        top += 1
+    pos = 0
+    hist = np.empty(256, dtype=np.int64)
+    shift = max(top - 8, low_bit)
     while True:
-        left = 2 * i + 1
-        if left >= size:
+        sh = np.uint64(shift)
+        hist[:] = 0
+        for i in range(n):
+            hist[(keys[i] >> sh) & np.uint64(255)] += 1
+        need = k - pos
+        below = 0
+        b = 0
+        while below + hist[b] < need:
+            below += hist[b]
+            b += 1
+        ub = np.uint64(b)
+        m = 0
+        for i in range(n):
+            x = keys[i]
+            digit = (x >> sh) & np.uint64(255)
+            out[pos] = x
+            pos += digit < ub
+            keys[m] = x
+            m += digit == ub
+        n = m
+        if below + hist[b] == need or shift == low_bit:
+            for i in range(k - pos):
+                out[pos + i] = keys[i]
             return
-        worst = left
-        right = left + 1
-        if right < size and _worse(hs[right], hd[right], hs[left], hd[left]):
-            worst = right
-        if _worse(hs[worst], hd[worst], hs[i], hd[i]):
-            hs[i], hs[worst] = hs[worst], hs[i]
-            hd[i], hd[worst] = hd[worst], hd[i]
-            i = worst
-        else:
-            return
+        shift = max(shift - 8, low_bit)
 
 
 @numba.njit
-def _push(hs, hd, size, k, score, doc):  # pragma: no cover - compiled
-    """Offer (score, doc) to a min-heap of the k best; returns the new size."""
-    if size < k:
-        i = size
-        hs[i] = score
-        hd[i] = doc
-        while i > 0:
-            parent = (i - 1) // 2
-            if _worse(hs[i], hd[i], hs[parent], hd[parent]):
-                hs[i], hs[parent] = hs[parent], hs[i]
-                hd[i], hd[parent] = hd[parent], hd[i]
-                i = parent
-            else:
-                break
-        return size + 1
-    if _worse(hs[0], hd[0], score, doc):
-        hs[0] = score
-        hd[0] = doc
-        _sift_down(hs, hd, size, 0)
+def heap_select(keys, n, k, heap):  # pragma: no cover - compiled
+    """The ``k`` smallest of ``keys[:n]`` (distinct) into ``heap[:k]`` (a max-heap): for small k, one
+    cheap, well-predicted comparison per key once the heap is full. Returns how many."""
+    size = 0
+    for i in range(n):
+        x = keys[i]
+        if size < k or x < heap[0]:
+            size = _heap_offer(heap, size, k, x)
     return size
 
 
 @numba.njit
-def _drain(hs, hd, size, out_docs, out_scores):  # pragma: no cover - compiled
-    """Pop the heap into best-first order; returns the count."""
-    n = size
-    while size > 0:
-        size -= 1
-        out_scores[size] = hs[0]
-        out_docs[size] = hd[0]
-        hs[0] = hs[size]
-        hd[0] = hd[size]
-        _sift_down(hs, hd, size, 0)
+def _finish(keys, n, k, sel, tmp, low_bit):  # pragma: no cover - compiled
+    """The k best of ``keys[:n]``, sorted, into ``sel[:k]`` (``n + 1`` slots); returns how many."""
+    if n > k and k <= _HEAP_MAX_K:
+        n = heap_select(keys, n, k, sel)
+        low_bit = 0  # a heap is not stable: sort by the whole key (score, then document)
+    elif n > k:
+        radix_select(keys, n, k, sel, low_bit)
+        n = k
+    else:
+        sel[:n] = keys[:n]
+    radix_sort(sel, n, tmp, low_bit)
     return n
 
 
+# ------------------------------------------------------------------------------------------ algorithms
 @numba.njit
-def exhaustive_one(docs, imps, starts, ends, weights, num_docs, k, out_docs, out_scores):  # pragma: no cover
-    acc = np.zeros(num_docs, dtype=np.float64)
-    touched = np.zeros(num_docs, dtype=np.bool_)
+def exhaustive_one(docs, imps, starts, ends, weights, k, acc, cand, score32, keys, sel, tmp):  # pragma: no cover
+    """Term-at-a-time top k into ``sel[:k]`` (sorted keys). ``acc`` (float64, all zero) and ``cand``,
+    ``score32``, ``keys``, ``sel``, ``tmp`` have one slot per document plus one; ``acc`` is left all zero."""
+    num_docs = len(acc)
+    postings = 0
     for t in range(len(starts)):
-        w = weights[t]
-        for p in range(starts[t], ends[t]):
-            d = docs[p]
-            acc[d] += w * imps[p]
-            touched[d] = True
-    hs = np.empty(k, dtype=np.float64)
-    hd = np.empty(k, dtype=np.int64)
-    size = 0
-    for d in range(num_docs):
-        if touched[d] and acc[d] > 0.0:
-            size = _push(hs, hd, size, k, acc[d], d)
-    return _drain(hs, hd, size, out_docs, out_scores)
+        postings += ends[t] - starts[t]
+    n = 0
+    if 4 * postings >= num_docs:  # dense enough: accumulate, then scan every document in order
+        low_bit = 32  # candidates are in document order: select and sort by score alone, stably
+        for t in range(len(starts)):
+            w = weights[t]
+            for p in range(starts[t], ends[t]):
+                acc[docs[p]] += w * imps[p]
+        for d in range(num_docs):
+            cand[n] = d
+            n += acc[d] > 0.0
+    else:  # sparse: remember each document when it first gets a positive contribution
+        low_bit = 0
+        for t in range(len(starts)):
+            w = weights[t]
+            for p in range(starts[t], ends[t]):
+                d = docs[p]
+                imp = imps[p]
+                cand[n] = d
+                n += (acc[d] == 0.0) & (imp > 0.0)
+                acc[d] += w * imp
+    for i in range(n):
+        d = cand[i]
+        score32[i] = acc[d]
+        acc[d] = 0.0
+    bits = score32.view(np.uint32)
+    for i in range(n):
+        keys[i] = _pack(bits[i], cand[i])
+    return _finish(keys, n, k, sel, tmp, low_bit)
 
 
 @numba.njit
-def maxscore_one(docs, imps, starts, ends, weights, ubs, k, out_docs, out_scores):  # pragma: no cover
+def _heap_sift_down(h, size, i):  # pragma: no cover - compiled
+    """Max-heap of keys (root = the worst of the k best)."""
+    x = h[i]
+    while True:
+        child = 2 * i + 1
+        if child >= size:
+            break
+        if child + 1 < size and h[child + 1] > h[child]:
+            child += 1
+        if h[child] > x:
+            h[i] = h[child]
+            i = child
+        else:
+            break
+    h[i] = x
+
+
+@numba.njit
+def _heap_offer(h, size, k, key):  # pragma: no cover - compiled
+    if size < k:
+        i = size
+        while i > 0:
+            parent = (i - 1) >> 1
+            if h[parent] < key:
+                h[i] = h[parent]
+                i = parent
+            else:
+                break
+        h[i] = key
+        return size + 1
+    if key < h[0]:
+        h[0] = key
+        _heap_sift_down(h, size, 0)
+    return size
+
+
+@numba.njit
+def maxscore_one(docs, imps, starts, ends, weights, ubs, k, heap, tmp, out):  # pragma: no cover
+    one = np.empty(1, dtype=np.float32)  # to read a float32's bits and back
+    one_bits = one.view(np.uint32)
     m = len(starts)
     order = np.argsort(ubs)  # ascending upper bound
     cum = np.empty(m, dtype=np.float64)  # cum[i] = sum of the i+1 smallest bounds
@@ -111,11 +260,8 @@ def maxscore_one(docs, imps, starts, ends, weights, ubs, k, out_docs, out_scores
         cum[i] = running
     pos = starts.copy()
     contrib = np.zeros(m, dtype=np.float64)
-    present = np.zeros(m, dtype=np.bool_)
-    hs = np.empty(k, dtype=np.float64)
-    hd = np.empty(k, dtype=np.int64)
     size = 0
-    threshold = 0.0
+    threshold = 0.0  # float32 score of the k-th best so far, once there are k
     first_ess = 0
     big = np.iinfo(np.int64).max
     while first_ess < m:
@@ -134,11 +280,11 @@ def maxscore_one(docs, imps, starts, ends, weights, ubs, k, out_docs, out_scores
             if pos[t] < ends[t] and docs[pos[t]] == cand:
                 c = weights[t] * imps[pos[t]]
                 contrib[t] = c
-                present[t] = True
                 partial += c
                 pos[t] += 1
         alive = True
         for i in range(first_ess - 1, -1, -1):
+            # a score below the threshold rounds to at most it, and ties lose to the earlier documents
             if size == k and (partial + cum[i]) * (1.0 + _MARGIN) < threshold:
                 alive = False
                 break
@@ -148,44 +294,81 @@ def maxscore_one(docs, imps, starts, ends, weights, ubs, k, out_docs, out_scores
             if pos[t] < ends[t] and docs[pos[t]] == cand:
                 c = weights[t] * imps[pos[t]]
                 contrib[t] = c
-                present[t] = True
                 partial += c
         if alive:
             score = 0.0
             for t in range(m):  # the query's own term order: the same sum as exhaustive_one
-                if present[t]:
-                    score += contrib[t]
-            if score > 0.0 and (size < k or score > hs[0]):
-                size = _push(hs, hd, size, k, score, cand)
-                if size == k:
-                    threshold = hs[0]
-                    while first_ess < m and cum[first_ess] * (1.0 + _MARGIN) < threshold:
-                        first_ess += 1
-        for t in range(m):
-            present[t] = False
-    return _drain(hs, hd, size, out_docs, out_scores)
+                score += contrib[t]
+            if score > 0.0:
+                one[0] = score
+                key = _pack(one_bits[0], cand)
+                if size < k or key < heap[0]:
+                    size = _heap_offer(heap, size, k, key)
+                    if size == k:
+                        one_bits[0] = np.uint32(_LOW32 - (heap[0] >> np.uint64(32)))
+                        threshold = np.float64(one[0])
+                        while first_ess < m and cum[first_ess] * (1.0 + _MARGIN) < threshold:
+                            first_ess += 1
+        contrib[:] = 0.0
+    out[:size] = heap[:size]
+    radix_sort(out, size, tmp, 0)
+    return size
 
 
+# ------------------------------------------------------------------------------------------ batches
 @numba.njit(parallel=True)
-def batch_topk(docs, imps, q_offsets, starts, ends, weights, ubs, num_docs, k, use_maxscore):  # pragma: no cover
-    """Top-k for many queries in parallel; query q's terms are rows q_offsets[q]:q_offsets[q+1]."""
+def batch_topk(
+    docs, imps, q_offsets, starts, ends, weights, ubs, num_docs, k, use_maxscore, num_chunks
+):  # pragma: no cover
+    """Top k for many queries; query q's terms are rows ``q_offsets[q]:q_offsets[q+1]``.
+
+    Returns flat ``(docs int64, scores float32, counts)``: query q's results, best first, are the
+    ``counts[q]`` rows after the first ``counts[:q].sum()``.
+    """
     nq = len(q_offsets) - 1
-    out_docs = np.full((nq, k), -1, dtype=np.int64)
-    out_scores = np.zeros((nq, k), dtype=np.float64)
+    keys_out = np.empty((nq, k), dtype=np.uint64)
     counts = np.zeros(nq, dtype=np.int64)
-    for q in numba.prange(nq):
-        a, b = q_offsets[q], q_offsets[q + 1]
-        if b == a:
-            continue
+    chunks = max(1, min(num_chunks, nq))
+    for c in numba.prange(chunks):
+        lo = c * nq // chunks
+        hi = (c + 1) * nq // chunks
         if use_maxscore:
-            counts[q] = maxscore_one(
-                docs, imps, starts[a:b], ends[a:b], weights[a:b], ubs[a:b], k, out_docs[q], out_scores[q]
-            )
+            heap = np.empty(k, dtype=np.uint64)
+            tmp = np.empty(k, dtype=np.uint64)
+            for q in range(lo, hi):
+                a, b = q_offsets[q], q_offsets[q + 1]
+                if b > a:
+                    counts[q] = maxscore_one(
+                        docs, imps, starts[a:b], ends[a:b], weights[a:b], ubs[a:b], k, heap, tmp, keys_out[q]
+                    )
         else:
-            counts[q] = exhaustive_one(
-                docs, imps, starts[a:b], ends[a:b], weights[a:b], num_docs, k, out_docs[q], out_scores[q]
-            )
-    return out_docs, out_scores, counts
+            acc = np.zeros(num_docs, dtype=np.float64)
+            cand = np.empty(num_docs + 1, dtype=np.int64)
+            score32 = np.empty(num_docs + 1, dtype=np.float32)
+            keys = np.empty(num_docs + 1, dtype=np.uint64)
+            sel = np.empty(num_docs + 1, dtype=np.uint64)
+            tmp = np.empty(num_docs + 1, dtype=np.uint64)
+            for q in range(lo, hi):
+                a, b = q_offsets[q], q_offsets[q + 1]
+                if b > a:
+                    n = exhaustive_one(
+                        docs, imps, starts[a:b], ends[a:b], weights[a:b], k, acc, cand, score32, keys, sel, tmp
+                    )
+                    keys_out[q, :n] = sel[:n]
+                    counts[q] = n
+    total = 0
+    for q in range(nq):
+        total += counts[q]
+    out_docs = np.empty(total, dtype=np.int64)
+    out_bits = np.empty(total, dtype=np.uint32)
+    pos = 0
+    for q in range(nq):
+        for i in range(counts[q]):
+            key = keys_out[q, i]
+            out_docs[pos] = np.int64(key & _LOW32)
+            out_bits[pos] = np.uint32(_LOW32 - (key >> np.uint64(32)))
+            pos += 1
+    return out_docs, out_bits.view(np.float32), counts
 
 
 @numba.njit(parallel=True)

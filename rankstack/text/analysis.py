@@ -11,6 +11,7 @@ English text: letters and digits join (``covid19``), ``.``/``'``/``:`` join two 
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Iterable
 from functools import cached_property
 from typing import Any
@@ -42,6 +43,11 @@ _WORD = (
     rf"{_WORD_CHAR}(?:{_FORMAT}{_WORD_CHAR})*)*"
 )
 _TOKEN_RE = regex.compile(_WORD)
+# The same rules restricted to ASCII, where they are simple enough for the (much faster) stdlib ``re``:
+# in ASCII, MidLetter is ":", MidNum "," and ";", MidNumLet "." and "'"; no marks, formats, Han or emoji.
+_ASCII_TOKEN_RE = re.compile(
+    r"[A-Za-z0-9_]+(?:(?:(?<=[A-Za-z])[:.'](?=[A-Za-z])|(?<=[0-9])[,;.'](?=[0-9]))[A-Za-z0-9_]+)*"
+)
 _HAS_WORD = regex.compile(r"[\p{L}\p{Nd}\p{Extended_Pictographic}]")
 _MAX_TOKEN_LENGTH = 255  # StandardTokenizer's default; longer runs are split, as Lucene does
 _APOSTROPHES = "'\u2019\uff07"  # EnglishPossessiveFilter strips 's after any of these
@@ -73,14 +79,18 @@ class Analyzer:
 
     def tokenize(self, text: str) -> list[str]:
         """Surface tokens before stopping and stemming (lowercased if configured)."""
-        tokens = _TOKEN_RE.findall(text)
+        lowered = self.lowercase and text.isascii()
+        if text.isascii():  # the common case, about six times faster (equivalence is tested)
+            tokens = _ASCII_TOKEN_RE.findall(text.lower() if lowered else text)
+        else:
+            tokens = _TOKEN_RE.findall(text)
         if "_" in text:  # a run of connectors alone ("____") is no word: Lucene emits nothing for it
             tokens = [t for t in tokens if "_" not in t or _HAS_WORD.search(t)]
-        if any(len(t) > _MAX_TOKEN_LENGTH for t in tokens):
+        if tokens and max(map(len, tokens)) > _MAX_TOKEN_LENGTH:
             tokens = [t[i : i + _MAX_TOKEN_LENGTH] for t in tokens for i in range(0, len(t), _MAX_TOKEN_LENGTH)]
         if self.possessive:
             tokens = [t[:-2] if len(t) > 2 and t[-1] in "sS" and t[-2] in _APOSTROPHES else t for t in tokens]
-        if self.lowercase:
+        if self.lowercase and not lowered:
             tokens = [t.lower() for t in tokens]
         return tokens
 

@@ -1,4 +1,6 @@
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rankstack.text import STOPWORDS, Analyzer, english_analyzer
 
@@ -38,3 +40,11 @@ def test_config_roundtrip_and_validation():
         Analyzer(stemmer="klingon")
     with pytest.raises(ValueError, match="unknown stopword list"):
         Analyzer(stopwords="klingon")
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet="aZ09_ .,;:'-sS\n", max_size=40))
+def test_ascii_fast_path_equals_the_unicode_rules(text):
+    """ASCII text takes a stdlib-``re`` path; appending a non-ASCII word forces the full Unicode one."""
+    analyzer = Analyzer(stopwords="none", stemmer=None)
+    assert analyzer.tokenize(text) == analyzer.tokenize(text + " \u00e9")[:-1]
