@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import shutil
 import warnings
+from array import array
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -34,7 +35,6 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
-import numba
 import numpy as np
 
 from rankstack.errors import IndexFormatError, RankstackError
@@ -98,24 +98,18 @@ def encode_norms(lengths: np.ndarray) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------ building
-@numba.njit(cache=True)
-def _invert(fwd_terms, fwd_tfs, fwd_offsets, vocab_size):  # pragma: no cover - compiled
-    """Counting sort of the forward index into postings: stable, so doc numbers increase within a term."""
-    counts = np.zeros(vocab_size + 1, dtype=np.int64)
-    for t in fwd_terms:
-        counts[t + 1] += 1
-    offsets = np.cumsum(counts)
-    fill = offsets[:-1].copy()
-    post_docs = np.empty(len(fwd_terms), dtype=np.uint32)
-    post_tfs = np.empty(len(fwd_terms), dtype=fwd_tfs.dtype)
-    for d in range(len(fwd_offsets) - 1):
-        for j in range(fwd_offsets[d], fwd_offsets[d + 1]):
-            t = fwd_terms[j]
-            p = fill[t]
-            post_docs[p] = d
-            post_tfs[p] = fwd_tfs[j]
-            fill[t] = p + 1
-    return offsets, post_docs, post_tfs
+def _invert(fwd_terms: np.ndarray, fwd_tfs: np.ndarray, fwd_offsets: np.ndarray, vocab_size: int):
+    """Forward index -> postings with numpy: a stable sort by term keeps doc numbers increasing.
+
+    Plain numpy on purpose: a build then never starts numba's compiler (some 50 MiB of RSS).
+    """
+    order = np.argsort(fwd_terms, kind="stable")
+    offsets = np.zeros(vocab_size + 1, dtype=np.int64)
+    np.cumsum(np.bincount(fwd_terms, minlength=vocab_size), out=offsets[1:])
+    docs = np.repeat(np.arange(len(fwd_offsets) - 1, dtype=np.uint32), np.diff(fwd_offsets))
+    post_docs = docs[order]
+    del docs
+    return offsets, post_docs, fwd_tfs[order]
 
 
 class _SegmentWriter:
@@ -125,9 +119,11 @@ class _SegmentWriter:
         self.dir = directory
         self.dir.mkdir(parents=True, exist_ok=True)
         self.vocab: dict[str, int] = {}
-        self.fwd_terms: list[np.ndarray] = []
-        self.fwd_tfs: list[np.ndarray] = []
-        self.doclen: list[int] = []
+        # flat, growable C arrays: no per-document Python or numpy objects while a corpus streams in
+        self.fwd_terms = array("I")
+        self.fwd_tfs = array("I")
+        self.doc_ends = array("q")
+        self.doclen = array("q")
         self.docids: list[str] = []
         self.store = DocStoreWriter(directory) if store_docs else None
 
@@ -137,10 +133,10 @@ class _SegmentWriter:
             counts = Counter(terms)
             terms, tfs = list(counts.keys()), list(counts.values())
         vocab = self.vocab
-        ids = [vocab.setdefault(t, len(vocab)) for t in terms]
-        self.fwd_terms.append(np.asarray(ids, dtype=np.uint32))
-        self.fwd_tfs.append(np.asarray(tfs, dtype=np.uint32))
-        self.doclen.append(int(sum(tfs)))
+        self.fwd_terms.extend([vocab.setdefault(t, len(vocab)) for t in terms])
+        self.fwd_tfs.extend(tfs)
+        self.doc_ends.append(len(self.fwd_terms))
+        self.doclen.append(sum(tfs))
         self.docids.append(docid)
         if self.store is not None:
             self.store.add(record or {})
@@ -152,16 +148,15 @@ class _SegmentWriter:
         """Invert, write every array, return the segment's manifest entry."""
         d = self.dir
         n = len(self.docids)
-        lens = np.fromiter((len(a) for a in self.fwd_terms), dtype=np.int64, count=n)
         fwd_offsets = np.zeros(n + 1, dtype=np.int64)
-        np.cumsum(lens, out=fwd_offsets[1:])
-        fwd_terms = np.concatenate(self.fwd_terms) if n else np.zeros(0, np.uint32)
-        fwd_tfs = np.concatenate(self.fwd_tfs) if n else np.zeros(0, np.uint32)
-        self.fwd_terms = self.fwd_tfs = []  # free the per-document pieces before inverting
+        fwd_offsets[1:] = np.frombuffer(self.doc_ends, dtype=np.int64) if n else 0
+        fwd_terms = np.frombuffer(self.fwd_terms, dtype=np.uint32) if len(self.fwd_terms) else np.zeros(0, np.uint32)
+        fwd_tfs = np.frombuffer(self.fwd_tfs, dtype=np.uint32) if len(self.fwd_tfs) else np.zeros(0, np.uint32)
         tf_dtype = np.uint16 if (fwd_tfs.size == 0 or fwd_tfs.max() < 65536) else np.uint32
         fwd_tfs = fwd_tfs.astype(tf_dtype)
+        self.fwd_terms = self.fwd_tfs = array("I")  # free the growable buffers before inverting
         offsets, post_docs, post_tfs = _invert(fwd_terms, fwd_tfs, fwd_offsets, len(self.vocab))
-        doclen = np.asarray(self.doclen, dtype=np.uint32)
+        doclen = np.frombuffer(self.doclen, dtype=np.int64).astype(np.uint32) if n else np.zeros(0, np.uint32)
         np.save(d / "post_offsets.npy", offsets)
         np.save(d / "post_docs.npy", post_docs)
         np.save(d / "post_tfs.npy", post_tfs)
