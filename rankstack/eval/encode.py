@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -88,8 +89,12 @@ def encode_qrels(qrels: Qrels | EncodedQrels) -> EncodedQrels:
     )
 
 
-def encode_run(run: Ranking, qrels: EncodedQrels) -> EncodedRun:
-    """Order the run the trec_eval way, keep judged queries, and replace each document by its label."""
+def encode_run(run: Ranking, qrels: EncodedQrels, ties: Literal["trec_eval", "msmarco"] = "trec_eval") -> EncodedRun:
+    """Order the run, keep judged queries, and replace each document by its label.
+
+    Equal scores are ordered by docid descending as trec_eval does, or with ``ties="msmarco"`` ascending as
+    the MS MARCO evaluation script does (ir_measures computes RR@k with the latter).
+    """
     nq = qrels.n_queries
     start = np.zeros(nq, dtype=np.int64)
     end = np.zeros(nq, dtype=np.int64)
@@ -99,7 +104,7 @@ def encode_run(run: Ranking, qrels: EncodedQrels) -> EncodedRun:
     run_qcode, run_qids = pd.factorize(run.qid)  # first-seen order: codes never decrease iff blocks are contiguous
     to_qrels = np.array([qrels.qid_codes.get(q, -1) for q in run_qids.tolist()], dtype=np.int64)
     dcode, doc_ids = pd.factorize(run.docid)
-    order = _evaluation_order(run_qcode, run.score, dcode, np.asarray(doc_ids, dtype=object))
+    order = _evaluation_order(run_qcode, run.score, dcode, np.asarray(doc_ids, dtype=object), ties == "trec_eval")
     order = order[to_qrels[run_qcode[order]] >= 0]
     if len(order) == 0:
         return EncodedRun(np.zeros(0, dtype=np.int64), start, end)
@@ -125,8 +130,11 @@ def encode_run(run: Ranking, qrels: EncodedQrels) -> EncodedRun:
     return EncodedRun(ranked, start, end)
 
 
-def _evaluation_order(qcode: np.ndarray, score: np.ndarray, dcode: np.ndarray, doc_ids: np.ndarray) -> np.ndarray:
-    """Row order: query blocks as they come, then score descending, ties by docid descending (trec_eval)."""
+def _evaluation_order(
+    qcode: np.ndarray, score: np.ndarray, dcode: np.ndarray, doc_ids: np.ndarray, descending: bool = True
+) -> np.ndarray:
+    """Row order: query blocks as they come, then score descending, ties by docid descending (trec_eval)
+    or ascending."""
     n = len(qcode)
     same_query = qcode[1:] == qcode[:-1]
     if np.all(qcode[1:] >= qcode[:-1]) and np.all(~same_query | (score[1:] <= score[:-1])):
@@ -147,7 +155,8 @@ def _evaluation_order(qcode: np.ndarray, score: np.ndarray, dcode: np.ndarray, d
     tied_docs = np.unique(dcode[rows])
     lexical = np.empty(len(doc_ids), dtype=np.int64)
     lexical[tied_docs[np.argsort(doc_ids[tied_docs], kind="stable")]] = np.arange(len(tied_docs))
-    order[pos] = rows[np.lexsort((-lexical[dcode[rows]], group[pos]))]
+    rank = -lexical[dcode[rows]] if descending else lexical[dcode[rows]]
+    order[pos] = rows[np.lexsort((rank, group[pos]))]
     return order
 
 

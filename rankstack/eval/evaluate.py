@@ -77,13 +77,24 @@ def evaluate(
 def per_query_values(run: Ranking, qrels: Qrels | EncodedQrels, measures: Sequence[Measure]) -> np.ndarray:
     """The raw matrix behind ``evaluate``: shape (judged queries, measures), queries in qrels order."""
     enc = encode_qrels(qrels)
-    encoded = encode_run(run, enc)
-    codes = np.array([m.spec.code for m in measures], dtype=np.int64)
-    cutoffs = np.array([m.cutoff or 0 for m in measures], dtype=np.int64)
-    rels = np.array([m.rel for m in measures], dtype=np.int64)
     if enc.n_queries == 0 or len(measures) == 0:
         return np.zeros((enc.n_queries, len(measures)))
-    return score_queries(encoded.ranked, encoded.start, encoded.end, enc.labels, enc.offsets, codes, cutoffs, rels)
+    out = np.zeros((enc.n_queries, len(measures)))
+    # ir_measures computes RR@k with MS MARCO's script and Judged@k with its own code: both order tied
+    # scores by docid ascending, where trec_eval (everything else) orders them descending
+    msmarco = np.array([(m.spec.name == "RR" and bool(m.cutoff)) or m.spec.name == "Judged" for m in measures])
+    for ties, which in (("trec_eval", ~msmarco), ("msmarco", msmarco)):
+        if not which.any():
+            continue
+        encoded = encode_run(run, enc, ties)
+        group = [m for m, w in zip(measures, which, strict=True) if w]
+        codes = np.array([m.spec.code for m in group], dtype=np.int64)
+        cutoffs = np.array([m.cutoff or 0 for m in group], dtype=np.int64)
+        rels = np.array([m.rel for m in group], dtype=np.int64)
+        out[:, which] = score_queries(
+            encoded.ranked, encoded.start, encoded.end, enc.labels, enc.offsets, codes, cutoffs, rels
+        )
+    return out
 
 
 def _measures(metrics: Iterable[str | Measure] | str | Measure) -> tuple[list[str], list[Measure]]:

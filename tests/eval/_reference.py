@@ -11,8 +11,8 @@ MEASURES = [
     "P@1", "P@5", "P@20", "P(rel=2)@5", "R@5", "R@20", "R(rel=2)@10",
     "RR", "RR(rel=2)", "Bpref", "Bpref(rel=2)", "Success@1", "Success@5", "Success(rel=2)@3",
 ]  # fmt: skip
-# ir_measures sends these to providers that break score ties by docid *ascending* (msmarco RR@k, Judged);
-# trec_eval (and rankstack) break them by docid descending, so they are compared on tie-free scores.
+# ir_measures sends these to providers that break score ties by docid *ascending* (msmarco RR@k, Judged),
+# unlike trec_eval's descending order; rankstack follows each provider, so they are compared with ties too.
 TIE_SENSITIVE = ["RR@1", "RR@5", "RR(rel=2)@10", "Judged@1", "Judged@5", "Judged@20"]
 
 

@@ -1,7 +1,7 @@
 """Reciprocal rank of the first relevant document (MRR when averaged), optionally within the top k.
 
 trec_eval's ``recip_rank``; with a cut-off it is MS MARCO's MRR@10 (0 when nothing relevant is in the top
-k). Voorhees, "The TREC-8 question answering track report", TREC 1999.
+k), with that script's order for tied scores (docid ascending), as ir_measures computes it. Voorhees, "The TREC-8 question answering track report", TREC 1999.
 """
 
 from __future__ import annotations
