@@ -263,6 +263,10 @@ class CollectionStats:
     avgdl: float
 
 
+_STOPWORD, _UNKNOWN = -2, -1  # token cache values that are not term ids
+_TOKEN_CACHE_SIZE = 1 << 20
+
+
 @dataclass(frozen=True)
 class Lexicon:
     """Global term ids over all segments, for scoring many queries with array operations.
@@ -332,6 +336,32 @@ class InvertedIndex:
             df[gids] += _live_df(seg)
             local.append(to_local)
         return Lexicon(ids, df, local)
+
+    def query_term_ids(self, text: str) -> tuple[list[int], bool]:
+        """Global ids (``lexicon``) of the terms of a query, repeats kept, terms not in the index dropped;
+        and whether the text had any term at all (False: empty, or stopwords only).
+
+        Surface tokens map to ids through a bounded cache, so a batch of queries pays the stemmer and
+        the dictionary once per distinct word, much as bm25s stems each distinct word once.
+        """
+        cache = self._token_cache
+        ids: list[int] = []
+        any_term = False
+        for token in self.analyzer.tokenize(text):
+            gid = cache.get(token)
+            if gid is None:
+                term = self.analyzer.term(token)
+                gid = _STOPWORD if term is None else self.lexicon.ids.get(term, _UNKNOWN)
+                if len(cache) < _TOKEN_CACHE_SIZE:
+                    cache[token] = gid
+            if gid >= 0:
+                ids.append(gid)
+            any_term = any_term or gid != _STOPWORD
+        return ids, any_term
+
+    @cached_property
+    def _token_cache(self) -> dict[str, int]:
+        return {}
 
     def df(self, term: str) -> int:
         return sum(seg.live_df(seg.term_ids[term]) for seg in self.segments if term in seg.term_ids)

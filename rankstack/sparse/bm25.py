@@ -102,20 +102,16 @@ class BM25(Stage):
 
     def __call__(self, inp: Queries | Ranking) -> Ranking:
         queries = as_queries(inp)
-        analyze = self.index.analyzer
-        lookup = self.index.lexicon.ids.get
+        term_ids = self.index.query_term_ids
         q_rows: list[int] = []
         gids: list[int] = []
         empty = []
         for row, (qid, text) in enumerate(queries):
-            terms = analyze(text) if text else []
-            if not terms:
+            ids, any_term = term_ids(text) if text else ([], False)
+            if not any_term:
                 empty.append(qid)
-            for term in terms:
-                gid = lookup(term)
-                if gid is not None:
-                    q_rows.append(row)
-                    gids.append(gid)
+            q_rows.extend([row] * len(ids))
+            gids.extend(ids)
         if empty:
             warnings.warn(
                 f"{len(empty)} queries have no terms after analysis and return no documents (qids: {empty[:10]})",

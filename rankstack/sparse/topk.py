@@ -173,6 +173,27 @@ def _finish(keys, n, k, sel, tmp, low_bit):  # pragma: no cover - compiled
 
 # ------------------------------------------------------------------------------------------ algorithms
 @numba.njit
+def _dense_heap(acc, k, scratch32, heap, tmp):  # pragma: no cover - compiled
+    """Top k of a dense accumulator by one scan in document order (resetting it): a document enters
+    the heap only if its float32 score beats the k-th best, a well-predicted branch; a tie loses,
+    since every document already in the heap comes earlier."""
+    bits = scratch32.view(np.uint32)
+    size = 0
+    threshold = np.float32(0.0)
+    for d in range(len(acc)):
+        s = np.float32(acc[d])
+        acc[d] = 0.0
+        if s > threshold:  # 0 until the heap is full
+            scratch32[0] = s
+            size = _heap_offer(heap, size, k, _pack(bits[0], d))
+            if size == k:
+                bits[1] = np.uint32(_LOW32 - (heap[0] >> np.uint64(32)))
+                threshold = scratch32[1]
+    radix_sort(heap, size, tmp, 0)
+    return size
+
+
+@numba.njit
 def exhaustive_one(docs, imps, starts, ends, weights, k, acc, cand, score32, keys, sel, tmp):  # pragma: no cover
     """Term-at-a-time top k into ``sel[:k]`` (sorted keys). ``acc`` (float64, all zero) and ``cand``,
     ``score32``, ``keys``, ``sel``, ``tmp`` have one slot per document plus one; ``acc`` is left all zero."""
@@ -187,6 +208,8 @@ def exhaustive_one(docs, imps, starts, ends, weights, k, acc, cand, score32, key
             w = weights[t]
             for p in range(starts[t], ends[t]):
                 acc[docs[p]] += w * imps[p]
+        if k <= _HEAP_MAX_K:  # small k: one pass in document order, a heap, no candidate list
+            return _dense_heap(acc, k, score32, sel, tmp)
         for d in range(num_docs):
             cand[n] = d
             n += acc[d] > 0.0

@@ -102,6 +102,14 @@ class Analyzer:
             return [porter_stem(t) for t in tokens]
         return self._stemmer.stemWords(tokens) if self.stemmer else tokens
 
+    def term(self, token: str) -> str | None:
+        """The index term for one token from ``tokenize`` (None for a stopword): ``__call__`` per token."""
+        if token in STOPWORDS[self.stopwords]:
+            return None
+        if self.stemmer == "porter":
+            return porter_stem(token)
+        return self._stemmer.stemWord(token) if self.stemmer else token
+
     def analyze_many(self, texts: Iterable[str]) -> list[list[str]]:
         return [self(t) for t in texts]
 

@@ -148,3 +148,19 @@ def test_add_delete_merge_equal_a_fresh_build(tmp_path):
     assert _search(merged, queries) == _search(fresh, queries)
     with pytest.warns(UserWarning, match="not in the index"):
         merged.delete(["nope"])
+
+
+@pytest.mark.parametrize("stemmer", ["porter", "english", None])
+def test_query_term_ids_equal_the_analyzer_through_the_cache(tmp_path, stemmer):
+    from rankstack.text import Analyzer
+
+    analyzer = Analyzer(stemmer=stemmer)
+    docs = random_docs(60, seed=3)
+    idx = build_inverted_index(docs, tmp_path / "idx", analyzer, show_progress=False)
+    texts = [d.text for d in docs[:20]] + ["The running runners ran", "the of and", "", "zzzunknown words"]
+    for _ in range(2):  # cold cache, then warm
+        for text in texts:
+            ids, any_term = idx.query_term_ids(text)
+            terms = analyzer(text)
+            assert ids == [idx.lexicon.ids[t] for t in terms if t in idx.lexicon.ids]
+            assert any_term == bool(terms)
