@@ -26,7 +26,7 @@ from tests.eval.conftest import robust04_files
 
 REPO = Path(__file__).resolve().parents[1]
 
-METRICS = ["AP", "nDCG@10", "P@20", "R@1000", "RR", "bpref"]
+METRICS = ["AP", "nDCG@10", "P@20", "R@1000", "RR", "Bpref"]
 RANX = {"AP": "map", "nDCG@10": "ndcg@10", "P@20": "precision@20", "R@1000": "recall@1000", "RR": "mrr"}
 
 
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> None:
     def ranx_files():
         q = ranx.Qrels.from_file(str(qrels_path), kind="trec")
         r = ranx.Run.from_file(str(run_path), kind="trec")
-        return ranx.evaluate(q, r, list(RANX.values()))
+        return ranx.evaluate(q, r, list(RANX.values()), make_comparable=True)
 
     run, qrels = Ranking.read_trec(run_path), Qrels.read(qrels_path)
     encoded = encode_qrels(qrels)
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> None:
     systems = {
         "rankstack": (rankstack_files, lambda: evaluate(run, encoded, METRICS)),
         "ir_measures (pytrec_eval)": (irm_files, lambda: ir_measures.calc_aggregate(measures, irm_qrels, irm_run)),
-        "ranx": (ranx_files, lambda: ranx.evaluate(rx_qrels, rx_run, list(RANX.values()))),
+        "ranx": (ranx_files, lambda: ranx.evaluate(rx_qrels, rx_run, list(RANX.values()), make_comparable=True)),
     }
     timings, values = {}, {}
     for name, (files_fn, mem_fn) in systems.items():
