@@ -241,12 +241,6 @@ class Segment:
         s, e = int(self.post_offsets[term_id]), int(self.post_offsets[term_id + 1])
         return self.post_docs[s:e], self.post_tfs[s:e]
 
-    def live_df(self, term_id: int) -> int:
-        docs, _ = self.postings(term_id)
-        if not self.entry.get("num_deleted"):
-            return len(docs)
-        return int(np.count_nonzero(~self.deleted[docs]))
-
     def doc_terms(self, local: int) -> tuple[list[str], np.ndarray]:
         offs, terms, tfs = self.forward
         s, e = int(offs[local]), int(offs[local + 1])
@@ -364,7 +358,8 @@ class InvertedIndex:
         return {}
 
     def df(self, term: str) -> int:
-        return sum(seg.live_df(seg.term_ids[term]) for seg in self.segments if term in seg.term_ids)
+        gid = self.lexicon.ids.get(term)
+        return 0 if gid is None else int(self.lexicon.df[gid])
 
     @property
     def num_docs(self) -> int:

@@ -48,15 +48,8 @@ def _insertion_sort(a, n):  # pragma: no cover - compiled
 
 
 @numba.njit
-def radix_sort(a, n, tmp, low_bit):  # pragma: no cover - compiled
-    """Stable LSD radix sort of ``a[:n]`` by bits ``low_bit..63`` (8-bit digits; digits that are the same
-    in every key are skipped). With ``low_bit=32`` it sorts by score alone and keeps the input order of
-    ties, which is document order when the keys were gathered in document order."""
-    if n <= 48 and low_bit == 0:
-        _insertion_sort(a, n)
-        return
-    if n <= 1:
-        return
+def _varying_bits(a, n):  # pragma: no cover - compiled
+    """One past the highest bit that differs among ``a[:n]`` (0 when all are equal)."""
     lo = a[0]
     hi = a[0]
     for i in range(1, n):
@@ -66,6 +59,20 @@ def radix_sort(a, n, tmp, low_bit):  # pragma: no cover - compiled
     top = 0
     while top < 64 and (diff >> np.uint64(top)) > np.uint64(0):
         top += 1
+    return top
+
+
+@numba.njit
+def radix_sort(a, n, tmp, low_bit):  # pragma: no cover - compiled
+    """Stable LSD radix sort of ``a[:n]`` by bits ``low_bit..63`` (8-bit digits; digits that are the same
+    in every key are skipped). With ``low_bit=32`` it sorts by score alone and keeps the input order of
+    ties, which is document order when the keys were gathered in document order."""
+    if n <= 48 and low_bit == 0:
+        _insertion_sort(a, n)
+        return
+    if n <= 1:
+        return
+    top = _varying_bits(a, n)
     if top <= low_bit:
         return
     hist = np.empty(256, dtype=np.int64)
@@ -103,16 +110,7 @@ def radix_select(keys, n, k, out, low_bit):  # pragma: no cover - compiled
     MSD radix selection on 8-bit digits, starting at the highest bit where the keys differ (scores of
     one query share their top bits, so the first digit spreads well); branch-free partitioning.
     """
-    lo = keys[0]
-    hi = keys[0]
-    for i in range(1, n):
-        x = keys[i]
-        lo = min(lo, x)
-        hi = max(hi, x)
-    diff = lo ^ hi
-    top = 0
-    while top < 64 and (diff >> np.uint64(top)) > np.uint64(0):
-        top += 1
+    top = _varying_bits(keys, n)
     pos = 0
     hist = np.empty(256, dtype=np.int64)
     shift = max(top - 8, low_bit)
