@@ -1,0 +1,1 @@
+"""Dense retrieval: bi-encoders over transformers, vector indexes, the DenseRetriever stage."""
