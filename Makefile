@@ -10,7 +10,7 @@ export RANKSTACK_DATA ?= $(if $(wildcard $(DATA)),$(DATA),)
 $(BIN)/rankstack: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e ".[dev,bench]"
+	$(BIN)/pip install -q -e ".[dev,bench,neural,faiss,onnx]"
 	touch $@
 
 setup: $(BIN)/rankstack

@@ -7,6 +7,7 @@ TREC run files and plain tables, so rankstack fits into existing trec_eval / ir_
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -22,6 +23,7 @@ app = typer.Typer(
         "Retrieval experiments from the command line.\n\n"
         "Typical session:\n\n"
         "  rankstack index scifact --index-dir idx/scifact\n\n"
+        "  rankstack index scifact --index-dir idx/scifact-dense --dense sentence-transformers/all-MiniLM-L6-v2\n\n"
         "  rankstack search idx/scifact --queries scifact --output runs/bm25.trec\n\n"
         "  rankstack eval runs/bm25.trec --qrels scifact -m nDCG@10 -m AP\n\n"
         "or all at once:  rankstack experiment scifact\n\n"
@@ -79,8 +81,16 @@ def _read_qrels(value: str, split: str):
     return Qrels.read(value)
 
 
+def _quiet_model_loading() -> None:
+    """transformers draws a progress bar for every checkpoint it loads; rankstack shows its own."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # read when transformers is first imported
+    if "transformers" in sys.modules:
+        sys.modules["transformers"].utils.logging.disable_progress_bar()
+
+
 @app.callback()
 def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")] = False) -> None:
+    _quiet_model_loading()
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
@@ -112,10 +122,37 @@ def index(
     store_docs: Annotated[
         bool, typer.Option(help="Keep document texts in the index (needed by re-rankers and `index.docs[docid]`).")
     ] = True,
+    dense: Annotated[
+        str | None,
+        typer.Option(
+            help="Build a dense (vector) index with this bi-encoder instead: a model directory or Hugging Face id.",
+            rich_help_panel="Dense",
+        ),
+    ] = None,
+    ann: Annotated[
+        str, typer.Option(help="Dense: 'flat' (exact), 'hnsw' or 'ivfpq'.", rich_help_panel="Dense")
+    ] = "flat",
+    dtype: Annotated[
+        str, typer.Option(help="Dense: store vectors as float32 or float16 (half the size).", rich_help_panel="Dense")
+    ] = "float32",
+    backend: Annotated[
+        str,
+        typer.Option(
+            help="Dense: 'torch' (CPU or CUDA) or 'onnx' (int8 export from `rankstack export-onnx`).",
+            rich_help_panel="Dense",
+        ),
+    ] = "torch",
+    max_length: Annotated[
+        int | None, typer.Option(help="Dense: truncate documents to this many tokens.", rich_help_panel="Dense")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(help="Dense: texts per forward pass.", rich_help_panel="Dense")] = 32,
 ) -> None:
-    """Build a BM25 inverted index.
+    """Build a BM25 inverted index, or with --dense a vector index.
 
-    Example:  rankstack index scifact --index-dir idx/scifact
+    Examples:
+      rankstack index scifact --index-dir idx/scifact
+      rankstack index scifact --index-dir idx/scifact-minilm --dense sentence-transformers/all-MiniLM-L6-v2
+      rankstack index scifact --index-dir idx/scifact-hnsw --dense MODEL_DIR --ann hnsw --dtype float16
     """
     from rankstack.index import build_inverted_index
     from rankstack.text import Analyzer
@@ -127,6 +164,18 @@ def index(
             from rankstack.data import read_corpus
 
             docs = read_corpus(corpus)
+        if dense is not None:
+            from rankstack.dense import BiEncoder, build_dense_index
+
+            encoder = BiEncoder(dense, backend=backend, max_length=max_length, batch_size=batch_size)  # type: ignore[arg-type]
+            start = time.perf_counter()
+            vidx = build_dense_index(docs, encoder, index_dir, ann=ann, dtype=dtype, overwrite=overwrite)  # type: ignore[arg-type]
+            elapsed = time.perf_counter() - start
+            typer.echo(
+                f"encoded {vidx.num_docs:,} documents with {dense} ({vidx.dim} dimensions, {ann}) into {index_dir} "
+                f"in {elapsed:.1f}s ({vidx.num_docs / max(elapsed, 1e-9):.1f} docs/s)"
+            )
+            return
         analyzer = Analyzer(stopwords=stopwords, stemmer=None if stemmer == "none" else stemmer)
         start = time.perf_counter()
         idx = build_inverted_index(docs, index_dir, analyzer, overwrite=overwrite, on_duplicate=on_duplicate)  # type: ignore[arg-type]
@@ -162,12 +211,35 @@ def search(
     ] = None,
     tag: Annotated[str, typer.Option(help="Run tag in the TREC file's last column.")] = "rankstack",
     threads: Annotated[int | None, typer.Option(help="Threads for batch search (default: all cores).")] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Dense index: query encoder (default: the model recorded in the index).", rich_help_panel="Dense"
+        ),
+    ] = None,
+    backend: Annotated[str, typer.Option(help="Dense: 'torch' or 'onnx'.", rich_help_panel="Dense")] = "torch",
+    exact: Annotated[
+        bool, typer.Option(help="Dense: score every document, ignoring HNSW / IVF-PQ.", rich_help_panel="Dense")
+    ] = False,
+    ef_search: Annotated[
+        int | None, typer.Option(help="Dense HNSW: candidate list size (recall vs speed).", rich_help_panel="Dense")
+    ] = None,
+    nprobe: Annotated[
+        int | None, typer.Option(help="Dense IVF-PQ: cells visited (recall vs speed).", rich_help_panel="Dense")
+    ] = None,
+    allow_other_model: Annotated[
+        bool,
+        typer.Option(help="Dense: search with a model other than the index's (warns).", rich_help_panel="Dense"),
+    ] = False,
 ) -> None:
-    """Run BM25 (optionally + RM3) and write a TREC run.
+    """Search an index (BM25, optionally + RM3; or dense) and write a TREC run.
+
+    The index's manifest says which kind it is.
 
     Examples:
       rankstack search idx/scifact --queries scifact --output bm25.trec
       rankstack search idx/scifact --query "vitamin D and bone density" -k 5
+      rankstack search idx/scifact-minilm --queries scifact --output dense.trec
     """
     import rankstack
     from rankstack.sparse import RM3
@@ -177,7 +249,17 @@ def search(
         _fail("give exactly one of --queries (a set of queries) or --query (one query string)")
     try:
         idx = rankstack.open(index_dir)
-        stage = idx.bm25(k1=k1, b=b, k=k, num_threads=threads)
+        if idx.manifest["type"] == "dense":
+            from rankstack.dense import BiEncoder
+
+            if rm3:
+                _fail("--rm3 expands BM25 queries; it does not apply to a dense index")
+            encoder = BiEncoder(model or idx.model["model"], backend=backend)  # type: ignore[arg-type]
+            stage = idx.dense(
+                encoder, k=k, exact=exact, ef_search=ef_search, nprobe=nprobe, allow_other_model=allow_other_model
+            )
+        else:
+            stage = idx.bm25(k1=k1, b=b, k=k, num_threads=threads)
         if rm3:
             stage = RM3(stage)
         qs = Queries(["1"], [query]) if query is not None else _read_queries(queries, split, topic_field)  # type: ignore[arg-type]
@@ -188,7 +270,7 @@ def search(
         _fail(str(e))
     if query is not None and output is None:
         for docid, score, rank in zip(run.docid.tolist(), run.score.tolist(), run.rank.tolist(), strict=True):
-            doc = idx.docs[docid] if idx.manifest.get("store_docs", True) else None
+            doc = idx.docs[docid] if idx.manifest.get("store_docs", idx.manifest["type"] != "dense") else None
             snippet = (doc.contents()[:100] + "...") if doc else ""
             typer.echo(f"{rank:>4}  {score:8.4f}  {docid}  {snippet}")
         return
@@ -199,6 +281,30 @@ def search(
         output.parent.mkdir(parents=True, exist_ok=True)
         run.write_trec(output, tag=tag)
     typer.echo(f"searched {len(qs)} queries in {elapsed:.2f}s ({len(qs) / max(elapsed, 1e-9):.0f} q/s)", err=True)
+
+
+@app.command("export-onnx")
+def export_onnx_cmd(
+    model: Annotated[str, typer.Argument(help="A model directory or Hugging Face id.")],
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Write a new model directory here (default: into MODEL).")
+    ] = None,
+    quantize: Annotated[bool, typer.Option(help="Also write the dynamic int8 model (onnx/model_qint8.onnx).")] = True,
+) -> None:
+    """Export a bi-encoder to ONNX (fused attention) and quantise it to int8 for fast CPU encoding.
+
+    Then index or search with --backend onnx, e.g.:
+      rankstack export-onnx MODEL_DIR --out models/minilm-onnx
+      rankstack index scifact -i idx/scifact-int8 --dense models/minilm-onnx --backend onnx
+    """
+    from rankstack.dense import export_onnx
+
+    try:
+        start = time.perf_counter()
+        dest = export_onnx(model, out, quantize=quantize)
+    except RankstackError as e:
+        _fail(str(e))
+    typer.echo(f"wrote {dest / 'onnx'} in {time.perf_counter() - start:.1f}s")
 
 
 @app.command("eval")

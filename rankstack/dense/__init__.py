@@ -1,1 +1,10 @@
-"""Dense retrieval: bi-encoders over transformers, vector indexes, the DenseRetriever stage."""
+"""Dense retrieval: bi-encoders over transformers, vector indexes, the DenseRetriever stage.
+
+Importing this package needs no torch; encoders import it when they are built (extra ``[neural]``).
+"""
+
+from rankstack.dense.encoder import BiEncoder, TextEncoder
+from rankstack.dense.onnx import export_onnx
+from rankstack.dense.retriever import DenseRetriever, build_dense_index
+
+__all__ = ["BiEncoder", "DenseRetriever", "TextEncoder", "build_dense_index", "export_onnx"]

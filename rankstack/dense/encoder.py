@@ -45,7 +45,7 @@ def _transformers() -> Any:
     return transformers
 
 
-def _progress(total: int, desc: str, show: bool) -> Any:
+def _progress(total: int | None, desc: str, show: bool) -> Any:
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=desc, unit="text", disable=not show, leave=False)
@@ -329,7 +329,7 @@ class BiEncoder:
         """(docids, vectors) chunk by chunk: the corpus is never all in memory, and each chunk is
         length-bucketed on its own."""
         total = corpus._size if isinstance(corpus, Corpus) else None
-        with _progress(total or 0, "encoding documents", show_progress) as bar:
+        with _progress(total, "encoding documents", show_progress) as bar:
             chunk: list[Document] = []
             for doc in corpus:
                 chunk.append(doc)

@@ -648,10 +648,16 @@ def _keep_last(corpus: Iterable[Document]) -> list[Document]:
     return list(last.values())
 
 
-def open_index(path: str | Path, verify: bool = True) -> InvertedIndex:
-    """Open an index directory: the manifest's ``type`` picks the class (only ``inverted`` so far)."""
+def open_index(path: str | Path, verify: bool = True) -> Any:
+    """Open an index directory: the manifest's ``type`` picks the class (``inverted`` or ``dense``)."""
+    from rankstack.index import vectors
+
     manifest = read_manifest(path)
     kind = manifest.get("type")
     if kind == INDEX_TYPE:
         return InvertedIndex(path, verify=verify)
-    raise IndexFormatError(f"{path}: unknown index type {kind!r}; this rankstack opens: {INDEX_TYPE!r}")
+    if kind == vectors.INDEX_TYPE:
+        return vectors.VectorIndex(path, verify=verify)
+    raise IndexFormatError(
+        f"{path}: unknown index type {kind!r}; this rankstack opens {INDEX_TYPE!r} and {vectors.INDEX_TYPE!r}"
+    )
