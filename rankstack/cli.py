@@ -365,13 +365,24 @@ def experiment(
     full: Annotated[
         bool, typer.Option("--full", help="Print every column: +/- counts, raw and Holm p-values per metric.")
     ] = False,
+    dense: Annotated[
+        str | None,
+        typer.Option(
+            help="Also run this bi-encoder (model directory or Hugging Face id) and its fusions with BM25; "
+            "its index is built once into <index-dir>-dense.",
+        ),
+    ] = None,
+    backend: Annotated[str, typer.Option(help="With --dense: 'torch' or 'onnx'.")] = "torch",
 ) -> None:
     """End-to-end: index a collection, run BM25 variants, evaluate, print a table with significance tests.
 
     Systems: BM25 (k1=0.9, b=0.4; the baseline), BM25 (k1=1.2, b=0.75), BM25 + RM3, and RRF of BM25 with
-    BM25 + RM3. p-values are paired against the baseline, Holm-corrected across systems.
+    BM25 + RM3; with --dense, also the dense retriever, RRF(BM25, dense) and min-max BM25 + dense.
+    p-values are paired against the baseline, Holm-corrected across systems.
 
-    Example:  rankstack experiment scifact
+    Examples:
+      rankstack experiment scifact
+      rankstack experiment scifact --dense sentence-transformers/all-MiniLM-L6-v2
     """
     import pandas as pd
 
@@ -401,6 +412,9 @@ def experiment(
             "BM25 + RM3": RM3(bm25),
             "RRF(BM25, BM25 + RM3)": bm25 | RM3(bm25),
         }
+        if dense is not None:
+            retriever = _dense_for_experiment(col, dense, backend, path.with_name(path.name + "-dense"))
+            systems |= {"Dense": retriever, "RRF(BM25, Dense)": bm25 | retriever, "BM25 + Dense": bm25 + retriever}
         start = time.perf_counter()
         runs = {name: stage(queries) for name, stage in _progress(systems.items(), "systems")}
         table = Experiment(runs, queries, qrels, metrics or DEFAULT_METRICS, baseline=0, test=test)
@@ -422,6 +436,23 @@ def experiment(
             else "\n▲/▼: better/worse than BM25, paired permutation test p < 0.05 after Holm correction"
         )
     typer.echo(f"{len(runs)} systems run and evaluated in {elapsed:.1f}s")
+
+
+def _dense_for_experiment(col, model: str, backend: str, path: Path):
+    """A dense retriever over ``path``, building the index first unless one made by this model is there."""
+    import rankstack
+    from rankstack.dense import BiEncoder, build_dense_index
+
+    encoder = BiEncoder(model, backend=backend)  # type: ignore[arg-type]
+    if (path / "manifest.json").exists():
+        index = rankstack.open(path)
+        if index.manifest["type"] == "dense" and index.model.get("fingerprint") == encoder.identity()["fingerprint"]:
+            typer.echo(f"using dense index {path} ({index.num_docs:,} documents)", err=True)
+            return index.dense(encoder, allow_other_model=backend == "onnx")
+    start = time.perf_counter()
+    index = build_dense_index(col.corpus, encoder, path, overwrite=True)
+    typer.echo(f"encoded {index.num_docs:,} documents into {path} in {time.perf_counter() - start:.1f}s", err=True)
+    return index.dense(encoder, allow_other_model=backend == "onnx")
 
 
 def _compact(table, metrics: list[str]):

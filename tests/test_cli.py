@@ -25,9 +25,8 @@ QUERIES = {"q1": "cat on a mat", "q2": "vitamin D bone", "q3": "garden flowers"}
 QRELS = [("q1", "d1", 1), ("q2", "d3", 2), ("q2", "d4", 1), ("q3", "d5", 1), ("q3", "d2", 0)]
 
 
-@pytest.fixture
-def beir(tmp_path: Path) -> Path:
-    folder = tmp_path / "tiny"
+def write_beir(folder: Path) -> Path:
+    """A five-document BEIR folder with three judged queries."""
     (folder / "qrels").mkdir(parents=True)
     with open(folder / "corpus.jsonl", "w") as f:
         for docid, text in DOCS.items():
@@ -39,6 +38,11 @@ def beir(tmp_path: Path) -> Path:
         f.write("query-id\tcorpus-id\tscore\n")
         f.writelines(f"{q}\t{d}\t{r}\n" for q, d, r in QRELS)
     return folder
+
+
+@pytest.fixture
+def beir(tmp_path: Path) -> Path:
+    return write_beir(tmp_path / "tiny")
 
 
 def invoke(*args: str):

@@ -119,3 +119,26 @@ def test_cli_export_onnx_then_index_with_it(tmp_path, tiny_model):
     assert result.exit_code == 0, result.output
     # the index remembers the weights the ONNX export came from: the PyTorch model is accepted for queries
     DenseRetriever(tmp_path / "idx", tiny_model)
+
+
+def test_cli_experiment_with_a_dense_model(tmp_path, tiny_model):
+    from tests.test_cli import write_beir  # the same tiny BEIR folder as the CLI tests
+
+    folder = write_beir(tmp_path / "beir")
+    args = [
+        "experiment",
+        str(folder),
+        "--index-dir",
+        str(tmp_path / "idx"),
+        "-m",
+        "nDCG@10",
+        "--dense",
+        str(tiny_model),
+    ]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    for system in ("Dense", "RRF(BM25, Dense)", "BM25 + Dense"):
+        assert system in result.output
+    assert (tmp_path / "idx-dense" / "manifest.json").exists()
+    again = CliRunner().invoke(app, args)  # the dense index is reused, not re-encoded
+    assert again.exit_code == 0 and "using dense index" in again.output
