@@ -145,7 +145,12 @@ def index(
     max_length: Annotated[
         int | None, typer.Option(help="Dense: truncate documents to this many tokens.", rich_help_panel="Dense")
     ] = None,
-    batch_size: Annotated[int, typer.Option(help="Dense: texts per forward pass.", rich_help_panel="Dense")] = 32,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(
+            help="Dense: texts per forward pass (default 32; 8 with --backend onnx).", rich_help_panel="Dense"
+        ),
+    ] = None,
 ) -> None:
     """Build a BM25 inverted index, or with --dense a vector index.
 
