@@ -102,25 +102,15 @@ class BM25(Stage):
 
     def __call__(self, inp: Queries | Ranking) -> Ranking:
         queries = as_queries(inp)
-        term_ids = self.index.query_term_ids
-        q_rows: list[int] = []
-        gids: list[int] = []
-        empty = []
-        for row, (qid, text) in enumerate(queries):
-            ids, any_term = term_ids(text) if text else ([], False)
-            if not any_term:
-                empty.append(qid)
-            q_rows.extend([row] * len(ids))
-            gids.extend(ids)
-        if empty:
+        q_rows, gids, has_term = self.index.query_term_rows(queries.text.tolist())
+        if not has_term.all():
+            empty = queries.qid[~has_term].tolist()
             warnings.warn(
                 f"{len(empty)} queries have no terms after analysis and return no documents (qids: {empty[:10]})",
                 stacklevel=2,
             )
         # a repeated query term counts once, with its count as boost (Anserini's bag of words)
-        pairs, counts = np.unique(
-            np.asarray(q_rows, np.int64) * _STRIDE + np.asarray(gids, np.int64), return_counts=True
-        )
+        pairs, counts = np.unique(q_rows * _STRIDE + gids, return_counts=True)
         return self._search(queries.qid.tolist(), pairs // _STRIDE, pairs % _STRIDE, counts.astype(np.float32), queries)
 
     def search_weighted(

@@ -6,7 +6,10 @@ import sys
 import textwrap
 import time
 
+import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import rankstack
 from rankstack import Document, IndexFormatError, Queries, RankstackError
@@ -164,3 +167,38 @@ def test_query_term_ids_equal_the_analyzer_through_the_cache(tmp_path, stemmer):
             terms = analyzer(text)
             assert ids == [idx.lexicon.ids[t] for t in terms if t in idx.lexicon.ids]
             assert any_term == bool(terms)
+
+
+_BATCH_TEXTS = st.lists(
+    st.one_of(
+        st.text(alphabet="abc dog's DOGS' the of 3.5 1,000 u.s.a x_y 0querybreak0 Ünï 漢 .,;:'", max_size=40),
+        st.sampled_from(["", "the of and", "running runners ran", "zzzunknown", "dog's bone", "a" * 300]),
+    ),
+    max_size=12,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(texts=_BATCH_TEXTS)
+def test_batch_query_terms_equal_query_by_query(tmp_path_factory, texts):
+    """The one-pass ASCII batch path and the text-by-text path give the same terms and flags."""
+    idx = _batch_index(tmp_path_factory)
+    rows, gids, has_term = idx.query_term_rows(texts)
+    for row, text in enumerate(texts):
+        ids, any_term = idx.query_term_ids(text) if text else ([], False)
+        assert gids[rows == row].tolist() == ids, text
+        assert has_term[row] == any_term, text
+    assert (np.diff(rows) >= 0).all()
+
+
+_BATCH_INDEX = {}
+
+
+def _batch_index(tmp_path_factory):
+    if "idx" not in _BATCH_INDEX:
+        docs = [
+            *random_docs(40, seed=5),
+            Document("x", "dog dogs bone run u.s.a 3.5 1,000 abc x_y ünï 漢 " + "a" * 255),
+        ]
+        _BATCH_INDEX["idx"] = build_inverted_index(docs, tmp_path_factory.mktemp("b") / "idx", show_progress=False)
+    return _BATCH_INDEX["idx"]
