@@ -1,0 +1,318 @@
+"""The training loop: AdamW with linear warm-up and decay, clipping, logging, checkpoints, exact resume.
+
+Deliberately small. Each optimisation step encodes a batch of queries, their positives and (optionally)
+hard negatives, and minimises either the in-batch contrastive loss or MarginMSE against a teacher.
+
+Reproducibility is by construction rather than by saving random states: the data order of epoch ``e`` is a
+permutation drawn from ``(seed, e)``, the negatives sampled at step ``s`` from ``(seed, s)``, and torch is
+re-seeded from ``(seed, s)`` before each step (dropout). The learning rate is a pure function of the step.
+So a run resumed from ``checkpoint-<s>`` (weights, AdamW moments, negative pools) performs exactly the
+steps the uninterrupted run would have, and two runs with the same seed are identical.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from rankstack.dense.encoder import BiEncoder
+from rankstack.errors import MissingExtraError, RankstackError
+from rankstack.train import _views, checkpoint
+from rankstack.train.examples import Example, TrainingSet
+from rankstack.train.losses import InBatchContrastiveLoss, MarginMSELoss
+
+try:
+    import torch
+except ImportError:  # pragma: no cover - the [neural] extra brings torch
+    raise MissingExtraError("torch", "neural") from None
+
+log = logging.getLogger(__name__)
+
+Refresh = Callable[[BiEncoder], Mapping[str, Sequence[str]]]
+LossName = Literal["contrastive", "margin_mse"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every knob of a training run; saved into ``trainer_state.json`` so a run documents itself.
+
+    ``loss``: ``"contrastive"`` (in-batch negatives plus ``num_negatives`` hard negatives per query, scores
+    times ``scale``) or ``"margin_mse"`` (needs teacher scores in the training set). ``negative_depth``:
+    how deep BM25/ANCE mining goes for each query's pool. ``refresh_every``: steps between ANCE refreshes
+    (0 = at each epoch boundary) when a refresh hook is given. ``save_every``: steps between checkpoints
+    (0 = none; the final model is always saved), of which the newest ``keep_checkpoints`` are kept.
+    ``warmup_ratio``: fraction of all steps spent warming the learning rate up linearly from 0; it then
+    decays linearly to 0 at the last step.
+    """
+
+    epochs: int = 1
+    batch_size: int = 32
+    learning_rate: float = 2e-5
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    max_grad_norm: float = 1.0
+    loss: LossName = "contrastive"
+    scale: float = 20.0
+    num_negatives: int = 1
+    negative_depth: int = 30
+    query_max_length: int = 32
+    doc_max_length: int = 128
+    seed: int = 42
+    log_every: int = 10
+    save_every: int = 0
+    keep_checkpoints: int | None = 2
+    refresh_every: int = 0
+    show_progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError("epochs and batch_size must be at least 1")
+        if self.loss not in ("contrastive", "margin_mse"):
+            raise ValueError(f"loss must be 'contrastive' or 'margin_mse', not {self.loss!r}")
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            raise ValueError(f"warmup_ratio must be in [0, 1), not {self.warmup_ratio}")
+        if min(self.num_negatives, self.negative_depth, self.log_every, self.save_every, self.refresh_every) < 0:
+            raise ValueError("num_negatives, negative_depth, log_every, save_every and refresh_every must be >= 0")
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return dataclasses.replace(self, **changes)
+
+
+class TrainingStateError(RankstackError):
+    """An output directory that already holds another run (checkpoints or a final model)."""
+
+
+def _seed(*parts: int) -> int:
+    """A 63-bit seed from integers (numpy's SeedSequence mixes them well)."""
+    return int(np.random.SeedSequence(list(parts)).generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
+
+
+class Trainer:
+    """Fine-tune ``encoder`` in place on ``data`` and save checkpoints and the final model under ``output_dir``.
+
+    ``refresh`` (e.g. ``negatives.AnceRefresh``) is called with the encoder every ``config.refresh_every``
+    steps and its result replaces the hard-negative pools. ``train(resume=True)`` continues from the newest
+    checkpoint (or returns at once if the final model is already there).
+    """
+
+    def __init__(
+        self,
+        encoder: BiEncoder,
+        data: TrainingSet,
+        config: TrainConfig,
+        output_dir: str | Path,
+        *,
+        refresh: Refresh | None = None,
+    ):
+        if config.loss == "margin_mse":
+            _check_teacher(data)
+        self.encoder, self.data, self.config, self.refresh = encoder, data, config, refresh
+        self.output_dir = Path(output_dir)
+        self.steps_per_epoch = math.ceil(len(data) / config.batch_size)
+        self.total_steps = config.epochs * self.steps_per_epoch
+        self.warmup_steps = math.ceil(config.warmup_ratio * self.total_steps)
+        self.refresh_every = config.refresh_every or self.steps_per_epoch
+        self._query = _views.with_max_length(encoder.query, config.query_max_length)
+        self._doc = _views.with_max_length(encoder.doc, config.doc_max_length)
+        self.loss_fn = InBatchContrastiveLoss(config.scale) if config.loss == "contrastive" else MarginMSELoss()
+        self.models = [encoder.query.model] if encoder.shared else [encoder.query.model, encoder.doc.model]
+        self.optimizer = torch.optim.AdamW(self._parameter_groups(), lr=config.learning_rate)
+        self.step = 0
+        self.log_history: list[dict[str, Any]] = []
+
+    # ------------------------------------------------------------------------------------ setup
+    def _parameter_groups(self) -> list[dict[str, Any]]:
+        """Weight decay on weight matrices only: biases and LayerNorm gains are not decayed (as in BERT)."""
+        decay, no_decay = [], []
+        for model in self.models:
+            for name, param in model.named_parameters():
+                if param.requires_grad:
+                    (no_decay if param.ndim < 2 or "norm" in name.lower() else decay).append(param)
+        return [
+            {"params": decay, "weight_decay": self.config.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ]
+
+    def learning_rate(self, step: int) -> float:
+        """Linear warm-up over ``warmup_steps`` (the first step already uses a non-zero rate), then linear decay."""
+        lr = self.config.learning_rate
+        if step < self.warmup_steps:
+            return lr * (step + 1) / (self.warmup_steps + 1)
+        return lr * max(0.0, (self.total_steps - step) / max(1, self.total_steps - self.warmup_steps))
+
+    def batch(self, step: int) -> list[Example]:
+        """The examples of optimisation step ``step`` (0-based): epoch ``e`` visits a (seed, e) permutation."""
+        epoch, within = divmod(step, self.steps_per_epoch)
+        order = np.random.default_rng([self.config.seed, epoch]).permutation(len(self.data))
+        rows = order[within * self.config.batch_size : (within + 1) * self.config.batch_size]
+        return [self.data.examples[i] for i in rows.tolist()]
+
+    # ------------------------------------------------------------------------------------ one step
+    def _embed(self, encoder: Any, texts: Sequence[str]) -> torch.Tensor:
+        return encoder.embed(**_views.features(encoder, texts))
+
+    def _sample(self, pool: Sequence[str], rng: np.random.Generator) -> list[str]:
+        if not pool or not self.config.num_negatives:
+            return []
+        picks = rng.choice(len(pool), size=min(self.config.num_negatives, len(pool)), replace=False)
+        return [pool[i] for i in sorted(picks.tolist())]
+
+    def loss(self, examples: Sequence[Example], step: int) -> torch.Tensor:
+        """The loss of one batch; hard negatives are drawn from each query's pool with a (seed, step) rng."""
+        rng = np.random.default_rng([self.config.seed, step, 1])
+        texts, pools = self.data.texts, self.data.negatives
+        q = self._embed(self._query, [e.query for e in examples])
+        if self.config.loss == "margin_mse":
+            teacher = self.data.teacher or {}
+            triples = [
+                (row, neg)
+                for row, e in enumerate(examples)
+                for neg in self._sample([d for d in pools.get(e.qid, ()) if d in teacher[e.qid]], rng)
+            ]
+            if not triples:
+                return q.sum() * 0.0  # no query of this batch has a scored negative: a no-op step
+            rows = torch.tensor([r for r, _ in triples])
+            docs = self._embed(self._doc, [texts[e.positive] for e in examples] + [texts[n] for _, n in triples])
+            margins = torch.tensor(
+                [teacher[examples[r].qid][examples[r].positive] - teacher[examples[r].qid][n] for r, n in triples]
+            )
+            return self.loss_fn(q[rows], docs[rows], docs[len(examples) :], margins)
+        negatives = [n for e in examples for n in self._sample(pools.get(e.qid, ()), rng)]
+        columns = [e.positive for e in examples] + negatives
+        docs = self._embed(self._doc, [texts[d] for d in columns])
+        ignore = torch.tensor([[d in self.data.positives.get(e.qid, ()) for d in columns] for e in examples])
+        return self.loss_fn(q, docs[: len(examples)], docs[len(examples) :], ignore)
+
+    def _optimise(self, step: int) -> float:
+        torch.manual_seed(_seed(self.config.seed, step))
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.learning_rate(step)
+        loss = self.loss(self.batch(step), step)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.config.max_grad_norm:
+            params = [p for group in self.optimizer.param_groups for p in group["params"]]
+            torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm)
+        self.optimizer.step()
+        return float(loss.detach())
+
+    # ------------------------------------------------------------------------------------ the loop
+    def train(self, resume: bool = False) -> Path:
+        """Run (or with ``resume=True`` continue) training; returns the final model directory."""
+        final = self.output_dir / "final"
+        if resume and (final / checkpoint.STATE_FILE).exists():
+            state, _ = checkpoint.load(final, self.encoder)
+            self._restore(state, None)
+            log.info("%s is complete; loaded its final model", self.output_dir)
+            return final
+        found = checkpoint.checkpoints(self.output_dir)
+        if resume and found:
+            state, negatives = checkpoint.load(found[-1], self.encoder, self.optimizer)
+            self._restore(state, negatives)
+            log.info("resuming from %s (step %d of %d)", found[-1], self.step, self.total_steps)
+        elif found or final.exists():
+            raise TrainingStateError(
+                f"{self.output_dir} already holds a training run ({(found or [final])[-1].name}); pass resume=True "
+                "to continue it, or choose another output directory"
+            )
+        random.seed(self.config.seed)
+        np.random.seed(self.config.seed % 2**32)
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        started, window = time.perf_counter(), []
+        for model in self.models:
+            model.train()
+        from tqdm.auto import tqdm
+
+        with tqdm(
+            total=self.total_steps,
+            initial=self.step,
+            desc="training",
+            unit="step",
+            disable=not self.config.show_progress,
+        ) as bar:
+            while self.step < self.total_steps:
+                window.append(self._optimise(self.step))
+                self.step += 1
+                bar.update(1)
+                bar.set_postfix(loss=f"{np.mean(window):.4f}", lr=f"{self.learning_rate(self.step - 1):.2e}")
+                if self.config.log_every and (self.step % self.config.log_every == 0 or self.step == self.total_steps):
+                    self._log(window, time.perf_counter() - started)
+                    window = []
+                if self.refresh is not None and self.step % self.refresh_every == 0 and self.step < self.total_steps:
+                    self._refresh()
+                if self.config.save_every and self.step % self.config.save_every == 0 and self.step < self.total_steps:
+                    checkpoint.save(
+                        self.output_dir / f"checkpoint-{self.step}",
+                        self.encoder,
+                        self._state(),
+                        self.data.negatives,
+                        self.optimizer,
+                    )
+                    checkpoint.prune(self.output_dir, self.config.keep_checkpoints)
+        for model in self.models:
+            model.eval()
+        checkpoint.save(final, self.encoder, self._state())
+        checkpoint.write_state(self.output_dir, self._state())
+        return final
+
+    def _refresh(self) -> None:
+        assert self.refresh is not None
+        for model in self.models:
+            model.eval()
+        self.data = self.data.with_negatives(self.refresh(self.encoder))
+        for model in self.models:
+            model.train()
+        self.log_history.append({"step": self.step, "event": "refreshed negatives"})
+
+    def _log(self, window: list[float], seconds: float) -> None:
+        entry = {
+            "step": self.step,
+            "epoch": round(self.step / self.steps_per_epoch, 4),
+            "loss": float(np.mean(window)),
+            "learning_rate": self.learning_rate(self.step - 1),
+            "seconds": round(seconds, 2),
+        }
+        self.log_history.append(entry)
+        log.info("step %d/%d loss %.4f", self.step, self.total_steps, entry["loss"])
+        checkpoint.write_state(self.output_dir, self._state())
+
+    def _state(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "total_steps": self.total_steps,
+            "epoch": self.step / self.steps_per_epoch,
+            "examples": len(self.data),
+            "config": dataclasses.asdict(self.config),
+            "log_history": self.log_history,
+        }
+
+    def _restore(self, state: Mapping[str, Any], negatives: Mapping[str, Sequence[str]] | None) -> None:
+        if state.get("total_steps") != self.total_steps or state.get("examples") != len(self.data):
+            raise TrainingStateError(
+                f"the checkpoint in {self.output_dir} was made for {state.get('examples')} examples and "
+                f"{state.get('total_steps')} steps, not {len(self.data)} and {self.total_steps}; resume with the "
+                "same data and configuration, or start a new output directory"
+            )
+        self.step = int(state["step"])
+        self.log_history = list(state.get("log_history", []))
+        if negatives is not None:
+            self.data = dataclasses.replace(self.data, negatives={q: list(p) for q, p in negatives.items()})
+
+
+def _check_teacher(data: TrainingSet) -> None:
+    teacher = data.teacher or {}
+    missing = [e.qid for e in data.examples if e.positive not in teacher.get(e.qid, {})]
+    if missing:
+        raise ValueError(
+            f"loss='margin_mse' needs teacher scores for every positive; {len(missing)} examples have none "
+            f"(e.g. query {missing[0]!r}); fill TrainingSet.teacher with scoring.score_pools"
+        )
