@@ -288,6 +288,86 @@ def search(
     typer.echo(f"searched {len(qs)} queries in {elapsed:.2f}s ({len(qs) / max(elapsed, 1e-9):.0f} q/s)", err=True)
 
 
+@app.command()
+def train(
+    collection: Annotated[str, typer.Argument(help="Collection name or BEIR folder with a training split.")],
+    model: Annotated[str, typer.Option("--model", help="Starting bi-encoder: model directory or Hugging Face id.")],
+    output_dir: Annotated[
+        Path, typer.Option("--output-dir", "-o", help="Checkpoints and the final model (OUTPUT_DIR/final).")
+    ],
+    split: Annotated[str, typer.Option(help="Judged query set to train on.")] = "train",
+    negatives: Annotated[
+        str,
+        typer.Option(
+            help="'none' (in-batch only), 'bm25' (BM25-mined hard negatives) or 'ance' (re-mined by the model "
+            "being trained every --refresh-every steps)."
+        ),
+    ] = "bm25",
+    epochs: Annotated[int, typer.Option(help="Passes over the training queries.")] = 1,
+    batch_size: Annotated[int, typer.Option(help="Queries per step (each brings its positive and negatives).")] = 32,
+    lr: Annotated[float, typer.Option(help="AdamW learning rate (linear warm-up, then linear decay).")] = 2e-5,
+    num_negatives: Annotated[int, typer.Option(help="Hard negatives per query and step.")] = 1,
+    negative_depth: Annotated[int, typer.Option(help="How deep BM25 / ANCE mining looks per query.")] = 30,
+    refresh_every: Annotated[int, typer.Option(help="ANCE: steps between refreshes (0: every epoch).")] = 0,
+    denoise_margin: Annotated[
+        float | None,
+        typer.Option(
+            help="RocketQA-style denoising: drop negatives the starting model scores above the positive minus this."
+        ),
+    ] = None,
+    ict_epochs: Annotated[
+        int, typer.Option(help="Inverse cloze task pre-training on the corpus first, for this many epochs (0: off).")
+    ] = 0,
+    query_max_length: Annotated[int, typer.Option(help="Query tokens kept in training.")] = 32,
+    doc_max_length: Annotated[int, typer.Option(help="Document tokens kept in training.")] = 128,
+    save_every: Annotated[int, typer.Option(help="Steps between checkpoints (0: only the final model).")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed for data order and sampling: the same seed, the same model.")] = 42,
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted run from its latest checkpoint.")] = False,
+) -> None:
+    """Fine-tune a bi-encoder on a collection's judgments (contrastive, in-batch + hard negatives).
+
+    The result is an ordinary Hugging Face model directory (it loads in sentence-transformers too);
+    index with it as with any model.
+
+    Examples:
+      rankstack train scifact --model sentence-transformers/all-MiniLM-L6-v2 -o models/minilm-scifact
+      rankstack train scifact --model MODEL --negatives ance --refresh-every 20 -o models/ance
+      rankstack index scifact -i idx/scifact-ft --dense models/minilm-scifact/final
+    """
+    from rankstack.train import TrainConfig, train_biencoder
+
+    try:
+        col = _load_collection(collection)
+        config = TrainConfig(
+            epochs=epochs,
+            batch_size=batch_size,
+            learning_rate=lr,
+            num_negatives=num_negatives if negatives != "none" else 0,
+            negative_depth=negative_depth,
+            refresh_every=refresh_every,
+            query_max_length=query_max_length,
+            doc_max_length=doc_max_length,
+            save_every=save_every,
+            seed=seed,
+        )
+        start = time.perf_counter()
+        final = train_biencoder(
+            model,
+            col.queries_for(split),
+            col.qrels(split),
+            col.corpus,
+            output_dir,
+            negatives=negatives,  # type: ignore[arg-type]
+            config=config,
+            denoise_margin=denoise_margin,
+            ict_warmup=config.replace(epochs=ict_epochs, num_negatives=0) if ict_epochs else None,
+            resume=resume,
+        )
+    except (RankstackError, ValueError) as e:
+        _fail(str(e))
+    typer.echo(f"trained in {time.perf_counter() - start:.0f}s; final model: {final}")
+
+
 @app.command("export-onnx")
 def export_onnx_cmd(
     model: Annotated[str, typer.Argument(help="A model directory or Hugging Face id.")],
@@ -298,7 +378,7 @@ def export_onnx_cmd(
 ) -> None:
     """Export a bi-encoder to ONNX (fused attention) and quantise it to int8 for fast CPU encoding.
 
-    Then index or search with --backend onnx, e.g.:
+    Then index or search with --backend onnx. Examples:
       rankstack export-onnx MODEL_DIR --out models/minilm-onnx
       rankstack index scifact -i idx/scifact-int8 --dense models/minilm-onnx --backend onnx
     """

@@ -143,7 +143,7 @@ def test_search_on_missing_index_says_how_to_build(tmp_path: Path) -> None:
     assert "rankstack index" in result.output or "manifest" in result.output
 
 
-@pytest.mark.parametrize("command", ["index", "search", "eval", "experiment"])
+@pytest.mark.parametrize("command", ["index", "search", "eval", "experiment", "train", "export-onnx"])
 def test_help_teaches_with_an_example(command: str) -> None:
     result = invoke(command, "--help")
     assert result.exit_code == 0
