@@ -141,4 +141,7 @@ def open_session(path: Path, quantized: bool = True, threads: int | None = None)
     if threads:
         options.intra_op_num_threads = threads
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # idle worker threads sleep instead of spinning: on a machine shared with other work, spinning threads
+    # steal the cores they wait for (measured: 19 vs 23 docs/s with one core busy elsewhere)
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(file), options, providers=["CPUExecutionProvider"])
