@@ -318,6 +318,9 @@ def train(
     ict_epochs: Annotated[
         int, typer.Option(help="Inverse cloze task pre-training on the corpus first, for this many epochs (0: off).")
     ] = 0,
+    ict_docs: Annotated[
+        int | None, typer.Option(help="ICT: use at most this many documents (default: the whole corpus).")
+    ] = None,
     query_max_length: Annotated[int, typer.Option(help="Query tokens kept in training.")] = 32,
     doc_max_length: Annotated[int, typer.Option(help="Document tokens kept in training.")] = 128,
     save_every: Annotated[int, typer.Option(help="Steps between checkpoints (0: only the final model).")] = 0,
@@ -361,6 +364,7 @@ def train(
             config=config,
             denoise_margin=denoise_margin,
             ict_warmup=config.replace(epochs=ict_epochs, num_negatives=0) if ict_epochs else None,
+            ict_max_docs=ict_docs,
             resume=resume,
         )
     except (RankstackError, ValueError) as e:

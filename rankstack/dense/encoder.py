@@ -345,9 +345,9 @@ class BiEncoder:
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Save a shared model as one directory; separate towers as ``query/`` and ``doc/`` inside it."""
         out = Path(path)
-        if self.shared:
-            self.query.settings.prompts = {"query": self.query.prefix, "document": self.doc.prefix}
-            return self.query.save(out)
+        if self.shared:  # saved through the document view: its length limit is the model's max_seq_length
+            self.doc.settings.prompts = {"query": self.query.prefix, "document": self.doc.prefix}
+            return self.doc.save(out)
         self.query.save(out / "query")
         self.doc.save(out / "doc")
         return out

@@ -114,6 +114,13 @@ def test_saved_model_loads_in_sentence_transformers(tmp_path, tiny_model):
     np.testing.assert_allclose(reloaded.encode_queries(["x"]), bi.encode_queries(["x"]), atol=1e-6)
 
 
+def test_a_shorter_query_limit_is_not_saved_as_the_model_limit(tmp_path, tiny_model):
+    bi = BiEncoder(tiny_model, query_max_length=8, max_length=48)
+    assert (bi.query.max_length, bi.doc.max_length) == (8, 48)
+    reloaded = BiEncoder(bi.save(tmp_path / "saved"))
+    assert reloaded.doc.max_length == 48
+
+
 def test_missing_files_are_named(tmp_path, tiny_model):
     broken = tmp_path / "broken"
     broken.mkdir()
