@@ -32,7 +32,6 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from itertools import repeat
 from pathlib import Path
 from typing import Any, Literal
 
@@ -49,7 +48,8 @@ from rankstack.index.manifest import (
     verify_files,
     write_json_atomic,
 )
-from rankstack.text.analysis import QUERY_BREAK, Analyzer
+from rankstack.text.analysis import Analyzer
+from rankstack.text.ascii_scan import MAX_TOKEN_LENGTH, TokenTable
 from rankstack.types import Corpus, Document
 
 log = logging.getLogger(__name__)
@@ -258,7 +258,7 @@ class CollectionStats:
     avgdl: float
 
 
-_STOPWORD, _UNKNOWN, _BREAK, _UNSEEN = -2, -1, -3, -4  # token cache values that are not term ids
+_STOPWORD, _UNKNOWN, _UNSEEN = -2, -1, -4  # token cache values that are not term ids
 _TOKEN_CACHE_SIZE = 1 << 20
 
 
@@ -359,39 +359,39 @@ class InvertedIndex:
         return {}
 
     @cached_property
-    def _raw_token_cache(self) -> dict[str, int]:
-        return {QUERY_BREAK: _BREAK}
+    def _raw_token_table(self) -> TokenTable:
+        return TokenTable(lower=self.analyzer.lowercase)
 
     def query_term_rows(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``query_term_ids`` for a batch, as arrays: (row of each kept term, its global id) in text
-        order, and whether each text had any term. ASCII texts take one regex pass and one C-level
-        dictionary lookup per token for the whole batch; the rest go text by text (same results, tested)."""
+        order, and whether each text had any term. ASCII texts are tokenised and looked up in one compiled
+        pass over the batch (``text/ascii_scan.py``); the rest go text by text (same results, tested)."""
         n = len(texts)
-        fast = [i for i, t in enumerate(texts) if t.isascii() and "_" not in t]
-        tokens = self.analyzer.tokenize_many_ascii([texts[i] for i in fast]) if fast else None
-        if tokens is None:
-            fast = []
         rows_parts, gid_parts = [], []
         has_term = np.zeros(n, dtype=bool)
+        fast = [i for i, t in enumerate(texts) if t.isascii() and "_" not in t]
+        table = self._raw_token_table
         if fast:
-            cache = self._raw_token_cache
-            gids = np.fromiter(map(cache.get, tokens, repeat(_UNSEEN)), dtype=np.int64, count=len(tokens))
-            for pos in np.flatnonzero(gids == _UNSEEN).tolist():
-                token = tokens[pos]
-                gid = cache.get(token, _UNSEEN)
-                if gid == _UNSEEN:
+            buf, los, his, tok_rows, hashes, longest = table.tokenize([texts[i] for i in fast])
+            if longest > MAX_TOKEN_LENGTH:
+                fast = []
+        if fast:
+            gids = table.lookup(buf, los, his, hashes, _UNSEEN)
+            unseen = np.flatnonzero(gids == _UNSEEN)
+            if len(unseen):
+                raw = buf.tobytes()
+                for pos in unseen.tolist():
+                    token = raw[los[pos] : his[pos]].decode("ascii")
+                    token = token.lower() if self.analyzer.lowercase else token
                     term = self.analyzer.term_of_raw(token)
                     gid = _STOPWORD if term is None else self.lexicon.ids.get(term, _UNKNOWN)
-                    if len(cache) < _TOKEN_CACHE_SIZE:
-                        cache[token] = gid
-                gids[pos] = gid
-            brk = gids == _BREAK
-            local_rows = np.cumsum(brk) - brk
-            fast_rows = np.asarray(fast, dtype=np.int64)
-            counted = (gids != _STOPWORD) & ~brk
-            has_term[fast_rows[np.unique(local_rows[counted])]] = True
+                    if len(table) < _TOKEN_CACHE_SIZE:
+                        table.add(token, gid)
+                    gids[pos] = gid
+            fast_rows = np.asarray(fast, dtype=np.int64)[tok_rows]
+            has_term[fast_rows[gids != _STOPWORD]] = True
             keep = gids >= 0
-            rows_parts.append(fast_rows[local_rows[keep]])
+            rows_parts.append(fast_rows[keep])
             gid_parts.append(gids[keep])
         slow = np.setdiff1d(np.arange(n), fast, assume_unique=True).tolist() if fast else range(n)
         slow_rows, slow_gids = [], []

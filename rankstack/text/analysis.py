@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from functools import cached_property
 from typing import Any
 
@@ -51,7 +51,6 @@ _ASCII_TOKEN_RE = re.compile(
 _HAS_WORD = regex.compile(r"[\p{L}\p{Nd}\p{Extended_Pictographic}]")
 _MAX_TOKEN_LENGTH = 255  # StandardTokenizer's default; longer runs are split, as Lucene does
 _APOSTROPHES = "'\u2019\uff07"  # EnglishPossessiveFilter strips 's after any of these
-QUERY_BREAK = "0querybreak0"  # one token, never joined to its neighbours: separates texts in a batch
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,24 +94,8 @@ class Analyzer:
             tokens = [t.lower() for t in tokens]
         return tokens
 
-    def tokenize_many_ascii(self, texts: Sequence[str]) -> list[str] | None:
-        """Surface tokens of many ASCII texts from one regex pass, ``QUERY_BREAK`` between texts and
-        possessives *not* yet removed (``term_of_raw`` does that per distinct token). None when the texts
-        need the general path: non-ASCII, connectors ("_") or over-long tokens."""
-        joined = f" {QUERY_BREAK} ".join(texts)
-        if not joined.isascii() or "_" in joined:
-            return None
-        if self.lowercase:
-            joined = joined.lower()
-        if joined.count(QUERY_BREAK) != len(texts) - 1 if texts else False:
-            return None  # the separator occurs inside a text
-        tokens = _ASCII_TOKEN_RE.findall(joined)
-        if tokens and max(map(len, tokens)) > _MAX_TOKEN_LENGTH:
-            return None
-        return tokens
-
     def term_of_raw(self, token: str) -> str | None:
-        """``term`` for a token from ``tokenize_many_ascii`` (possessive removed first)."""
+        """``term`` for a surface token from the raw ASCII scan (``ascii_scan.py``): possessive removed first."""
         if self.possessive and len(token) > 2 and token[-1] in "sS" and token[-2] in _APOSTROPHES:
             token = token[:-2]
         return self.term(token)
