@@ -28,6 +28,7 @@ import numpy as np
 _MARGIN = 1e-9  # relative slack on bound comparisons: summation order differs from the bound's
 _LOW32 = np.uint64(0xFFFFFFFF)
 _HEAP_MAX_K = 64  # up to this k, a heap beats radix selection
+_DENSE_BLOCK = 32  # documents per block maximum in the small-k dense scan
 
 
 @numba.njit(inline="always")
@@ -170,25 +171,70 @@ def _finish(keys, n, k, sel, tmp, low_bit):  # pragma: no cover - compiled
 
 
 # ------------------------------------------------------------------------------------------ algorithms
+@numba.njit(fastmath=True)
+def _block_maxima(acc, out):  # pragma: no cover - compiled
+    """``out[b]`` = max(0, largest of ``acc`` in block b of ``_DENSE_BLOCK`` documents), as float32.
+    Fixed-size blocks and four running maxima let the compiler vectorise it (no NaNs here)."""
+    n = len(acc)
+    full = n // _DENSE_BLOCK
+    grid = acc[: full * _DENSE_BLOCK].reshape(full, _DENSE_BLOCK)
+    for blk in range(full):
+        m0 = m1 = m2 = m3 = 0.0
+        for d in range(0, _DENSE_BLOCK, 4):
+            m0 = max(m0, grid[blk, d])
+            m1 = max(m1, grid[blk, d + 1])
+            m2 = max(m2, grid[blk, d + 2])
+            m3 = max(m3, grid[blk, d + 3])
+        out[blk] = np.float32(max(max(m0, m1), max(m2, m3)))
+    if full < len(out):
+        m = 0.0
+        for d in range(full * _DENSE_BLOCK, n):
+            m = max(m, acc[d])
+        out[full] = np.float32(m)
+
+
 @numba.njit
-def _dense_heap(acc, k, scratch32, heap, tmp):  # pragma: no cover - compiled
-    """Top k of a dense accumulator by one scan in document order (resetting it): a document enters
-    the heap only if its float32 score beats the k-th best, a well-predicted branch; a tie loses,
-    since every document already in the heap comes earlier."""
-    bits = scratch32.view(np.uint32)
-    size = 0
-    threshold = np.float32(0.0)
-    for d in range(len(acc)):
-        s = np.float32(acc[d])
-        acc[d] = 0.0
-        if s > threshold:  # 0 until the heap is full
-            scratch32[0] = s
-            size = _heap_offer(heap, size, k, _pack(bits[0], d))
-            if size == k:
-                bits[1] = np.uint32(_LOW32 - (heap[0] >> np.uint64(32)))
-                threshold = scratch32[1]
-    radix_sort(heap, size, tmp, 0)
-    return size
+def _kth_largest(values, k):  # pragma: no cover - compiled
+    """The k-th largest of ``values`` (k <= len(values)) by insertion into a sorted top k: for small k,
+    one comparison per value."""
+    top = np.full(k, -np.inf, dtype=values.dtype)  # descending
+    for x in values:
+        if x > top[k - 1]:
+            i = k - 1
+            while i > 0 and top[i - 1] < x:
+                top[i] = top[i - 1]
+                i -= 1
+            top[i] = x
+    return top[k - 1]
+
+
+@numba.njit
+def _dense_top(acc, k, cand, score32, keys, sel, tmp):  # pragma: no cover - compiled
+    """Top k of a dense accumulator into ``sel`` (resetting it), reading most of it once, vectorised.
+
+    The maxima of blocks of ``_DENSE_BLOCK`` documents come first. At least k documents score at least
+    the k-th largest block maximum (the floor), so only blocks reaching it can hold a top-k document,
+    and in them only documents reaching it; typically about k candidates remain, gathered without
+    branches and then sorted. The floor is compared in float32, the precision scores are ranked in
+    (rounding is monotonic), so ties at the cut come out exactly as a full sort orders them."""
+    n = len(acc)
+    nb = (n + _DENSE_BLOCK - 1) // _DENSE_BLOCK
+    bmax = np.empty(nb, dtype=np.float32)
+    _block_maxima(acc, bmax)
+    floor = _kth_largest(bmax, k) if nb >= k else np.float32(0.0)
+    m = 0
+    for blk in range(nb):
+        if bmax[blk] >= floor and bmax[blk] > np.float32(0.0):
+            for d in range(blk * _DENSE_BLOCK, min(n, (blk + 1) * _DENSE_BLOCK)):
+                s = np.float32(acc[d])
+                cand[m] = d
+                score32[m] = s
+                m += (s >= floor) & (s > np.float32(0.0))
+    acc[:] = 0.0
+    bits = score32.view(np.uint32)
+    for i in range(m):
+        keys[i] = _pack(bits[i], cand[i])
+    return _finish(keys, m, k, sel, tmp, 0)
 
 
 @numba.njit
@@ -206,8 +252,8 @@ def exhaustive_one(docs, imps, starts, ends, weights, k, acc, cand, score32, key
             w = weights[t]
             for p in range(starts[t], ends[t]):
                 acc[docs[p]] += w * imps[p]
-        if k <= _HEAP_MAX_K:  # small k: one pass in document order, a heap, no candidate list
-            return _dense_heap(acc, k, score32, sel, tmp)
+        if k <= _HEAP_MAX_K:  # small k: block maxima leave about k candidates
+            return _dense_top(acc, k, cand, score32, keys, sel, tmp)
         for d in range(num_docs):
             cand[n] = d
             n += acc[d] > 0.0
