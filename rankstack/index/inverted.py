@@ -49,7 +49,7 @@ from rankstack.index.manifest import (
     write_json_atomic,
 )
 from rankstack.text.analysis import Analyzer
-from rankstack.text.ascii_scan import MAX_TOKEN_LENGTH, TokenTable
+from rankstack.text.query_scan import TokenTable
 from rankstack.types import Corpus, Document
 
 log = logging.getLogger(__name__)
@@ -364,36 +364,27 @@ class InvertedIndex:
 
     def query_term_rows(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``query_term_ids`` for a batch, as arrays: (row of each kept term, its global id) in text
-        order, and whether each text had any term. ASCII texts are tokenised and looked up in one compiled
-        pass over the batch (``text/ascii_scan.py``); the rest go text by text (same results, tested)."""
+        order, and whether each text had any term. The batch is tokenised and looked up in one compiled
+        pass (``text/query_scan.py``); texts it flags as complex go text by text (same results, tested)."""
         n = len(texts)
         rows_parts, gid_parts = [], []
         has_term = np.zeros(n, dtype=bool)
-        fast = [i for i, t in enumerate(texts) if t.isascii() and "_" not in t]
         table = self._raw_token_table
-        if fast:
-            buf, los, his, tok_rows, hashes, longest = table.tokenize([texts[i] for i in fast])
-            if longest > MAX_TOKEN_LENGTH:
-                fast = []
-        if fast:
-            gids = table.lookup(buf, los, his, hashes, _UNSEEN)
-            unseen = np.flatnonzero(gids == _UNSEEN)
-            if len(unseen):
-                raw = buf.tobytes()
-                for pos in unseen.tolist():
-                    token = raw[los[pos] : his[pos]].decode("ascii")
-                    token = token.lower() if self.analyzer.lowercase else token
-                    term = self.analyzer.term_of_raw(token)
-                    gid = _STOPWORD if term is None else self.lexicon.ids.get(term, _UNKNOWN)
-                    if len(table) < _TOKEN_CACHE_SIZE:
-                        table.add(token, gid)
-                    gids[pos] = gid
-            fast_rows = np.asarray(fast, dtype=np.int64)[tok_rows]
-            has_term[fast_rows[gids != _STOPWORD]] = True
-            keep = gids >= 0
-            rows_parts.append(fast_rows[keep])
-            gid_parts.append(gids[keep])
-        slow = np.setdiff1d(np.arange(n), fast, assume_unique=True).tolist() if fast else range(n)
+        batch = table.tokenize(list(texts))
+        gids = table.lookup(batch, _UNSEEN)
+        for pos in np.flatnonzero(gids == _UNSEEN).tolist():
+            token = batch.token(pos)
+            token = token.lower() if self.analyzer.lowercase else token
+            term = self.analyzer.term_of_raw(token)
+            gid = _STOPWORD if term is None else self.lexicon.ids.get(term, _UNKNOWN)
+            if len(table) < _TOKEN_CACHE_SIZE:
+                table.add(token, gid)
+            gids[pos] = gid
+        has_term[batch.rows[gids != _STOPWORD]] = True
+        keep = gids >= 0
+        rows_parts.append(batch.rows[keep])
+        gid_parts.append(gids[keep])
+        slow = np.flatnonzero(batch.complex_rows).tolist()
         slow_rows, slow_gids = [], []
         for i in slow:
             ids, any_term = self.query_term_ids(texts[i]) if texts[i] else ([], False)

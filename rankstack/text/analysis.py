@@ -95,7 +95,7 @@ class Analyzer:
         return tokens
 
     def term_of_raw(self, token: str) -> str | None:
-        """``term`` for a surface token from the raw ASCII scan (``ascii_scan.py``): possessive removed first."""
+        """``term`` for a surface token from the compiled batch scan (``query_scan.py``): possessive removed first."""
         if self.possessive and len(token) > 2 and token[-1] in "sS" and token[-2] in _APOSTROPHES:
             token = token[:-2]
         return self.term(token)

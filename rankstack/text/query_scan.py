@@ -1,0 +1,266 @@
+"""Compiled tokenisation of query batches and a token -> id table that compiled code can read.
+
+A batch of short queries spends most of its analysis time in the regular-expression engine and in one
+dictionary lookup per token. For most text the tokeniser's rules (``analysis.py``) come down to a few
+character classes: letters, ASCII digits, "_", and the ASCII joiners ``: . ' , ;``. One numba pass
+over the batch's code points finds every token of such text, and an open-addressing hash table (numpy
+arrays, keys verified code point by code point) maps each token to what the caller cached for it.
+
+Text holding anything the simple classes do not cover (Han, emoji, combining marks, non-ASCII digits
+or joiners, format characters, "Σ" whose lowercase depends on context, tokens over 255 characters) is
+flagged, and the caller takes the general path for it. Tokens the table has not seen yet also go back
+to Python once, through the ordinary analyser.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numba
+import numpy as np
+import regex
+
+from rankstack.text.analysis import _MID_LETTER, _MID_NUM, _MID_NUM_LET
+
+MAX_TOKEN_LENGTH = 255  # Lucene splits longer tokens; texts holding one take the general path
+
+SEPARATOR, LETTER, DIGIT, CONNECTOR, COMPLEX = 0, 1, 2, 3, 255
+_TABLE_SIZE = 0x10000  # the Basic Multilingual Plane; code points above it are COMPLEX
+
+_FNV_OFFSET = np.uint64(0xCBF29CE484222325)
+_FNV_PRIME = np.uint64(0x100000001B3)
+
+
+@functools.cache
+def char_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(class of each BMP code point, joiner bits, lowercase code point), built once from the same
+    Unicode properties the general tokeniser's regular expression uses."""
+    chars = "".join(map(chr, range(_TABLE_SIZE)))
+
+    def where(pattern: str) -> np.ndarray:
+        return np.fromiter((m.start() for m in regex.finditer(pattern, chars)), dtype=np.int64)
+
+    cls = np.full(_TABLE_SIZE, COMPLEX, dtype=np.uint8)
+    special = f"[\\p{{L}}\\p{{M}}\\p{{N}}\\p{{Pc}}\\p{{Cf}}\\p{{Cs}}\\p{{Extended_Pictographic}}{regex.escape(_MID_LETTER + _MID_NUM + _MID_NUM_LET)}]"
+    is_special = np.zeros(_TABLE_SIZE, dtype=bool)
+    is_special[where(special)] = True
+    cls[~is_special] = SEPARATOR
+    letters = np.zeros(_TABLE_SIZE, dtype=bool)
+    letters[where(r"\p{L}")] = True
+    letters[where(r"[\p{Han}\p{Hiragana}\p{Extended_Pictographic}]")] = False
+    lower = np.arange(_TABLE_SIZE, dtype=np.uint32)
+    for cp in np.flatnonzero(letters).tolist():
+        low = chr(cp).lower()
+        if len(low) == 1 and letters[ord(low)] and cp != 0x03A3:  # Σ lowercases by context
+            cls[cp] = LETTER
+            lower[cp] = ord(low)
+    for c in "0123456789":
+        cls[ord(c)] = DIGIT
+    cls[ord("_")] = CONNECTOR
+    join = np.zeros(_TABLE_SIZE, dtype=np.uint8)  # bit 1 joins two letters, bit 2 two digits
+    for c, bits in ((":", 1), (".", 3), ("'", 3), (",", 2), (";", 2)):
+        cls[ord(c)] = SEPARATOR
+        join[ord(c)] = bits
+    return cls, join, lower
+
+
+@numba.njit(cache=True)
+def _class(cls, cp):  # pragma: no cover - compiled
+    return cls[cp] if cp < len(cls) else np.uint8(COMPLEX)
+
+
+@numba.njit(cache=True)
+def scan(buf, bounds, lower, cls, join, lower_map):  # pragma: no cover - compiled
+    """Tokens of the texts ``buf[bounds[r]:bounds[r+1]]`` (code points): (start, end, text row, hash of
+    the lowered token) arrays, and which rows are complex (their tokens are left out). Same tokens as
+    ``analysis.Analyzer.tokenize`` before lowercasing and possessives (tested)."""
+    n = len(buf)
+    lo_out = np.empty(n, dtype=np.int64)  # a token has at least one code point: one slot each is enough
+    hi_out = np.empty(n, dtype=np.int64)
+    row_out = np.empty(n, dtype=np.int64)
+    hash_out = np.empty(n, dtype=np.uint64)
+    complex_rows = np.zeros(len(bounds) - 1, dtype=np.bool_)
+    count = 0
+    for r in range(len(bounds) - 1):
+        first = count
+        i = bounds[r]
+        end = bounds[r + 1]
+        while i < end:
+            c = _class(cls, buf[i])
+            if c == SEPARATOR:
+                i += 1
+                continue
+            if c == COMPLEX:
+                complex_rows[r] = True
+                break
+            lo = i
+            h = _FNV_OFFSET
+            word = False  # a letter or digit: a run of connectors alone is no token
+            while True:
+                while i < end:
+                    c = _class(cls, buf[i])
+                    if c == SEPARATOR or c == COMPLEX:  # noqa: SIM109 (numba)
+                        break
+                    word = word or c != CONNECTOR
+                    cp = lower_map[buf[i]] if lower else buf[i]
+                    h = (h ^ np.uint64(cp)) * _FNV_PRIME
+                    i += 1
+                if i + 1 < end and buf[i] < len(join) and join[buf[i]] != 0:  # joins two letters or two digits
+                    before = cls[buf[i - 1]]
+                    after = _class(cls, buf[i + 1])
+                    bits = join[buf[i]]
+                    if (before == LETTER and after == LETTER and (bits & 1)) or (
+                        before == DIGIT and after == DIGIT and (bits & 2)
+                    ):
+                        h = (h ^ np.uint64(buf[i])) * _FNV_PRIME
+                        i += 1
+                        continue
+                break
+            if i - lo > MAX_TOKEN_LENGTH:
+                complex_rows[r] = True
+            if complex_rows[r]:
+                break
+            if word:
+                lo_out[count] = lo
+                hi_out[count] = i
+                row_out[count] = r
+                hash_out[count] = h
+                count += 1
+        if complex_rows[r]:
+            count = first
+    return lo_out[:count], hi_out[:count], row_out[:count], hash_out[:count], complex_rows
+
+
+@numba.njit(cache=True)
+def _hash(token):  # pragma: no cover - compiled
+    """The hash ``scan`` computes, for a token's code points as stored."""
+    h = _FNV_OFFSET
+    for cp in token:
+        h = (h ^ np.uint64(cp)) * _FNV_PRIME
+    return h
+
+
+@numba.njit(cache=True)
+def _find(slot_hash, slot_start, slot_len, keys, buf, lo, hi, h, lower, lower_map):  # pragma: no cover
+    """The slot holding the token ``buf[lo:hi]`` (hash ``h``), or the empty slot where it would go."""
+    mask = len(slot_hash) - 1
+    s = np.int64(h & np.uint64(mask))
+    length = hi - lo
+    while slot_len[s] >= 0:
+        if slot_hash[s] == h and slot_len[s] == length:
+            start = slot_start[s]
+            same = True
+            for j in range(length):
+                cp = buf[lo + j]
+                if keys[start + j] != (lower_map[cp] if lower else cp):
+                    same = False
+                    break
+            if same:
+                return s
+        s = (s + 1) & mask
+    return s
+
+
+@numba.njit(cache=True)
+def _lookup(
+    slot_hash, slot_start, slot_len, slot_value, keys, buf, los, his, hashes, lower, lower_map, missing
+):  # pragma: no cover
+    out = np.empty(len(los), dtype=np.int64)
+    for t in range(len(los)):
+        s = _find(slot_hash, slot_start, slot_len, keys, buf, los[t], his[t], hashes[t], lower, lower_map)
+        out[t] = slot_value[s] if slot_len[s] >= 0 else missing
+    return out
+
+
+@numba.njit(cache=True)
+def _insert(slot_hash, slot_start, slot_len, slot_value, keys, used, token, value, lower_map):  # pragma: no cover
+    """Store ``token`` (code points as kept) -> value; returns (key slots used, whether it is new)."""
+    h = _hash(token)
+    s = _find(slot_hash, slot_start, slot_len, keys, token, 0, len(token), h, False, lower_map)
+    new = slot_len[s] < 0
+    if new:
+        slot_hash[s] = h
+        slot_start[s] = used
+        slot_len[s] = len(token)
+        keys[used : used + len(token)] = token
+        used += len(token)
+    slot_value[s] = value
+    return used, new
+
+
+@numba.njit(cache=True)
+def _rehash(old_hash, old_start, old_len, old_value, slot_hash, slot_start, slot_len, slot_value):  # pragma: no cover
+    mask = len(slot_hash) - 1
+    for o in range(len(old_len)):
+        if old_len[o] >= 0:
+            s = np.int64(old_hash[o] & np.uint64(mask))
+            while slot_len[s] >= 0:
+                s = (s + 1) & mask
+            slot_hash[s] = old_hash[o]
+            slot_start[s] = old_start[o]
+            slot_len[s] = old_len[o]
+            slot_value[s] = old_value[o]
+
+
+class ScannedBatch:
+    """A batch of texts after ``TokenTable.tokenize``: the joined text, its code points and the tokens
+    (``starts``, ``ends`` into both, text ``rows``, ``hashes``); ``complex_rows`` need the general path."""
+
+    def __init__(self, texts: list[str], lower: bool):
+        lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
+        bounds = np.zeros(len(texts) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=bounds[1:])
+        self.text = "".join(texts)
+        self.code_points = np.frombuffer(self.text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+        cls, join, lower_map = char_tables()
+        self.starts, self.ends, self.rows, self.hashes, self.complex_rows = scan(
+            self.code_points, bounds, lower, cls, join, lower_map
+        )
+
+    def token(self, i: int) -> str:
+        return self.text[self.starts[i] : self.ends[i]]
+
+
+class TokenTable:
+    """Surface token -> int64, readable from compiled code; grows as tokens are added. With
+    ``lower=True`` tokens are keyed by their lowercase form."""
+
+    def __init__(self, lower: bool, capacity: int = 1 << 12):
+        self.lower = lower
+        self.size = 0
+        self._used = 0
+        self._keys = np.zeros(8 * capacity, dtype=np.uint32)
+        self._alloc(capacity)
+
+    def _alloc(self, capacity: int) -> None:
+        self._hash = np.zeros(capacity, dtype=np.uint64)
+        self._start = np.zeros(capacity, dtype=np.int64)
+        self._len = np.full(capacity, -1, dtype=np.int64)
+        self._value = np.zeros(capacity, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return self.size
+
+    def tokenize(self, texts: list[str]) -> ScannedBatch:
+        return ScannedBatch(texts, self.lower)
+
+    def lookup(self, batch: ScannedBatch, missing: int) -> np.ndarray:
+        """The value of each of the batch's tokens, ``missing`` where the table has none."""
+        return _lookup(
+            self._hash, self._start, self._len, self._value, self._keys, batch.code_points,
+            batch.starts, batch.ends, batch.hashes, self.lower, char_tables()[2], missing,
+        )  # fmt: skip
+
+    def add(self, token: str, value: int) -> None:
+        """Map ``token`` (lowercased here if the table lowers) to ``value``."""
+        data = np.frombuffer((token.lower() if self.lower else token).encode("utf-32-le", "surrogatepass"), np.uint32)
+        if 2 * (self.size + 1) > len(self._len):
+            old = (self._hash, self._start, self._len, self._value)
+            self._alloc(2 * len(self._len))
+            _rehash(*old, self._hash, self._start, self._len, self._value)
+        if self._used + len(data) > len(self._keys):
+            self._keys = np.concatenate([self._keys, np.zeros(len(self._keys) + len(data), np.uint32)])
+        self._used, new = _insert(
+            self._hash, self._start, self._len, self._value, self._keys, self._used, data, value, char_tables()[2]
+        )
+        self.size += bool(new)

@@ -1,0 +1,67 @@
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rankstack.text.analysis import Analyzer
+from rankstack.text.query_scan import COMPLEX, LETTER, SEPARATOR, TokenTable, char_tables
+
+# simple letters (Greek, accented Latin), separators (dashes, quotes, ≥), and complex characters: Han,
+# an emoji, a combining mark, a non-ASCII digit, a non-ASCII joiner, Σ, a format character
+_TEXT = st.text(alphabet="aZq09_ .,;:'-sS\n!αβγΓéÉßñ–“”≥漢🙂\u0301٣’ΣΟ\u00ad", max_size=40)
+
+
+def _want(text: str, analyzer: Analyzer) -> list[str]:
+    return analyzer.tokenize(text)
+
+
+@settings(max_examples=400, deadline=None)
+@given(texts=st.lists(_TEXT, max_size=8), lower=st.booleans())
+def test_scan_finds_the_general_tokenizers_tokens(texts, lower):
+    """Every text not flagged complex gets exactly the general tokeniser's tokens; a text is flagged
+    only when it holds a character the simple classes leave out."""
+    analyzer = Analyzer(lowercase=lower, possessive=False)
+    table = TokenTable(lower=lower)
+    batch = table.tokenize(texts)
+    cls = char_tables()[0]
+    for row, text in enumerate(texts):
+        complex_chars = [c for c in text if ord(c) >= len(cls) or cls[ord(c)] == COMPLEX]
+        assert bool(batch.complex_rows[row]) == bool(complex_chars), text
+        got = [batch.token(i) for i in np.flatnonzero(batch.rows == row)]
+        if batch.complex_rows[row]:
+            assert got == []
+        else:
+            assert [t.lower() if lower else t for t in got] == analyzer.tokenize(text), text
+
+
+def test_character_classes():
+    cls, join, lower = char_tables()
+    assert cls[ord("é")] == LETTER and lower[ord("É")] == ord("é")
+    assert cls[ord("–")] == SEPARATOR and cls[ord("≥")] == SEPARATOR
+    for c in "漢🙂\u0301٣’Σ\u00ad²":
+        assert ord(c) >= len(cls) or cls[ord(c)] == COMPLEX, c
+    assert join[ord(".")] == 3 and join[ord(":")] == 1 and join[ord(",")] == 2
+
+
+def test_long_tokens_and_connector_runs():
+    batch = TokenTable(lower=True).tokenize(["a" * 256, "a" * 255 + " b", "___ x_y _"])
+    assert batch.complex_rows.tolist() == [True, False, False]
+    assert [batch.token(i) for i in range(len(batch.rows))] == ["a" * 255, "b", "x_y"]
+
+
+def test_table_maps_tokens_through_growth_and_case():
+    table = TokenTable(lower=True, capacity=4)
+    for i in range(5000):
+        table.add(f"w{i}x", i)
+    table.add("W7X", -7)  # the same token once lowered: replaced, not added
+    table.add("Αβγ", 42)
+    assert len(table) == 5001
+    batch = table.tokenize(["W1X w4999x, unseen W7x", "", "w0x ΑΒΓ"])
+    assert table.lookup(batch, missing=-99).tolist() == [1, 4999, -99, -7, 0, 42]
+    assert batch.rows.tolist() == [0, 0, 0, 0, 2, 2]
+
+
+def test_case_sensitive_table_keeps_case_apart():
+    table = TokenTable(lower=False)
+    table.add("Dog", 1)
+    batch = table.tokenize(["Dog dog DOG"])
+    assert table.lookup(batch, missing=-1).tolist() == [1, -1, -1]
