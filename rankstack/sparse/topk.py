@@ -29,6 +29,7 @@ _MARGIN = 1e-9  # relative slack on bound comparisons: summation order differs f
 _LOW32 = np.uint64(0xFFFFFFFF)
 _HEAP_MAX_K = 64  # up to this k, a heap beats radix selection
 _DENSE_BLOCK = 32  # documents per block maximum in the small-k dense scan
+_ACC_BLOCK = 1 << 14  # documents per sparse accumulation block: 128 KiB of float64 scores stay in L2
 
 
 @numba.njit(inline="always")
@@ -238,6 +239,26 @@ def _dense_top(acc, k, cand, score32, keys, sel, tmp):  # pragma: no cover - com
 
 
 @numba.njit
+def _accumulate_block(docs, imps, pos, ends, weights, base, acc, cand, n):  # pragma: no cover - compiled
+    """Add every term's postings for documents ``base .. base + len(acc) - 1`` into ``acc[d - base]``, in
+    the query's term order, moving the cursors ``pos`` past them; each document is appended to ``cand``
+    when it first gets a positive contribution. Returns the new candidate count."""
+    end = base + len(acc)
+    for t in range(len(pos)):
+        w = weights[t]
+        p = pos[t]
+        stop = p + np.searchsorted(docs[p : ends[t]], end)
+        for i in range(p, stop):
+            d = np.int64(docs[i])
+            imp = imps[i]
+            cand[n] = d
+            n += (acc[d - base] == 0.0) & (imp > 0.0)
+            acc[d - base] += w * imp
+        pos[t] = stop
+    return n
+
+
+@numba.njit
 def exhaustive_one(docs, imps, starts, ends, weights, k, acc, cand, score32, keys, sel, tmp):  # pragma: no cover
     """Term-at-a-time top k into ``sel[:k]`` (sorted keys). ``acc`` (float64, all zero) and ``cand``,
     ``score32``, ``keys``, ``sel``, ``tmp`` have one slot per document plus one; ``acc`` is left all zero."""
@@ -257,20 +278,24 @@ def exhaustive_one(docs, imps, starts, ends, weights, k, acc, cand, score32, key
         for d in range(num_docs):
             cand[n] = d
             n += acc[d] > 0.0
-    else:  # sparse: remember each document when it first gets a positive contribution
+        for i in range(n):
+            d = cand[i]
+            score32[i] = acc[d]
+            acc[d] = 0.0
+    else:
+        # sparse: remember each document when it first gets a positive contribution. Documents go in
+        # blocks of _ACC_BLOCK through one small accumulator that stays in cache: scattered into a
+        # collection-sized array, nearly every posting of a large collection is a cache (and TLB) miss
         low_bit = 0
-        for t in range(len(starts)):
-            w = weights[t]
-            for p in range(starts[t], ends[t]):
-                d = docs[p]
-                imp = imps[p]
-                cand[n] = d
-                n += (acc[d] == 0.0) & (imp > 0.0)
-                acc[d] += w * imp
-    for i in range(n):
-        d = cand[i]
-        score32[i] = acc[d]
-        acc[d] = 0.0
+        block = acc[: min(num_docs, _ACC_BLOCK)]
+        pos = starts.copy()
+        for base in range(0, num_docs, _ACC_BLOCK):
+            first = n
+            n = _accumulate_block(docs, imps, pos, ends, weights, base, block, cand, n)
+            for i in range(first, n):
+                j = cand[i] - base
+                score32[i] = block[j]
+                block[j] = 0.0
     bits = score32.view(np.uint32)
     for i in range(n):
         keys[i] = _pack(bits[i], cand[i])

@@ -13,9 +13,8 @@ from rankstack.sparse import topk
 def reference(postings, weights, num_docs, k):
     """Scores summed in float64 in term order, rounded to float32; best first, ties by document."""
     acc = np.zeros(num_docs)
-    for (docs, imps), w in zip(postings, weights, strict=True):
-        for d, imp in zip(docs, imps, strict=True):
-            acc[d] += w * np.float64(imp)
+    for (docs, imps), w in zip(postings, weights, strict=True):  # a term's documents are distinct
+        acc[docs] += w * imps.astype(np.float64)
     score32 = acc.astype(np.float32)
     docs = np.flatnonzero(score32 > 0)
     order = np.lexsort((docs, -score32[docs]))[:k]
@@ -62,6 +61,35 @@ def test_batch_topk_equals_the_reference(seed, num_docs, num_terms, density, k, 
     postings, weights = random_query(rng, num_docs, num_terms, density, tie_levels)
     want_docs, want_scores = reference(postings, weights, num_docs, k)
     got_docs, got_scores = run(postings, weights, num_docs, k, maxscore)
+    assert got_docs.tolist() == want_docs.tolist()
+    assert got_scores.tolist() == want_scores.tolist()
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    blocks=st.floats(1.0, 5.0),  # collections of one to five accumulation blocks, ending mid-block or not
+    num_terms=st.integers(1, 6),
+    density=st.sampled_from([0.0005, 0.005, 0.03]),
+    k=st.sampled_from([1, 10, 100, 1000]),
+    tie_levels=st.sampled_from([2, 1000]),
+)
+def test_sparse_queries_on_large_collections_go_block_by_block(seed, blocks, num_terms, density, k, tie_levels):
+    """Large collections accumulate sparse queries in blocks of documents; documents on either side of
+    a block boundary must sum like any other."""
+    rng = np.random.default_rng(seed)
+    num_docs = int(blocks * topk._ACC_BLOCK) + 1
+    postings, weights = random_query(rng, num_docs, num_terms, density, tie_levels)
+    starts = np.arange(0, num_docs, topk._ACC_BLOCK)
+    edges = np.unique(np.concatenate([starts, starts - 1, [num_docs - 1]]))[1:]  # first and last of each block
+    for i, (docs, imps) in enumerate(postings):
+        extra = np.setdiff1d(edges[rng.random(len(edges)) < 0.5], docs)
+        docs = np.concatenate([docs, extra])
+        order = np.argsort(docs)
+        imps = np.concatenate([imps, np.full(len(extra), 1.0, dtype=np.float32)])
+        postings[i] = (docs[order], imps[order])
+    want_docs, want_scores = reference(postings, weights, num_docs, k)
+    got_docs, got_scores = run(postings, weights, num_docs, k, maxscore=False)
     assert got_docs.tolist() == want_docs.tolist()
     assert got_scores.tolist() == want_scores.tolist()
 
