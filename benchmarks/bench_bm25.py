@@ -12,7 +12,8 @@ What it measures (all tools with k1=0.9, b=0.4, document = title + " " + text):
    numpy backend and numba backend, one thread and all cores) and rank_bm25 ``BM25Okapi`` (same tokens
    as bm25s). The timed region is what a user pays end to end: query tokenisation, scoring, top-k and
    results carrying external docids (rankstack builds a ``Ranking``; bm25s maps indices through
-   ``corpus=docids``). One untimed warm-up run (numba JIT), then the median of several repeats.
+   ``corpus=docids``). One untimed warm-up run (numba JIT), then the systems take turns, one timed
+   batch each per round (drift on a shared machine hits all alike); the median of the rounds.
 2. nDCG@10 of each tool on SciFact test (ir_measures), so we know the systems compared are equivalent.
 3. Index build time and peak RSS on NFCorpus and on a synthetic Zipf corpus (1M documents in the full
    run), each build in a fresh subprocess. Then query throughput on the synthetic corpus.
@@ -38,6 +39,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (
+    Timing,
     current_rss,
     git_revision,
     machine_info,
@@ -391,13 +393,24 @@ def throughput(
     retrievers = {b: bm25s_load(bm25s_dir, b) for b in ("numpy", "numba")}
     rows = []
     for k in ks:
+        # every configuration warms up (numba JIT), then they take turns, one timed batch each per round,
+        # so a slower or faster spell of a shared machine falls on all of them alike
+        runners = []
         for label, tool, opts in query_configs(num_cores):
             if tool == "rankstack":
                 fn = rankstack_runner(rs_index, qids, texts, k, opts["algorithm"], opts["threads"])
             else:
                 retriever, docids = retrievers[opts["backend"]]
                 fn = bm25s_runner(retriever, docids, texts, k, opts["threads"])
-            timing, result = time_repeats(fn, repeats)
+            runners.append((label, tool, fn, fn()))
+        seconds: dict[str, list[float]] = {label: [] for label, *_ in runners}
+        for _ in range(repeats):
+            for label, _, fn, _ in runners:
+                t0 = time.perf_counter()
+                fn()
+                seconds[label].append(time.perf_counter() - t0)
+        for label, tool, _, result in runners:
+            timing = Timing(seconds[label])
             row = {"k": k, "system": label, "tool": tool, "queries": len(qids), "timing": timing}
             row["qps"] = len(qids) / timing.median
             if qrels is not None:
@@ -534,7 +547,7 @@ def main(argv: list[str] | None = None) -> None:
         return
 
     quick = args.quick
-    repeats = args.repeats or (2 if quick else 5)
+    repeats = args.repeats or (2 if quick else 11)
     syn_docs = args.synthetic_docs or (20_000 if quick else 1_000_000)
     syn_vocab = 20_000 if quick else 200_000
     seed = 20240601
@@ -600,7 +613,7 @@ def main(argv: list[str] | None = None) -> None:
     log(f"query throughput on {syn_name}")
     syn_index = open_index(work / f"build-{syn_name}-rankstack")
     syn_rows = throughput(
-        syn_index, work / f"build-{syn_name}-bm25s", syn_qids, syn_texts, [1000, 10], max(3, repeats - 2), None, log=log
+        syn_index, work / f"build-{syn_name}-bm25s", syn_qids, syn_texts, [1000, 10], 3, None, log=log
     )
 
     # ---- report
@@ -653,7 +666,9 @@ def write_report(output, quick, argv, sci_rows, builds, syn_rows, syn_name, syn_
         "- **Timed region = end-to-end cost a user pays for a batch of queries**: query tokenisation/analysis "
         "+ scoring + top-k + results with external docids (rankstack: a `Ranking`; bm25s: `retrieve(..., "
         "corpus=docids_array)`; rank_bm25: docid array indexing). One untimed warm-up run first (numba JIT); "
-        "the table gives the median over the repeats and the min–max.",
+        f"then the rankstack and bm25s configurations take turns, one timed batch each per round ({len(sci_rows[0]['timing'].seconds)} "
+        f"rounds on SciFact, {len(syn_rows[0]['timing'].seconds)} on the synthetic corpus), so a slow spell of the machine falls on all of them; the table gives the median and the "
+        "min–max of the rounds.",
         "",
         "## 1–2. Query throughput and effectiveness on SciFact (300 test queries, 5,183 documents)",
         "",

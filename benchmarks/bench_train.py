@@ -65,7 +65,7 @@ def evaluate_model(model: str | Path, docids: list[str], texts: list[str], queri
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "rankstack-bench-train")
-    parser.add_argument("--output", type=Path, default=REPO / "benchmarks" / "results" / "train.md")
+    parser.add_argument("--output", type=Path, default=None, help="default results/train.md (--quick: train-quick.md)")
     parser.add_argument("--quick", action="store_true", help="64 training examples, a ~600-document evaluation")
     parser.add_argument("--variants", nargs="*", default=VARIANTS, choices=VARIANTS)
     parser.add_argument("--epochs", type=int, default=1)
@@ -257,9 +257,10 @@ def write_report(args, settings, results, started, n_train, train_qrels, eval_id
         ),
         "",
     ]
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text("\n".join(report))
-    print(f"wrote {args.output}")
+    output = args.output or REPO / "benchmarks" / "results" / ("train-quick.md" if args.quick else "train.md")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text("\n".join(report))
+    print(f"wrote {output}")
 
 
 if __name__ == "__main__":
