@@ -4,6 +4,8 @@ Usage::
 
     RANKSTACK_DATA=../shared/data .venv/bin/python benchmarks/bench_dense.py [--quick]
     # writes benchmarks/results/dense.md (--quick: dense-quick.md, 1000 documents, not committed)
+    RANKSTACK_DATA=../shared/data .venv/bin/python benchmarks/bench_dense.py --speed   # dense-speed.md
+    RANKSTACK_DATA=../shared/data .venv/bin/python benchmarks/bench_dense.py --int8    # dense-int8.md
 
 For SciFact and NFCorpus (test queries; document = title + " " + text; 256 tokens, the model's limit):
 
@@ -255,6 +257,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--speed", action="store_true", help="only the encoding-speed comparison (writes results/dense-speed.md)"
     )
+    parser.add_argument(
+        "--int8",
+        action="store_true",
+        help="only the int8 cost: fp32 and int8 indexes of each collection, nDCG@10 (writes results/dense-int8.md); "
+        "int8 arithmetic differs between CPUs, so re-run it on the machine you deploy on",
+    )
     parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     work = Path(args.workdir)
@@ -283,6 +291,15 @@ def main(argv: list[str] | None = None) -> None:
         write_speed_report(args, speed, started)
         return
     results: dict[str, dict[str, dict[str, Any]]] = {}
+    if args.int8:
+        base = [__file__, *flag, "--workdir", str(work), "--worker"]
+        for name in COLLECTIONS:
+            results[name] = {
+                "torch": run_worker([*base, "rankstack", name, "torch", minilm_dir()]),
+                "onnx": run_worker([*base, "rankstack", name, "onnx", str(onnx_dir)]),
+            }
+        write_int8_report(args, results, started)
+        return
     for name in COLLECTIONS:
         base = [__file__, *flag, "--workdir", str(work), "--worker"]
         results[name] = {
@@ -315,9 +332,62 @@ def write_speed_report(args, speed: dict[str, dict[str, Any]], started: float) -
         "rankstack's ONNX int8 encoder, taking turns in one process so that background load affects all three "
         "alike; each number is the best of 3 rounds. Both PyTorch encoders sort by length before batching; "
         "the ONNX one adds fused attention kernels and int8 matrix products. Its nDCG@10 cost is in "
-        "`results/dense.md`.",
+        "`results/dense.md`. How much int8 gains depends on the CPU (the machine line's vector instructions): "
+        "with AVX-512 VNNI one instruction (vpdpbusd) does 64 int8 multiply-adds; on AVX2 alone it takes three (vpmaddubsw, "
+        "vpmaddwd, vpaddd) for 32, at best about 1.3× the fp32 FMA rate, so int8 matrix products gain little there.",
     ]
     out = REPO / "benchmarks" / "results" / ("dense-speed-quick.md" if args.quick else "dense-speed.md")
+    out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print(f"wrote {out}")
+
+
+def write_int8_report(args, results: dict[str, dict[str, dict[str, Any]]], started: float) -> None:
+    rows = []
+    for name, r in results.items():
+        fp, q = r["torch"], r["onnx"]
+        rows.append(
+            [
+                name,
+                fp["docs"],
+                f"{fp['ndcg10']:.4f}",
+                f"{q['ndcg10']:.4f}",
+                f"{q['ndcg10'] - fp['ndcg10']:+.4f}",
+                f"{fp['recall100']:.4f}",
+                f"{q['recall100']:.4f}",
+                f"{fp['docs'] / fp['seconds']:.1f}",
+                f"{q['docs'] / q['seconds']:.1f}",
+            ]
+        )
+    lines = [
+        "# int8 cost: all-MiniLM-L6-v2, PyTorch fp32 vs ONNX int8 (rankstack)",
+        "",
+        f"Command: `RANKSTACK_DATA=../shared/data .venv/bin/python benchmarks/bench_dense.py --int8{' --quick' if args.quick else ''}`  ",
+        f"Run {time.strftime('%Y-%m-%d %H:%M', time.gmtime(started))} UTC, {(time.time() - started) / 60:.1f} min; "
+        f"rankstack {git_revision(REPO)}.  ",
+        "Machine: " + ", ".join(f"{k} {v}" for k, v in machine_info().items()) + ".",
+        "",
+        *_table(
+            [
+                "collection",
+                "documents",
+                "fp32 nDCG@10",
+                "int8 nDCG@10",
+                "Δ",
+                "fp32 R@100",
+                "int8 R@100",
+                "fp32 docs/s",
+                "int8 docs/s",
+            ],
+            rows,
+        ),
+        "",
+        "Each collection's whole corpus is indexed twice (flat, exact search) and its test queries retrieved, "
+        "scored with trec_eval's graded nDCG@10. Dynamic int8 quantises activations at run time with the CPU's own "
+        "integer kernels (AVX2 or VNNI), so int8 rankings — unlike fp32 ones — can differ a little from one CPU to "
+        "another. The docs/s columns are one full pass each while the other waits (not taking turns; "
+        "`results/dense-speed.md` is the controlled speed comparison).",
+    ]
+    out = REPO / "benchmarks" / "results" / ("dense-int8-quick.md" if args.quick else "dense-int8.md")
     out.write_text("\n".join(lines) + "\n", encoding="utf-8")
     print(f"wrote {out}")
 
