@@ -185,18 +185,18 @@ def git_revision(repo: str | Path) -> str:
 
 
 def machine_info() -> dict[str, str]:
-    cpu = platform.processor() or "unknown"
-    flags: set[str] = set()
+    first: dict[str, str] = {}  # the first processor's block of /proc/cpuinfo
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as fh:
             for line in fh:
-                if line.startswith("model name") and cpu == (platform.processor() or "unknown"):
-                    cpu = line.split(":", 1)[1].strip()
-                elif line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
+                if not line.strip():
                     break
+                key, _, value = line.partition(":")
+                first[key.strip()] = value.strip()
     except OSError:
         pass
+    cpu = first.get("model name") or platform.processor() or "unknown"
+    flags = set(first.get("flags", "").split())
     # int8 speed-ups hinge on these: without VNNI an int8 dot product takes three AVX2 instructions
     simd = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8") if f in flags]
     mem = "unknown"

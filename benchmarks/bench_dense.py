@@ -285,29 +285,20 @@ def main(argv: list[str] | None = None) -> None:
     onnx_dir = export_onnx(minilm_dir(), work / "minilm-onnx")
     export_seconds = time.perf_counter() - t0
     flag = ["--quick"] if args.quick else []
+    base = [__file__, *flag, "--workdir", str(work), "--worker"]
     if args.speed:
-        base = [__file__, *flag, "--workdir", str(work), "--worker"]
         speed = {name: run_worker([*base, "speed", name, str(onnx_dir)]) for name in COLLECTIONS}
         write_speed_report(args, speed, started)
         return
     results: dict[str, dict[str, dict[str, Any]]] = {}
+    for name in COLLECTIONS:
+        results[name] = {} if args.int8 else {"st": run_worker([*base, "st", name])}
+        results[name]["torch"] = run_worker([*base, "rankstack", name, "torch", minilm_dir()])
+        results[name]["onnx"] = run_worker([*base, "rankstack", name, "onnx", str(onnx_dir)])
+        print(name, json.dumps(results[name]), flush=True)
     if args.int8:
-        base = [__file__, *flag, "--workdir", str(work), "--worker"]
-        for name in COLLECTIONS:
-            results[name] = {
-                "torch": run_worker([*base, "rankstack", name, "torch", minilm_dir()]),
-                "onnx": run_worker([*base, "rankstack", name, "onnx", str(onnx_dir)]),
-            }
         write_int8_report(args, results, started)
         return
-    for name in COLLECTIONS:
-        base = [__file__, *flag, "--workdir", str(work), "--worker"]
-        results[name] = {
-            "st": run_worker([*base, "st", name]),
-            "torch": run_worker([*base, "rankstack", name, "torch", minilm_dir()]),
-            "onnx": run_worker([*base, "rankstack", name, "onnx", str(onnx_dir)]),
-        }
-        print(name, json.dumps(results[name]), flush=True)
     extra = fusion_and_ann(work, limit, args.quick)
     write_report(args, results, extra, export_seconds, started)
 
@@ -318,12 +309,12 @@ def write_speed_report(args, speed: dict[str, dict[str, Any]], started: float) -
         for key, label in (("torch", "rankstack PyTorch fp32"), ("onnx", "rankstack ONNX int8")):
             rows.append([name, r["docs"], label, f"{r[key]:.1f}", f"{r['st']:.1f}", f"**{r[key] / r['st']:.2f}×**"])
     lines = [
-        "# Document encoding speed: rankstack vs sentence-transformers (all-MiniLM-L6-v2, CPU)",
-        "",
-        f"Command: `RANKSTACK_DATA=../shared/data .venv/bin/python benchmarks/bench_dense.py --speed{' --quick' if args.quick else ''}`  ",
-        f"Run {time.strftime('%Y-%m-%d %H:%M', time.gmtime(started))} UTC, {(time.time() - started) / 60:.1f} min; "
-        f"rankstack {git_revision(REPO)}.  ",
-        "Machine: " + ", ".join(f"{k} {v}" for k, v in machine_info().items()) + ".",
+        *_head(
+            "Document encoding speed: rankstack vs sentence-transformers (all-MiniLM-L6-v2, CPU)",
+            " --speed",
+            args,
+            started,
+        ),
         "",
         *_table(["collection", "documents", "encoder", "docs/s", "sentence-transformers docs/s", "speed-up"], rows),
         "",
@@ -336,9 +327,7 @@ def write_speed_report(args, speed: dict[str, dict[str, Any]], started: float) -
         "with AVX-512 VNNI one instruction (vpdpbusd) does 64 int8 multiply-adds; on AVX2 alone it takes three (vpmaddubsw, "
         "vpmaddwd, vpaddd) for 32, at best about 1.3× the fp32 FMA rate, so int8 matrix products gain little there.",
     ]
-    out = REPO / "benchmarks" / "results" / ("dense-speed-quick.md" if args.quick else "dense-speed.md")
-    out.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    print(f"wrote {out}")
+    _write(lines, "dense-speed", args)
 
 
 def write_int8_report(args, results: dict[str, dict[str, dict[str, Any]]], started: float) -> None:
@@ -359,12 +348,7 @@ def write_int8_report(args, results: dict[str, dict[str, dict[str, Any]]], start
             ]
         )
     lines = [
-        "# int8 cost: all-MiniLM-L6-v2, PyTorch fp32 vs ONNX int8 (rankstack)",
-        "",
-        f"Command: `RANKSTACK_DATA=../shared/data .venv/bin/python benchmarks/bench_dense.py --int8{' --quick' if args.quick else ''}`  ",
-        f"Run {time.strftime('%Y-%m-%d %H:%M', time.gmtime(started))} UTC, {(time.time() - started) / 60:.1f} min; "
-        f"rankstack {git_revision(REPO)}.  ",
-        "Machine: " + ", ".join(f"{k} {v}" for k, v in machine_info().items()) + ".",
+        *_head("int8 cost: all-MiniLM-L6-v2, PyTorch fp32 vs ONNX int8 (rankstack)", " --int8", args, started),
         "",
         *_table(
             [
@@ -387,9 +371,7 @@ def write_int8_report(args, results: dict[str, dict[str, dict[str, Any]]], start
         "another. The docs/s columns are one full pass each while the other waits (not taking turns; "
         "`results/dense-speed.md` is the controlled speed comparison).",
     ]
-    out = REPO / "benchmarks" / "results" / ("dense-int8-quick.md" if args.quick else "dense-int8.md")
-    out.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    print(f"wrote {out}")
+    _write(lines, "dense-int8", args)
 
 
 def fusion_and_ann(work: Path, limit: int | None, quick: bool) -> dict[str, Any]:
@@ -437,14 +419,28 @@ def _table(headers, rows) -> list[str]:
     return markdown_table(headers, rows).splitlines()
 
 
-def write_report(args, results, extra, export_seconds, started) -> None:
-    lines = [
-        "# Dense retrieval: rankstack vs sentence-transformers (all-MiniLM-L6-v2)",
+def _head(title: str, mode: str, args, started: float) -> list[str]:
+    """Title, the command that reproduces the report, when and at which revision, and the machine."""
+    return [
+        f"# {title}",
         "",
-        f"Command: `RANKSTACK_DATA=../shared/data .venv/bin/python benchmarks/bench_dense.py{' --quick' if args.quick else ''}`  ",
+        f"Command: `RANKSTACK_DATA=../shared/data .venv/bin/python benchmarks/bench_dense.py{mode}"
+        f"{' --quick' if args.quick else ''}`  ",
         f"Run {time.strftime('%Y-%m-%d %H:%M', time.gmtime(started))} UTC, {(time.time() - started) / 60:.1f} min; "
         f"rankstack {git_revision(REPO)}.  ",
         "Machine: " + ", ".join(f"{k} {v}" for k, v in machine_info().items()) + ".  ",
+    ]
+
+
+def _write(lines: list[str], stem: str, args) -> None:
+    out = REPO / "benchmarks" / "results" / f"{stem}{'-quick' if args.quick else ''}.md"
+    out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print(f"wrote {out}")
+
+
+def write_report(args, results, extra, export_seconds, started) -> None:
+    lines = [
+        *_head("Dense retrieval: rankstack vs sentence-transformers (all-MiniLM-L6-v2)", "", args, started),
         "Versions: "
         + ", ".join(
             f"{k} {v}"
@@ -555,10 +551,7 @@ def write_report(args, results, extra, export_seconds, started) -> None:
         "IVF-PQ are re-scored exactly from the stored vectors (`refine` candidates per result for IVF-PQ), so "
         "their scores equal exact scores; recall@10 counts how many of exact search's top 10 they find.",
     ]
-    name = "dense-quick.md" if args.quick else "dense.md"
-    out = REPO / "benchmarks" / "results" / name
-    out.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    print(f"wrote {out}")
+    _write(lines, "dense", args)
 
 
 if __name__ == "__main__":
