@@ -14,6 +14,9 @@ import numpy as np
 from rankstack.types import Ranking
 
 Norm = Literal["minmax", "zscore", "none"]
+Method = Literal["rrf", "combsum", "combmnz"]
+METHODS: tuple[Method, ...] = ("rrf", "combsum", "combmnz")
+NORMS: tuple[Norm, ...] = ("minmax", "zscore", "none")
 
 
 def normalize(ranking: Ranking, method: Norm = "minmax") -> Ranking:
@@ -78,3 +81,27 @@ def combmnz(rankings: Sequence[Ranking], weights: Sequence[float] | None = None,
     ws = _weights(rankings, weights)
     normed = [normalize(r, norm) for r in rankings]
     return _combine(normed, [w * r.score for r, w in zip(normed, ws, strict=True)], mnz=True)
+
+
+def fuse(
+    rankings: Sequence[Ranking],
+    method: Method = "rrf",
+    weights: Sequence[float] | None = None,
+    norm: Norm = "minmax",
+    k: int = 60,
+) -> Ranking:
+    """One entry point for every method: ``rrf`` (uses ``k``, ignores ``norm``), ``combsum``, ``combmnz``."""
+    check_options(method, norm)
+    if method == "rrf":
+        return rrf(rankings, k=k, weights=weights)
+    if method == "combsum":
+        return combsum(rankings, weights=weights, norm=norm)
+    return combmnz(rankings, weights=weights, norm=norm)
+
+
+def check_options(method: str, norm: str) -> None:
+    """Refuse an unknown method or normalisation up front, naming the ones that exist."""
+    if method not in METHODS:
+        raise ValueError(f"unknown fusion method {method!r}; use one of {', '.join(METHODS)}")
+    if norm not in NORMS:
+        raise ValueError(f"unknown normalisation {norm!r}; use one of {', '.join(NORMS)}")

@@ -5,6 +5,7 @@ Stages compose with operators so an experiment reads like its diagram::
     bm25 % 100 >> reranker          # retrieve 100, then re-rank
     bm25 | dense                    # reciprocal-rank fusion
     bm25 * 0.3 + dense * 0.7        # weighted sum of min-max normalised scores
+    Fuse(bm25, dense, method="combmnz", norm="zscore")   # any fusion method and normalisation
 
 A pipeline is itself a Stage and its ``repr`` is the code that builds it. ``compile()`` rewrites a
 pipeline into a faster equivalent: a cut-off right after a retriever becomes the retriever's ``k`` so
@@ -168,7 +169,7 @@ class _Fusion(Stage):
     def __init__(self, *stages: Stage):
         branches: list[tuple[Stage, float]] = []
         for s in stages:
-            if type(s) is type(self):
+            if self._absorbs(s):
                 branches.extend(s.branches)  # type: ignore[attr-defined]
             elif isinstance(s, Weighted):
                 branches.append((s.stage, s.weight))
@@ -176,11 +177,18 @@ class _Fusion(Stage):
                 branches.append((s, 1.0))
         self.branches = branches
 
+    def _absorbs(self, stage: Stage) -> bool:
+        """Whether a nested fusion is the same operation, so its branches can join this one's."""
+        return type(stage) is type(self)
+
     def _run(self, inp: Queries | Ranking) -> tuple[list[Ranking], list[float]]:
         return [s(inp) for s, _ in self.branches], [w for _, w in self.branches]
 
+    def _compiled_branches(self) -> list[Stage]:
+        return [Weighted(s.compile(), w) if w != 1.0 else s.compile() for s, w in self.branches]
+
     def compile(self) -> Stage:
-        return type(self)(*[Weighted(s.compile(), w) if w != 1.0 else s.compile() for s, w in self.branches])
+        return type(self)(*self._compiled_branches())
 
     def __repr__(self) -> str:
         terms = [repr(s) if w == 1.0 else f"{_operand(s)} * {w!r}" for s, w in self.branches]
@@ -205,6 +213,39 @@ class ScoreSum(_Fusion):
     def __call__(self, inp: Queries | Ranking) -> Ranking:
         rankings, weights = self._run(inp)
         return fusion.combsum(rankings, weights=weights, norm="minmax")
+
+
+class Fuse(_Fusion):
+    """Fusion with a chosen method and per-query normalisation; weights come from ``stage * w`` branches.
+
+    ``Fuse(bm25, dense * 2, method="combmnz", norm="zscore")``. ``method="rrf"`` is ``|`` (and uses ``k``),
+    ``method="combsum", norm="minmax"`` is ``+``.
+    """
+
+    def __init__(self, *stages: Stage, method: fusion.Method = "rrf", norm: fusion.Norm = "minmax", k: int = 60):
+        fusion.check_options(method, norm)
+        self.method, self.norm, self.k = method, norm, int(k)
+        super().__init__(*stages)
+
+    def _absorbs(self, stage: Stage) -> bool:
+        # an explicit Fuse inside another is a nested fusion: fusing its output is not fusing its inputs
+        return False
+
+    def __call__(self, inp: Queries | Ranking) -> Ranking:
+        rankings, weights = self._run(inp)
+        return fusion.fuse(rankings, self.method, weights=weights, norm=self.norm, k=self.k)
+
+    def compile(self) -> Stage:
+        return Fuse(*self._compiled_branches(), method=self.method, norm=self.norm, k=self.k)
+
+    def __repr__(self) -> str:
+        terms = [repr(s) if w == 1.0 else f"{_operand(s)} * {w!r}" for s, w in self.branches]
+        options = [f"method={self.method!r}"]
+        if self.method == "rrf":
+            options += [f"k={self.k!r}"] if self.k != 60 else []
+        else:
+            options += [f"norm={self.norm!r}"] if self.norm != "minmax" else []
+        return f"Fuse({', '.join([*terms, *options])})"
 
 
 class Lambda(Stage):
