@@ -10,7 +10,8 @@ Layout of an index directory::
     ann-<gen>.faiss          faiss HNSW or IVF-PQ index over the rows (absent for "flat")
 
 Search is by inner product (cosine for normalised models). ``search(..., exact=True)`` multiplies the
-queries with every stored vector (BLAS, in chunks, reading the mmap) and is the correctness reference;
+queries with every stored vector (BLAS, in blocks, reading the mmap), keeps each query's best k in a heap
+(``select.py``) and is the correctness reference;
 ``flat`` indexes always search that way. HNSW and IVF-PQ candidates are re-scored exactly from the stored
 vectors, so their scores equal exact scores and only recall can differ (``benchmarks/bench_dense.py``).
 
@@ -41,6 +42,7 @@ from rankstack.index.manifest import (
     verify_files,
     write_json_atomic,
 )
+from rankstack.index.select import TopK
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +52,7 @@ AnnKind = Literal["flat", "hnsw", "ivfpq"]
 ANN_KINDS: tuple[str, ...] = ("flat", "hnsw", "ivfpq")
 _REBUILD = "Rebuild it with `rankstack index --dense MODEL` (or rankstack.dense.build_dense_index)."
 _CHUNK_ROWS = 1 << 16
+_SEARCH_ROWS, _SEARCH_QUERIES = 1 << 14, 1 << 10
 
 
 def _faiss() -> Any:
@@ -314,18 +317,19 @@ class VectorIndex:
         return self._approximate(q, k, ef_search, nprobe)
 
     def _exact(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        nq, n = len(q), len(self.vectors)
-        best_pos = np.full((nq, 0), -1, dtype=np.int64)
-        best_score = np.full((nq, 0), -np.inf, dtype=np.float32)
-        for lo in range(0, n, _CHUNK_ROWS):
-            block = np.asarray(self.vectors[lo : lo + _CHUNK_ROWS], dtype=np.float32)
+        # blocks of at most 1024 queries x 16384 rows keep each score block near 64 MiB
+        if len(q) > _SEARCH_QUERIES:
+            parts = [self._exact(q[i : i + _SEARCH_QUERIES], k) for i in range(0, len(q), _SEARCH_QUERIES)]
+            return np.vstack([p for p, _ in parts]), np.vstack([s for _, s in parts])
+        best = TopK(len(q), min(k, len(self.vectors)))
+        for lo in range(0, len(self.vectors), _SEARCH_ROWS):
+            block = np.asarray(self.vectors[lo : lo + _SEARCH_ROWS], dtype=np.float32)
             scores = q @ block.T
             dead = self.deleted[lo : lo + len(block)]
             if dead.any():
                 scores[:, dead] = -np.inf
-            pos = np.broadcast_to(np.arange(lo, lo + len(block)), scores.shape)
-            best_pos, best_score = _top_k(np.hstack([best_pos, pos]), np.hstack([best_score, scores]), k)
-        return _pad(best_pos, best_score, k)
+            best.push(scores, lo)
+        return _pad(*best.result(), k)
 
     def _approximate(
         self, q: np.ndarray, k: int, ef_search: int | None, nprobe: int | None

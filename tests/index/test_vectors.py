@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -43,13 +44,24 @@ def build(path, vectors, ids=None, ann=None, dtype="float32", chunks=3):
     data=st.lists(st.lists(st.integers(-2, 2), min_size=8, max_size=8), min_size=1, max_size=40),
     queries=st.lists(st.lists(st.integers(-2, 2), min_size=8, max_size=8), min_size=1, max_size=4),
     k=st.integers(1, 12),
+    block=st.sampled_from([1, 3, 7, 1 << 16]),
+    dead=st.sets(st.integers(0, 39), max_size=6),
 )
-def test_exact_search_equals_brute_force_with_ties(tmp_path_factory, data, queries, k):
+def test_exact_search_equals_brute_force_with_ties(tmp_path_factory, data, queries, k, block, dead):
+    """Across block boundaries (the search reads the vectors ``block`` rows at a time) and deleted rows."""
     vectors = np.array(data, dtype=np.float32)  # small integers: many tied scores
     q = np.array(queries, dtype=np.float32)
     index = build(tmp_path_factory.mktemp("v") / "idx", vectors)
-    pos, scores = index.search(q, k, exact=True)
-    want_pos, want_scores = brute_force(vectors, q, k)
+    dead = sorted(i for i in dead if i < len(vectors))
+    if dead:
+        index = index.delete([f"d{i}" for i in dead])
+    mask = np.isin(np.arange(len(vectors)), dead)
+    with (
+        mock.patch("rankstack.index.vectors._SEARCH_ROWS", block),
+        mock.patch("rankstack.index.vectors._SEARCH_QUERIES", 3),
+    ):
+        pos, scores = index.search(q, k, exact=True)
+    want_pos, want_scores = brute_force(vectors, q, k, mask)
     for row in range(len(q)):
         n = len(want_pos[row])
         assert pos[row, :n].tolist() == want_pos[row]
