@@ -33,7 +33,7 @@ def normalize(ranking: Ranking, method: Norm = "minmax") -> Ranking:
             sd = block.std()
             score[sl] = (block - block.mean()) / sd if sd > 0 else 0.0
         else:
-            raise ValueError(f"unknown normalisation {method!r}; use 'minmax', 'zscore' or 'none'")
+            raise ValueError(f"unknown normalisation {method!r}; use one of {', '.join(NORMS)}")
     return Ranking(ranking.qid, ranking.docid, score, ranking.rank, queries=ranking.queries, presorted=True)
 
 
@@ -91,7 +91,7 @@ def fuse(
     k: int = 60,
 ) -> Ranking:
     """One entry point for every method: ``rrf`` (uses ``k``, ignores ``norm``), ``combsum``, ``combmnz``."""
-    check_options(method, norm)
+    check_options(method, norm, k)
     if method == "rrf":
         return rrf(rankings, k=k, weights=weights)
     if method == "combsum":
@@ -99,9 +99,11 @@ def fuse(
     return combmnz(rankings, weights=weights, norm=norm)
 
 
-def check_options(method: str, norm: str) -> None:
-    """Refuse an unknown method or normalisation up front, naming the ones that exist."""
+def check_options(method: str, norm: str, k: int = 60) -> None:
+    """Refuse an unknown method or normalisation (naming the ones that exist) or a bad RRF ``k`` up front."""
     if method not in METHODS:
         raise ValueError(f"unknown fusion method {method!r}; use one of {', '.join(METHODS)}")
     if norm not in NORMS:
         raise ValueError(f"unknown normalisation {norm!r}; use one of {', '.join(NORMS)}")
+    if int(k) < 1:
+        raise ValueError(f"RRF's k must be a positive integer (60 in the paper), got {k!r}")

@@ -184,15 +184,17 @@ class _Fusion(Stage):
     def _run(self, inp: Queries | Ranking) -> tuple[list[Ranking], list[float]]:
         return [s(inp) for s, _ in self.branches], [w for _, w in self.branches]
 
-    def _compiled_branches(self) -> list[Stage]:
-        return [Weighted(s.compile(), w) if w != 1.0 else s.compile() for s, w in self.branches]
+    def _rebuild(self, stages: list[Stage]) -> Stage:
+        return type(self)(*stages)
 
     def compile(self) -> Stage:
-        return type(self)(*self._compiled_branches())
+        return self._rebuild([Weighted(s.compile(), w) if w != 1.0 else s.compile() for s, w in self.branches])
+
+    def _terms(self) -> list[str]:
+        return [repr(s) if w == 1.0 else f"{_operand(s)} * {w!r}" for s, w in self.branches]
 
     def __repr__(self) -> str:
-        terms = [repr(s) if w == 1.0 else f"{_operand(s)} * {w!r}" for s, w in self.branches]
-        return "(" + f" {self.symbol} ".join(terms) + ")"
+        return "(" + f" {self.symbol} ".join(self._terms()) + ")"
 
 
 class RRF(_Fusion):
@@ -223,7 +225,9 @@ class Fuse(_Fusion):
     """
 
     def __init__(self, *stages: Stage, method: fusion.Method = "rrf", norm: fusion.Norm = "minmax", k: int = 60):
-        fusion.check_options(method, norm)
+        if not stages:
+            raise ValueError("Fuse needs at least one stage: Fuse(bm25, dense, method=...)")
+        fusion.check_options(method, norm, k)
         self.method, self.norm, self.k = method, norm, int(k)
         super().__init__(*stages)
 
@@ -235,17 +239,17 @@ class Fuse(_Fusion):
         rankings, weights = self._run(inp)
         return fusion.fuse(rankings, self.method, weights=weights, norm=self.norm, k=self.k)
 
-    def compile(self) -> Stage:
-        return Fuse(*self._compiled_branches(), method=self.method, norm=self.norm, k=self.k)
+    def _rebuild(self, stages: list[Stage]) -> Stage:
+        return Fuse(*stages, method=self.method, norm=self.norm, k=self.k)
 
     def __repr__(self) -> str:
-        terms = [repr(s) if w == 1.0 else f"{_operand(s)} * {w!r}" for s, w in self.branches]
+        # the method is always written out: Fuse(a, b) reading as RRF would surprise a reader
         options = [f"method={self.method!r}"]
         if self.method == "rrf":
             options += [f"k={self.k!r}"] if self.k != 60 else []
         else:
             options += [f"norm={self.norm!r}"] if self.norm != "minmax" else []
-        return f"Fuse({', '.join([*terms, *options])})"
+        return f"Fuse({', '.join([*self._terms(), *options])})"
 
 
 class Lambda(Stage):

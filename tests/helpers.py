@@ -1,4 +1,4 @@
-"""Tiny synthetic corpora for unit tests, and a brute-force BM25 to check the engine against."""
+"""Tiny synthetic corpora for unit tests, a brute-force BM25 to check the engine against, and fixed stages."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import random
 from collections import Counter
 
 from rankstack.index import decode_norm, encode_norm
+from rankstack.pipeline import Stage
 from rankstack.text import Analyzer
-from rankstack.types import Document
+from rankstack.types import Document, Queries, Ranking
 
 WORDS = [f"w{i}" for i in range(40)]
 
@@ -53,3 +54,25 @@ def brute_force_bm25(
         if score > 0:
             out[doc.docid] = score
     return out
+
+
+class Fixed(Stage):
+    """Returns a fixed ranking; records the k it was asked for (to check cut-off push-down)."""
+
+    def __init__(self, name, rows, k=1000):
+        self.name, self.rows, self.k = name, rows, k
+
+    def __call__(self, inp):
+        r = Ranking([q for q, _, _ in self.rows], [d for _, d, _ in self.rows], [s for _, _, s in self.rows])
+        return r.cutoff(self.k)
+
+    def with_cutoff(self, k):
+        return Fixed(self.name, self.rows, min(k, self.k))
+
+    def __repr__(self):
+        return self.name if self.k == 1000 else f"{self.name}[k={self.k}]"
+
+
+A = Fixed("A", [("1", "a", 3.0), ("1", "b", 2.0), ("1", "c", 1.0)])
+B = Fixed("B", [("1", "c", 30.0), ("1", "a", 20.0), ("1", "d", 10.0)])
+Q = Queries(["1"], ["q"])

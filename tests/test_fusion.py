@@ -8,7 +8,7 @@ import pytest
 from rankstack import Queries, Ranking
 from rankstack.fusion import combmnz, fuse, rrf
 from rankstack.pipeline import RRF, Fuse, ScoreSum
-from tests.test_pipeline import A, B, Fixed, Q
+from tests.helpers import A, B, Fixed, Q
 
 C = Fixed("C", [("1", "b", 5.0), ("1", "e", 4.0)])
 
@@ -34,11 +34,12 @@ def test_fuse_methods_and_norms_reach_the_functions():
 
 
 def test_fuse_repr_is_the_code_and_compile_keeps_the_options():
-    p = Fuse(A % 2, B * 0.5, method="combmnz", norm="zscore")
-    assert repr(p) == "Fuse((A % 2), B * 0.5, method='combmnz', norm='zscore')"
+    p = Fuse(A % 2, (A >> B) * 0.5, method="combmnz", norm="zscore")
+    assert repr(p) == "Fuse((A % 2), (A >> B) * 0.5, method='combmnz', norm='zscore')"
+    assert _as_dict(eval(repr(p), {"Fuse": Fuse, "A": A, "B": B})(Q)) == _as_dict(p(Q))
     assert repr(Fuse(A, B, k=10)) == "Fuse(A, B, method='rrf', k=10)"
     compiled = p.compile()
-    assert repr(compiled) == "Fuse(A[k=2], B * 0.5, method='combmnz', norm='zscore')"
+    assert repr(compiled) == "Fuse(A[k=2], (A >> B) * 0.5, method='combmnz', norm='zscore')"
     assert _as_dict(compiled(Q)) == _as_dict(p(Q))
 
 
@@ -68,8 +69,9 @@ def test_unknown_options_say_what_exists(kwargs, match):
 def test_queries_missing_from_one_ranking_keep_the_others():
     q = Queries(["1", "2"], ["x", "y"])
     only_2 = Fixed("D", [("2", "z", 1.0)])
-    out = Fuse(A, only_2, method="combsum")(q)
-    assert set(out.qids()) == {"1", "2"}
+    out = Fuse(A, only_2 * 0.5, method="combmnz")(q).to_dict()
+    assert out["2"] == {"z": pytest.approx(0.5 * 1.0)}  # min-max of one document is 1, found by one ranking
+    assert out["1"] == pytest.approx({"a": 1.0, "b": 0.5, "c": 0.0})
 
 
 # ---- against ranx, on real SciFact runs (BM25 and BM25+RM3, top 100 of 300 test queries)

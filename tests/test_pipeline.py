@@ -1,30 +1,9 @@
 import pytest
 
-from rankstack import Queries, Ranking
+from rankstack import Ranking
 from rankstack.fusion import combmnz, combsum, normalize, rrf
-from rankstack.pipeline import RRF, Cutoff, Lambda, ScoreSum, Stage, Then, Weighted
-
-
-class Fixed(Stage):
-    """Returns a fixed ranking; records the k it was asked for (to check cut-off push-down)."""
-
-    def __init__(self, name, rows, k=1000):
-        self.name, self.rows, self.k = name, rows, k
-
-    def __call__(self, inp):
-        r = Ranking([q for q, _, _ in self.rows], [d for _, d, _ in self.rows], [s for _, _, s in self.rows])
-        return r.cutoff(self.k)
-
-    def with_cutoff(self, k):
-        return Fixed(self.name, self.rows, min(k, self.k))
-
-    def __repr__(self):
-        return self.name if self.k == 1000 else f"{self.name}[k={self.k}]"
-
-
-A = Fixed("A", [("1", "a", 3.0), ("1", "b", 2.0), ("1", "c", 1.0)])
-B = Fixed("B", [("1", "c", 30.0), ("1", "a", 20.0), ("1", "d", 10.0)])
-Q = Queries(["1"], ["q"])
+from rankstack.pipeline import RRF, Cutoff, Lambda, ScoreSum, Then, Weighted
+from tests.helpers import A, B, Q
 
 
 def test_operators_build_the_right_structure_and_repr():

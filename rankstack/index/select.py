@@ -26,34 +26,42 @@ class TopK:
         self._keys = np.zeros((num_queries, 2 * self.k), dtype=np.uint64)
         self._count = np.zeros(num_queries, dtype=np.int64)
         self._floor = np.full(num_queries, -np.inf, dtype=np.float32)
+        self._next = 0  # the lowest position the next block may start at
 
     def push(self, scores: np.ndarray, first_position: int) -> None:
         """Offer ``scores[q, j]`` as position ``first_position + j``; blocks must come in position order.
         ``-inf`` and NaN never enter (deleted rows are marked ``-inf``)."""
         scores = np.ascontiguousarray(scores, dtype=np.float32)
+        if scores.ndim != 2 or len(scores) != len(self._count):
+            raise ValueError(
+                f"a block of scores needs one row for each of the {len(self._count)} queries, got shape {scores.shape}"
+            )
+        if first_position < self._next:
+            raise ValueError(
+                f"blocks must come in position order: this one starts at {first_position}, the last ended at {self._next}"
+            )
+        self._next = int(first_position) + scores.shape[1]
+        if self._next > 1 << 32:
+            raise ValueError("exact search keys hold positions below 2**32")
         if self.k and scores.size:
-            if first_position + scores.shape[1] > 1 << 32:
-                raise ValueError("exact search keys hold positions below 2**32")
             _push_block(scores, scores.view(np.uint32), int(first_position), self._keys, self._count, self._floor)
 
     def result(self) -> tuple[np.ndarray, np.ndarray]:
         """``(positions int64, scores float32)`` per query, best first, ties by position; ``-1`` / ``-inf``
         where a query has fewer than k."""
         nq, k = len(self._count), self.k
-        keys = np.zeros((nq, k), dtype=np.uint64)
+        keys = np.zeros((nq, k), dtype=np.uint64)  # 0 is no key: a real one has nonzero score bits
         for q in range(nq):
             found = np.sort(self._keys[q, : self._count[q]])[::-1][:k]
             keys[q, : len(found)] = found
-        bits = (keys >> np.uint64(32)).astype(np.uint32)
-        bits = np.where(bits & _SIGN, bits ^ _SIGN, ~bits)
-        scores = bits.view(np.float32)
-        positions = (~keys & _LOW).astype(np.int64)
-        empty = keys == 0
-        return np.where(empty, -1, positions), np.where(empty, -np.inf, scores).astype(np.float32)
+        positions = np.empty((nq, k), dtype=np.int64)
+        scores = np.empty((nq, k), dtype=np.float32)
+        _unpack(keys.ravel(), positions.ravel(), scores.ravel())
+        return positions, scores
 
 
-@numba.njit(nogil=True)
-def _push_block(
+@numba.njit(nogil=True, cache=True)
+def _push_block(  # pragma: no cover - compiled
     scores: np.ndarray, bits: np.ndarray, first: int, keys: np.ndarray, count: np.ndarray, floor: np.ndarray
 ) -> None:
     nq, m = scores.shape
@@ -66,8 +74,8 @@ def _push_block(
             s = scores[q, j]
             if s > low:  # later positions lose ties, so only a strictly higher score gets in
                 b = bits[q, j]
-                b = b | np.uint32(0x80000000) if s >= 0 else ~b  # order-preserving: larger float, larger bits
-                buf[n] = (np.uint64(b) << np.uint64(32)) | (~np.uint64(first + j) & np.uint64(0xFFFFFFFF))
+                b = b | _SIGN if s >= 0 else ~b  # order-preserving (and -0.0 packs as 0.0): larger float, larger bits
+                buf[n] = (np.uint64(b) << np.uint64(32)) | (~np.uint64(first + j) & _LOW)
                 n += 1
                 if n == buf.shape[0]:
                     buf[:] = np.partition(buf, n - k)  # the k largest keys end up last
@@ -78,8 +86,19 @@ def _push_block(
         floor[q] = low
 
 
-@numba.njit(inline="always")
-def _score_of(key: np.uint64) -> np.float32:
+@numba.njit(cache=True)
+def _score_of(key: np.uint64) -> np.float32:  # pragma: no cover - compiled
+    """The score a packed key holds (the inverse of the packing in ``_push_block``)."""
     b = np.uint32(key >> np.uint64(32))
-    b = b ^ np.uint32(0x80000000) if b & np.uint32(0x80000000) else ~b
+    b = b ^ _SIGN if b & _SIGN else ~b
     return np.array([b], dtype=np.uint32).view(np.float32)[0]
+
+
+@numba.njit(cache=True)
+def _unpack(keys: np.ndarray, positions: np.ndarray, scores: np.ndarray) -> None:  # pragma: no cover - compiled
+    for i in range(keys.shape[0]):
+        if keys[i] == 0:
+            positions[i], scores[i] = -1, -np.inf
+        else:
+            positions[i] = np.int64(~keys[i] & _LOW)
+            scores[i] = _score_of(keys[i])

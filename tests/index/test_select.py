@@ -1,4 +1,4 @@
-"""The running top-k heap equals a full sort by (score desc, position asc), whatever the block split."""
+"""The running top-k buffer equals a full sort by (score desc, position asc), whatever the block split."""
 
 from __future__ import annotations
 
@@ -33,11 +33,11 @@ def reference(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     cuts=st.lists(st.integers(0, 60), max_size=4),
     seed=st.integers(0, 2**32 - 1),
 )
-def test_heap_equals_a_full_sort(rows, cols, k, cuts, seed):
+def test_buffer_equals_a_full_sort(rows, cols, k, cuts, seed):
     rng = np.random.default_rng(seed)
-    scores = rng.integers(-3, 4, size=(rows, cols)).astype(np.float32)  # many ties
-    scores[rng.random(scores.shape) < 0.1] = -np.inf  # deleted rows
-    scores[rng.random(scores.shape) < 0.05] = np.nan
+    # many ties, both zeros (equal, so the lower position wins), the infinities, NaN (never a result)
+    values = np.array([-2.0, -1.5, -0.0, 0.0, 0.5, 1.0, 3.0, np.inf, -np.inf, np.nan], dtype=np.float32)
+    scores = values[rng.integers(0, len(values), size=(rows, cols))]
     bounds = [0, *sorted(c for c in cuts if c <= cols), cols]
     top = TopK(rows, k)
     for lo, hi in itertools.pairwise(bounds):
@@ -46,6 +46,35 @@ def test_heap_equals_a_full_sort(rows, cols, k, cuts, seed):
     want_pos, want = reference(scores, k)
     assert pos.tolist() == want_pos.tolist()
     np.testing.assert_array_equal(got, want)
+
+
+def test_positions_up_to_the_key_limit():
+    top = TopK(1, 2)
+    top.push(np.array([[1.0, 5.0, 5.0]], dtype=np.float32), 2**32 - 3)
+    pos, scores = top.result()
+    assert pos.tolist() == [[2**32 - 2, 2**32 - 1]] and scores.tolist() == [[5.0, 5.0]]
+    with pytest.raises(ValueError, match="2\\*\\*32"):
+        top.push(np.zeros((1, 1), dtype=np.float32), 2**32)
+
+
+@pytest.mark.parametrize(
+    ("scores", "first", "match"),
+    [
+        (np.zeros((3, 4), dtype=np.float32), 0, "2 queries"),
+        (np.zeros(4, dtype=np.float32), 0, "2 queries"),
+        (np.zeros((2, 4), dtype=np.float32), -1, "position order"),
+    ],
+)
+def test_bad_blocks_are_refused(scores, first, match):
+    with pytest.raises(ValueError, match=match):
+        TopK(2, 3).push(scores, first)
+
+
+def test_blocks_out_of_order_are_refused():
+    top = TopK(1, 3)
+    top.push(np.zeros((1, 4), dtype=np.float32), 0)
+    with pytest.raises(ValueError, match="position order"):
+        top.push(np.zeros((1, 4), dtype=np.float32), 2)
 
 
 @pytest.mark.parametrize("k", [1, 10, 1000])

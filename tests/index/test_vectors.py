@@ -57,7 +57,7 @@ def test_exact_search_equals_brute_force_with_ties(tmp_path_factory, data, queri
         index = index.delete([f"d{i}" for i in dead])
     mask = np.isin(np.arange(len(vectors)), dead)
     with (
-        mock.patch("rankstack.index.vectors._SEARCH_ROWS", block),
+        mock.patch("rankstack.index.vectors._block_rows", lambda _: block),
         mock.patch("rankstack.index.vectors._SEARCH_QUERIES", 3),
     ):
         pos, scores = index.search(q, k, exact=True)
@@ -207,3 +207,14 @@ def test_ivfpq_on_too_few_vectors_says_what_to_use(tmp_path):
         build(tmp_path / "idx", unit(np.random.default_rng(7), 20), ann=AnnConfig(kind="ivfpq"))
     with pytest.raises(ValueError, match="unknown ANN kind"):
         AnnConfig(kind="lsh")  # type: ignore[arg-type]
+
+
+def test_an_overflowing_score_is_still_the_best_result(tmp_path):
+    vectors = np.zeros((3, 8), dtype=np.float32)
+    vectors[1, 0] = 1e30  # its inner product with the query overflows float32 to +inf
+    vectors[2, 0] = 1.0
+    index = build(tmp_path / "idx", vectors)
+    q = np.zeros((1, 8), dtype=np.float32)
+    q[0, 0] = 1e30
+    pos, scores = index.search(q, 2, exact=True)
+    assert pos.tolist() == [[1, 2]] and np.isposinf(scores[0, 0])
