@@ -6,6 +6,7 @@ Usage::
     # writes benchmarks/results/dense.md (--quick: dense-quick.md, 1000 documents, not committed)
     RANKSTACK_DATA=../shared/data .venv/bin/python benchmarks/bench_dense.py --speed   # dense-speed.md
     RANKSTACK_DATA=../shared/data .venv/bin/python benchmarks/bench_dense.py --int8    # dense-int8.md
+    .venv/bin/python benchmarks/bench_dense.py --ann     # dense-ann.md: exact, faiss Flat, HNSW, IVF-PQ only
 
 For SciFact and NFCorpus (test queries; document = title + " " + text; 256 tokens, the model's limit):
 
@@ -174,7 +175,7 @@ def ann_rows(label: str, vectors: np.ndarray, queries: np.ndarray, work: Path, q
     flat = faiss.IndexFlatIP(vectors.shape[1])
     flat.add(np.ascontiguousarray(vectors, dtype=np.float32))
     t_flat, (_, fpos) = _timed(lambda: flat.search(np.ascontiguousarray(queries, dtype=np.float32), 10))
-    rows.append([label, "exact (numpy, chunked BLAS)", "-", f"{len(queries) / t_exact:,.0f}", "1.000", "1.00"])
+    rows.append([label, "exact (BLAS + top-k buffer)", "-", f"{len(queries) / t_exact:,.0f}", "1.000", "1.00"])
     rows.append(
         [
             label,
@@ -184,6 +185,13 @@ def ann_rows(label: str, vectors: np.ndarray, queries: np.ndarray, work: Path, q
             f"{_recall(fpos, truth):.3f}",
             f"{t_exact / t_flat:.2f}",
         ]
+    )
+    # top 1000, what a first stage for fusion or re-ranking asks for
+    t_exact_1k, _ = _timed(lambda: exact_index.search(queries, 1000, exact=True))
+    t_flat_1k, _ = _timed(lambda: flat.search(np.ascontiguousarray(queries, dtype=np.float32), 1000))
+    rows.append([label, "exact (BLAS + top-k buffer)", "k=1000", f"{len(queries) / t_exact_1k:,.0f}", "-", "-"])
+    rows.append(
+        [label, "faiss IndexFlatIP", "k=1000", f"{len(queries) / t_flat_1k:,.0f}", "-", f"{t_exact_1k / t_flat_1k:.2f}"]
     )
     configs = [
         ("hnsw", AnnConfig(kind="hnsw", m=32, ef_construction=200, ef_search=64, refine=1), {"ef_search": 64}),
@@ -263,6 +271,12 @@ def main(argv: list[str] | None = None) -> None:
         help="only the int8 cost: fp32 and int8 indexes of each collection, nDCG@10 (writes results/dense-int8.md); "
         "int8 arithmetic differs between CPUs, so re-run it on the machine you deploy on",
     )
+    parser.add_argument(
+        "--ann",
+        action="store_true",
+        help="only exact search, faiss IndexFlatIP, HNSW and IVF-PQ on 200k synthetic vectors, and on the SciFact "
+        "vectors when an earlier full run left them in --workdir (writes results/dense-ann.md)",
+    )
     parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     work = Path(args.workdir)
@@ -278,9 +292,12 @@ def main(argv: list[str] | None = None) -> None:
             worker_rankstack(name, work, limit, rest[0], rest[1])
         return
 
+    started = time.time()
+    if args.ann:
+        write_ann_report(args, ann_only(work, args.quick), started)
+        return
     from rankstack.dense.onnx import export_onnx
 
-    started = time.time()
     t0 = time.perf_counter()
     onnx_dir = export_onnx(minilm_dir(), work / "minilm-onnx")
     export_seconds = time.perf_counter() - t0
@@ -415,6 +432,41 @@ def fusion_and_ann(work: Path, limit: int | None, quick: bool) -> dict[str, Any]
     return out
 
 
+def ann_only(work: Path, quick: bool) -> list[list[Any]]:
+    import rankstack
+
+    rows: list[list[Any]] = []
+    scifact = work / "scifact-torch"
+    if scifact.is_dir():
+        vectors = np.asarray(rankstack.open(scifact).vectors, dtype=np.float32)
+        rows += ann_rows("SciFact (real)", vectors, np.load(work / "scifact-torch-queries.npy"), work, quick)
+    n = 20_000 if quick else 200_000
+    x, q = synthetic(n, 384, 1000)
+    return rows + ann_rows(f"synthetic {n // 1000}k", x, q, work, quick)
+
+
+def _ann_section(rows: list[list[Any]]) -> list[str]:
+    lines = _table(["vectors", "method", "parameters", "queries/s", "recall@10 vs exact", "speed-up vs exact"], rows)
+    return [
+        *lines,
+        "",
+        "Search only (query vectors given), top 10 unless the row says k=1000, one batch of all queries, best of 3 "
+        "(faiss's speed-up column is exact's time over its own). Candidates from HNSW / IVF-PQ are re-scored "
+        "exactly from the stored vectors (`refine` candidates per result for IVF-PQ), so their scores equal exact "
+        "scores; recall@10 counts how many of exact search's top 10 they find.",
+    ]
+
+
+def write_ann_report(args, rows: list[list[Any]], started: float) -> None:
+    lines = [
+        *_head("Dense search: exact, faiss IndexFlatIP, HNSW and IVF-PQ", " --ann", args, started),
+        "Versions: " + ", ".join(f"{k} {v}" for k, v in versions(["numpy", "numba", "faiss-cpu"]).items()) + ".",
+        "",
+        *_ann_section(rows),
+    ]
+    _write(lines, "dense-ann", args)
+
+
 def _table(headers, rows) -> list[str]:
     return markdown_table(headers, rows).splitlines()
 
@@ -542,15 +594,7 @@ def write_report(args, results, extra, export_seconds, started) -> None:
         "## Approximate search: HNSW and IVF-PQ against exact",
         "",
     ]
-    lines += _table(
-        ["vectors", "method", "parameters", "queries/s", "recall@10 vs exact", "speed-up vs exact"], extra["ann"]
-    )
-    lines += [
-        "",
-        "Search only (query vectors given), top 10, one batch of all queries, best of 3. Candidates from HNSW / "
-        "IVF-PQ are re-scored exactly from the stored vectors (`refine` candidates per result for IVF-PQ), so "
-        "their scores equal exact scores; recall@10 counts how many of exact search's top 10 they find.",
-    ]
+    lines += _ann_section(extra["ann"])
     _write(lines, "dense", args)
 
 

@@ -50,13 +50,12 @@ class TopK:
         """``(positions int64, scores float32)`` per query, best first, ties by position; ``-1`` / ``-inf``
         where a query has fewer than k."""
         nq, k = len(self._count), self.k
-        keys = np.zeros((nq, k), dtype=np.uint64)  # 0 is no key: a real one has nonzero score bits
-        for q in range(nq):
-            found = np.sort(self._keys[q, : self._count[q]])[::-1][:k]
-            keys[q, : len(found)] = found
+        # slots past a query's count hold stale keys; 0 is no key (a real one has nonzero score bits)
+        live = np.arange(self._keys.shape[1]) < self._count[:, None]
+        keys = np.sort(np.where(live, self._keys, np.uint64(0)), axis=1)[:, ::-1][:, :k]
         positions = np.empty((nq, k), dtype=np.int64)
         scores = np.empty((nq, k), dtype=np.float32)
-        _unpack(keys.ravel(), positions.ravel(), scores.ravel())
+        _unpack(np.ascontiguousarray(keys), positions, scores)
         return positions, scores
 
 
@@ -96,9 +95,10 @@ def _score_of(key: np.uint64) -> np.float32:  # pragma: no cover - compiled
 
 @numba.njit(cache=True)
 def _unpack(keys: np.ndarray, positions: np.ndarray, scores: np.ndarray) -> None:  # pragma: no cover - compiled
-    for i in range(keys.shape[0]):
-        if keys[i] == 0:
-            positions[i], scores[i] = -1, -np.inf
-        else:
-            positions[i] = np.int64(~keys[i] & _LOW)
-            scores[i] = _score_of(keys[i])
+    for q in range(keys.shape[0]):
+        for i in range(keys.shape[1]):
+            if keys[q, i] == 0:
+                positions[q, i], scores[q, i] = -1, -np.inf
+            else:
+                positions[q, i] = np.int64(~keys[q, i] & _LOW)
+                scores[q, i] = _score_of(keys[q, i])
