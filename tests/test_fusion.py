@@ -113,6 +113,7 @@ def _assert_same(ours: Ranking, theirs) -> None:
 
 @pytest.mark.collection
 @pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::numba.core.errors.NumbaTypeSafetyWarning")  # inside ranx's own rrf
 @pytest.mark.parametrize(
     ("method", "norm", "weights", "ranx_norm", "ranx_method"),
     [

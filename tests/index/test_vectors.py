@@ -216,5 +216,6 @@ def test_an_overflowing_score_is_still_the_best_result(tmp_path):
     index = build(tmp_path / "idx", vectors)
     q = np.zeros((1, 8), dtype=np.float32)
     q[0, 0] = 1e30
-    pos, scores = index.search(q, 2, exact=True)
+    with np.errstate(over="ignore"):
+        pos, scores = index.search(q, 2, exact=True)
     assert pos.tolist() == [[1, 2]] and np.isposinf(scores[0, 0])
