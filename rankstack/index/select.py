@@ -16,6 +16,7 @@ import numpy as np
 
 _SIGN = np.uint32(0x80000000)
 _LOW = np.uint64(0xFFFFFFFF)
+_NEG_INF_BITS = np.float32(-np.inf).view(np.uint32)
 
 
 class TopK:
@@ -54,9 +55,9 @@ class TopK:
         live = np.arange(self._keys.shape[1]) < self._count[:, None]
         keys = np.sort(np.where(live, self._keys, np.uint64(0)), axis=1)[:, ::-1][:, :k]
         positions = np.empty((nq, k), dtype=np.int64)
-        scores = np.empty((nq, k), dtype=np.float32)
-        _unpack(np.ascontiguousarray(keys), positions, scores)
-        return positions, scores
+        bits = np.empty((nq, k), dtype=np.uint32)
+        _unpack(np.ascontiguousarray(keys), positions, bits)
+        return positions, bits.view(np.float32)
 
 
 @numba.njit(nogil=True, cache=True)
@@ -86,19 +87,24 @@ def _push_block(  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True)
-def _score_of(key: np.uint64) -> np.float32:  # pragma: no cover - compiled
-    """The score a packed key holds (the inverse of the packing in ``_push_block``)."""
+def _bits_of(key: np.uint64) -> np.uint32:  # pragma: no cover - compiled
+    """The float32 bits of the score a packed key holds (the inverse of the packing in ``_push_block``)."""
     b = np.uint32(key >> np.uint64(32))
-    b = b ^ _SIGN if b & _SIGN else ~b
-    return np.array([b], dtype=np.uint32).view(np.float32)[0]
+    return b ^ _SIGN if b & _SIGN else ~b
 
 
 @numba.njit(cache=True)
-def _unpack(keys: np.ndarray, positions: np.ndarray, scores: np.ndarray) -> None:  # pragma: no cover - compiled
+def _score_of(key: np.uint64) -> np.float32:  # pragma: no cover - compiled
+    return np.array([_bits_of(key)], dtype=np.uint32).view(np.float32)[0]
+
+
+@numba.njit(cache=True)
+def _unpack(keys: np.ndarray, positions: np.ndarray, bits: np.ndarray) -> None:  # pragma: no cover - compiled
+    """Positions and float32 score bits of every key; 0 (no key) becomes position -1 and -inf."""
     for q in range(keys.shape[0]):
         for i in range(keys.shape[1]):
             if keys[q, i] == 0:
-                positions[q, i], scores[q, i] = -1, -np.inf
+                positions[q, i], bits[q, i] = -1, _NEG_INF_BITS
             else:
                 positions[q, i] = np.int64(~keys[q, i] & _LOW)
-                scores[q, i] = _score_of(keys[q, i])
+                bits[q, i] = _bits_of(keys[q, i])
