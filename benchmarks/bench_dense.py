@@ -297,7 +297,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.ann:
         write_ann_report(args, ann_only(work, args.quick), started)
         return
-    from rankstack.dense.onnx import export_onnx
+    from rankstack.models.onnx import export_onnx
 
     t0 = time.perf_counter()
     onnx_dir = export_onnx(minilm_dir(), work / "minilm-onnx")

@@ -4,7 +4,7 @@ Importing this package needs no torch; encoders import it when they are built (e
 """
 
 from rankstack.dense.encoder import BiEncoder, TextEncoder
-from rankstack.dense.onnx import export_onnx
 from rankstack.dense.retriever import DenseRetriever, build_dense_index
+from rankstack.models.onnx import export_onnx
 
 __all__ = ["BiEncoder", "DenseRetriever", "TextEncoder", "build_dense_index", "export_onnx"]

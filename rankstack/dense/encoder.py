@@ -18,9 +18,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from rankstack.dense import model_dir
-from rankstack.dense.model_dir import POOLINGS, ModelDirectoryError, ModelSettings, Pooling
-from rankstack.errors import MissingExtraError
+from rankstack.models import lazy, model_dir
+from rankstack.models.model_dir import POOLINGS, ModelDirectoryError, ModelSettings, Pooling
 from rankstack.types import Corpus, Document
 
 log = logging.getLogger(__name__)
@@ -29,26 +28,8 @@ Backend = Literal["torch", "onnx"]
 _DEFAULT_MAX_LENGTH = 512
 
 
-def _torch() -> Any:
-    try:
-        import torch
-    except ImportError:
-        raise MissingExtraError("torch", "neural") from None
-    return torch
-
-
-def _transformers() -> Any:
-    try:
-        import transformers
-    except ImportError:
-        raise MissingExtraError("transformers", "neural") from None
-    return transformers
-
-
 def _progress(total: int | None, desc: str, show: bool) -> Any:
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, unit="text", disable=not show, leave=False)
+    return lazy.progress(total, desc, show)
 
 
 class TextEncoder:
@@ -59,7 +40,7 @@ class TextEncoder:
     configs say (mean pooling, no normalisation, 512 tokens when it has none); arguments override them.
     ``prefix`` is prepended to every text (e5's ``"query: "``, a bge instruction). ``backend="onnx"``
     runs ``onnx/model_qint8.onnx`` (or ``onnx/model.onnx`` with ``quantized=False``) made by
-    ``rankstack.dense.onnx.export_onnx``. ``batch_size`` defaults to 32 (PyTorch) or 8 (ONNX).
+    ``rankstack.models.onnx.export_onnx``. ``batch_size`` defaults to 32 (PyTorch) or 8 (ONNX).
     """
 
     def __init__(
@@ -92,16 +73,16 @@ class TextEncoder:
         # int8 ONNX runs fastest on small batches (measured: 8 beats 32 by ~1.5x on all-MiniLM-L6-v2)
         self.batch_size = batch_size or (8 if backend == "onnx" else 32)
         self.backend: Backend = backend
-        self.tokenizer = _transformers().AutoTokenizer.from_pretrained(self.path)
+        self.tokenizer = lazy.transformers().AutoTokenizer.from_pretrained(self.path)
         self.max_length = min(int(self.settings.max_length or _DEFAULT_MAX_LENGTH), self._model_max_length())
         self._warned_truncation = False
         if backend == "torch":
-            torch = _torch()
+            torch = lazy.torch()
             self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-            self.model = _transformers().AutoModel.from_pretrained(self.path).to(self.device).eval()
+            self.model = lazy.transformers().AutoModel.from_pretrained(self.path).to(self.device).eval()
             self._session = None
         elif backend == "onnx":
-            from rankstack.dense.onnx import open_session
+            from rankstack.models.onnx import open_session
 
             self.device = "cpu"
             self.model = None
@@ -188,7 +169,7 @@ class TextEncoder:
         if self._session is not None:
             hidden = self._session.run(None, {"input_ids": input_ids, "attention_mask": mask})[0]
             return pool_numpy(hidden, mask, self.settings.pooling, self.settings.normalize)
-        torch = _torch()
+        torch = lazy.torch()
         with torch.inference_mode():
             t_ids = torch.from_numpy(input_ids).to(self.device)
             t_mask = torch.from_numpy(mask).to(self.device)
@@ -201,7 +182,7 @@ class TextEncoder:
 
     def features(self, texts: Sequence[str]) -> dict[str, Any]:
         """A padded torch batch for ``texts`` (prefix added, truncated) on the model's device."""
-        torch = _torch()
+        torch = lazy.torch()
         input_ids, mask = self._pad(self.tokenize(texts))
         return {
             "input_ids": torch.from_numpy(input_ids).to(self.device),
@@ -229,7 +210,7 @@ class TextEncoder:
 
 
 def pool_torch(hidden: Any, mask: Any, pooling: Pooling, normalize: bool) -> Any:
-    torch = _torch()
+    torch = lazy.torch()
     if pooling == "mean":
         m = mask.unsqueeze(-1).to(hidden.dtype)
         vec = (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)

@@ -22,7 +22,7 @@ def make_tiny_model(
     path: Path, seed: int = 0, pooling: str = "mean", normalize: bool = True, max_length: int = 64
 ) -> Path:
     """A 2-layer, 32-wide BERT with random weights and MiniLM's tokenizer, saved as a model directory."""
-    from rankstack.dense.model_dir import ModelSettings, write_settings
+    from rankstack.models.model_dir import ModelSettings, write_settings
 
     tokenizer = transformers.AutoTokenizer.from_pretrained(minilm_path())
     config = transformers.BertConfig(

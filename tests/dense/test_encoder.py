@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from rankstack.dense import BiEncoder, TextEncoder, export_onnx
-from rankstack.dense.model_dir import ModelDirectoryError
+from rankstack.models.model_dir import ModelDirectoryError
 from tests.dense.conftest import make_tiny_model, torch
 
 TEXTS = [

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from rankstack.dense.model_dir import ModelSettings, write_settings
+from rankstack.models.model_dir import ModelSettings, write_settings
 from rankstack.types import Document, Qrels, Queries
 
 torch = pytest.importorskip("torch")

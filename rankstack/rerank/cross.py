@@ -1,0 +1,282 @@
+"""Cross-encoders (monoBERT): the query and a document read together by one transformer, one score per pair.
+
+Nogueira & Cho (2019), "Passage Re-ranking with BERT": ``[CLS] query [SEP] document [SEP]`` through BERT,
+a classification head on top. Two head shapes are in use and both are read here:
+
+- one logit (sentence-transformers' ``CrossEncoder`` checkpoints, e.g. cross-encoder/ms-marco-MiniLM-L-6-v2):
+  the score is the logit;
+- two classes (the original monoBERT, castorini/monobert-large-msmarco): the score is
+  ``log_softmax(logits)[1]``, the log-probability of "relevant".
+
+Truncation keeps the query whole (up to ``query_max_length`` tokens) and cuts the document to fit
+``max_length``. Pairs are tokenised once, sorted by length and batched with their neighbours, so a batch
+is padded only to its own longest pair. ``backend="onnx"`` runs an export made by ``export_onnx(...,
+head="logits")`` (``CrossEncoder.export_onnx``), int8 by default.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from collections.abc import Hashable, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from rankstack.models import lazy, model_dir
+from rankstack.models.model_dir import ModelDirectoryError
+from rankstack.rerank.base import Missing, PointwiseReranker
+from rankstack.rerank.texts import DocSource
+
+log = logging.getLogger(__name__)
+
+Head = Literal["auto", "logit", "two-class"]
+Backend = Literal["torch", "onnx"]
+_DEFAULT_MAX_LENGTH = 512
+
+
+class CrossEncoder(PointwiseReranker):
+    """monoBERT-style re-ranker over ``AutoModelForSequenceClassification``.
+
+    ``model``: a local directory or a Hugging Face Hub id (cross-encoder/ms-marco-MiniLM-L-6-v2). A directory
+    holding a bare encoder (no classification head, e.g. all-MiniLM-L6-v2) gets a freshly initialised head
+    of ``num_labels`` outputs (1 by default), with a warning: it must be trained before it ranks anything.
+    ``head``: ``"auto"`` reads the checkpoint's number of labels; ``"logit"`` / ``"two-class"`` insist on one.
+    ``max_length`` defaults to the checkpoint's limit (at most 512); ``query_max_length`` caps the query.
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike[str],
+        docs: DocSource | None = None,
+        *,
+        head: Head = "auto",
+        num_labels: int | None = None,
+        max_length: int | None = None,
+        query_max_length: int = 64,
+        backend: Backend = "torch",
+        quantized: bool = True,
+        device: str | None = None,
+        batch_size: int | None = None,
+        missing: Missing = "error",
+        show_progress: bool = False,
+        cache: bool = True,
+        revision: str | None = None,
+    ):
+        super().__init__(docs, missing=missing, show_progress=show_progress, cache=cache)
+        if head not in ("auto", "logit", "two-class"):
+            raise ValueError(f"head must be 'auto', 'logit' or 'two-class', not {head!r}")
+        if backend not in ("torch", "onnx"):
+            raise ValueError(f"backend must be 'torch' or 'onnx', not {backend!r}")
+        self.model_name = str(model)
+        self.path, self.revision = model_dir.resolve(model, revision)
+        model_dir.check_directory(self.path, need_weights=backend == "torch")
+        transformers = lazy.transformers()
+        self.tokenizer = transformers.AutoTokenizer.from_pretrained(self.path)
+        config = transformers.AutoConfig.from_pretrained(self.path)
+        has_head = any(a.endswith("ForSequenceClassification") for a in (config.architectures or []))
+        labels = int(config.num_labels) if has_head else int(num_labels or 1)
+        if has_head and num_labels is not None and num_labels != labels:
+            raise ModelDirectoryError(
+                f"{self.path} already has a {labels}-label classification head; num_labels={num_labels} "
+                "only applies when a fresh head is made for a bare encoder"
+            )
+        self.head: Head = head
+        self.num_labels = labels
+        _check_head(self.path, head, labels)
+        limit = min(int(getattr(config, "max_position_embeddings", _DEFAULT_MAX_LENGTH) or _DEFAULT_MAX_LENGTH), 512)
+        self.max_length = min(int(max_length or limit), limit)
+        self.query_max_length = int(query_max_length)
+        if self.query_max_length >= self.max_length - 3:
+            raise ValueError(
+                f"query_max_length ({self.query_max_length}) must leave room for the document within "
+                f"max_length ({self.max_length})"
+            )
+        self.backend: Backend = backend
+        self.quantized = quantized
+        self.batch_size = batch_size or (8 if backend == "onnx" else 32)
+        self._token_types = "token_type_ids" in self.tokenizer.model_input_names and getattr(
+            config, "type_vocab_size", 0
+        ) not in (0, None)
+        self._warned_truncation = False
+        if backend == "torch":
+            torch = lazy.torch()
+            self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+            loader = transformers.AutoModelForSequenceClassification
+            if has_head:
+                self.model = loader.from_pretrained(self.path)
+            else:
+                warnings.warn(
+                    f"{self.model_name} has no sequence-classification head; a new {labels}-label head was "
+                    "initialised at random: train it (rankstack.train.train_reranker) before re-ranking",
+                    stacklevel=2,
+                )
+                with _quiet_transformers():
+                    self.model = loader.from_pretrained(self.path, num_labels=labels)
+            self.model.to(self.device).eval()
+            self._session = None
+        else:
+            from rankstack.models.onnx import open_session
+
+            if not has_head:
+                raise ModelDirectoryError(f"{self.path} has no classification head to run with ONNX Runtime")
+            self.device = "cpu"
+            self.model = None
+            self._session = open_session(self.path, quantized=quantized)
+            self._onnx_inputs = [i.name for i in self._session.get_inputs()]
+
+    # ------------------------------------------------------------------------------------ identity
+    @property
+    def cache_key(self) -> Hashable:
+        return (self.model_name, self.backend, self.quantized, self.head, self.max_length, self.query_max_length)
+
+    def __repr__(self) -> str:
+        extra = f", backend={self.backend!r}" if self.backend != "torch" else ""
+        extra += f", max_length={self.max_length}" if self.max_length != _DEFAULT_MAX_LENGTH else ""
+        docs = f", docs={self.docs!r}" if self.docs is not None else ""
+        return f"CrossEncoder({self.model_name!r}{docs}{extra})"
+
+    # ------------------------------------------------------------------------------------ tokenising
+    def _cut_queries(self, queries: Sequence[str]) -> list[str]:
+        """Queries longer than ``query_max_length`` tokens, cut at a token boundary (others untouched)."""
+        unique = list(dict.fromkeys(queries))
+        ids = self.tokenizer(unique, add_special_tokens=False, truncation=False, verbose=False)["input_ids"]
+        long = {q for q, x in zip(unique, ids, strict=True) if len(x) > self.query_max_length}
+        if not long:
+            return list(queries)
+        cut: dict[str, str] = {}
+        for q in long:
+            enc = self.tokenizer(q, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
+            end = enc["offset_mapping"][self.query_max_length - 1][1]
+            cut[q] = q[:end]
+        return [cut.get(q, q) for q in queries]
+
+    def encode_pairs(self, queries: Sequence[str], docs: Sequence[str]) -> dict[str, list[list[int]]]:
+        """Token ids (and segment ids) of each pair: query whole, document cut to fit ``max_length``."""
+        queries = self._cut_queries(queries)
+        enc = self.tokenizer(
+            list(queries),
+            list(docs),
+            truncation="only_second",
+            max_length=self.max_length,
+            return_token_type_ids=self._token_types,
+            verbose=False,
+        )
+        full = sum(len(x) >= self.max_length for x in enc["input_ids"])
+        if full and not self._warned_truncation:
+            self._warned_truncation = True
+            warnings.warn(
+                f"{self.model_name}: {full} of {len(docs)} (query, document) pairs reach max_length="
+                f"{self.max_length} tokens; their documents were cut (shown once; pass max_length= or score "
+                "passages with rankstack.rerank.PassageReranker)",
+                stacklevel=4,
+            )
+        return {k: enc[k] for k in ("input_ids", "token_type_ids") if k in enc}
+
+    def _pad(self, rows: list[int], enc: dict[str, list[list[int]]]) -> dict[str, np.ndarray]:
+        width = max(len(enc["input_ids"][i]) for i in rows)
+        pad_id = self.tokenizer.pad_token_id or 0
+        out = {"input_ids": np.full((len(rows), width), pad_id, dtype=np.int64)}
+        out["attention_mask"] = np.zeros((len(rows), width), dtype=np.int64)
+        if "token_type_ids" in enc:
+            out["token_type_ids"] = np.zeros((len(rows), width), dtype=np.int64)
+        for r, i in enumerate(rows):
+            n = len(enc["input_ids"][i])
+            out["input_ids"][r, :n] = enc["input_ids"][i]
+            out["attention_mask"][r, :n] = 1
+            if "token_type_ids" in enc:
+                out["token_type_ids"][r, :n] = enc["token_type_ids"][i]
+        return out
+
+    def features(self, queries: Sequence[str], docs: Sequence[str]) -> dict[str, Any]:
+        """A padded torch batch of pairs on the model's device: what training feeds ``logits``."""
+        torch = lazy.torch()
+        enc = self.encode_pairs(queries, docs)
+        batch = self._pad(list(range(len(queries))), enc)
+        return {k: torch.from_numpy(v).to(self.device) for k, v in batch.items()}
+
+    # ------------------------------------------------------------------------------------ scoring
+    def logits(self, features: dict[str, Any]) -> Any:
+        """The head's raw logits ``[B, num_labels]`` with gradients (training calls this)."""
+        return self.model(**features).logits
+
+    def scores_from_logits(self, logits: Any) -> Any:
+        """Relevance score per pair: the logit (one-label head) or log-softmax of class 1 (two classes)."""
+        if logits.shape[-1] == 1:
+            return logits[..., 0]
+        if self.num_labels == 2:
+            return logits.log_softmax(-1)[..., 1]
+        raise ModelDirectoryError(f"{self.path}: a {self.num_labels}-label head is neither 'logit' nor 'two-class'")
+
+    def score_pairs(self, queries: Sequence[str], docs: Sequence[str]) -> np.ndarray:
+        """Scores of (query, document) pairs, in their order; longest pairs are batched first."""
+        if not len(queries):
+            return np.zeros(0, dtype=np.float64)
+        enc = self.encode_pairs(queries, docs)
+        order = np.argsort([-len(x) for x in enc["input_ids"]], kind="stable")
+        out = np.empty(len(queries), dtype=np.float64)
+        with lazy.progress(len(queries), "re-ranking", self.show_progress, unit="pair") as bar:
+            for lo in range(0, len(order), self.batch_size):
+                rows = order[lo : lo + self.batch_size].tolist()
+                out[rows] = self._forward(self._pad(rows, enc))
+                bar.update(len(rows))
+        return out
+
+    def _forward(self, batch: dict[str, np.ndarray]) -> np.ndarray:
+        if self._session is not None:
+            logits = self._session.run(None, {k: batch[k] for k in self._onnx_inputs})[0]
+            if logits.shape[-1] == 1:
+                return logits[:, 0].astype(np.float64)
+            shifted = logits - logits.max(-1, keepdims=True)
+            return (shifted - np.log(np.exp(shifted).sum(-1, keepdims=True)))[:, 1].astype(np.float64)
+        torch = lazy.torch()
+        with torch.inference_mode():
+            feats = {k: torch.from_numpy(v).to(self.device) for k, v in batch.items()}
+            return self.scores_from_logits(self.logits(feats)).double().cpu().numpy()
+
+    # ------------------------------------------------------------------------------------ saving
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """An ordinary Hugging Face directory: loads here, in transformers and in sentence-transformers'
+        ``CrossEncoder`` (whose ``predict`` applies a sigmoid to a one-logit head: same order)."""
+        if self.model is None:
+            raise ValueError("an ONNX cross-encoder cannot be saved as a trainable model; save the PyTorch one")
+        out = Path(path)
+        out.mkdir(parents=True, exist_ok=True)
+        self.model.config.architectures = [type(self.model).__name__]
+        self.model.save_pretrained(out)
+        self.tokenizer.save_pretrained(out)
+        return out
+
+    def export_onnx(self, out: str | os.PathLike[str] | None = None, quantize: bool = True) -> Path:
+        """Export this checkpoint with its head to ONNX (fp32 and, with ``quantize``, int8)."""
+        from rankstack.models.onnx import export_onnx
+
+        return export_onnx(self.path, out, quantize=quantize, head="logits")
+
+
+def _check_head(path: Path, head: Head, labels: int) -> None:
+    want = {"logit": 1, "two-class": 2}.get(head)
+    if want is not None and want != labels:
+        raise ModelDirectoryError(
+            f"{path} has a {labels}-label classification head, but head={head!r} needs {want}; "
+            f"use head='auto' (or head={'logit' if labels == 1 else 'two-class'!r})"
+        )
+    if head == "auto" and labels not in (1, 2):
+        raise ModelDirectoryError(
+            f"{path} has a {labels}-label head; a relevance score needs one logit or two classes (not relevant, "
+            "relevant)"
+        )
+
+
+class _quiet_transformers:
+    """Silence transformers' 'newly initialized weights' notice: the warning above says it plainly."""
+
+    def __enter__(self) -> None:
+        tl = lazy.transformers().utils.logging
+        self._level = tl.get_verbosity()
+        tl.set_verbosity_error()
+
+    def __exit__(self, *exc: object) -> None:
+        lazy.transformers().utils.logging.set_verbosity(self._level)
