@@ -210,6 +210,10 @@ class CrossEncoder(PointwiseReranker):
             return logits.log_softmax(-1)[..., 1]
         raise ModelDirectoryError(f"{self.path}: a {self.num_labels}-label head is neither 'logit' nor 'two-class'")
 
+    def pair_scores(self, queries: Sequence[str], docs: Sequence[str]) -> Any:
+        """Scores of a batch of pairs as a torch tensor ``[B]`` with gradients: the trainer's entry point."""
+        return self.scores_from_logits(self.logits(self.features(queries, docs)))
+
     def score_pairs(self, queries: Sequence[str], docs: Sequence[str]) -> np.ndarray:
         """Scores of (query, document) pairs, in their order; longest pairs are batched first."""
         if not len(queries):
