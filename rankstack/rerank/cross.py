@@ -138,6 +138,11 @@ class CrossEncoder(PointwiseReranker):
         docs = f", docs={self.docs!r}" if self.docs is not None else ""
         return f"CrossEncoder({self.model_name!r}{docs}{extra})"
 
+    @property
+    def scores_are_log_probs(self) -> bool:
+        """Two-class heads score log p(relevant); one-logit heads a logit (the pointwise loss needs to know)."""
+        return self.num_labels == 2
+
     # ------------------------------------------------------------------------------------ tokenising
     def _cut_queries(self, queries: Sequence[str]) -> list[str]:
         """Queries longer than ``query_max_length`` tokens, cut at a token boundary (others untouched)."""

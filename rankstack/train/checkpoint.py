@@ -1,7 +1,7 @@
 """Checkpoints: a Hugging Face model directory plus what resuming needs, written atomically.
 
-``checkpoint-<step>/`` is an ordinary model directory made by ``BiEncoder.save`` (it loads in rankstack,
-transformers and sentence-transformers) with three additions: ``trainer_state.json`` (step, configuration,
+``checkpoint-<step>/`` is an ordinary model directory made by the trained stage's ``save`` (``BiEncoder.save``,
+``CrossEncoder.save``, ...: it loads in rankstack, transformers and sentence-transformers) with three additions: ``trainer_state.json`` (step, configuration,
 loss history), ``negatives.json`` (the hard-negative pools in use, which an ANCE refresh changes) and
 ``optimizer.pt`` (AdamW's moments, written with ``torch.save`` and read back with ``weights_only=True``:
 tensors and numbers only, never arbitrary pickled objects). No random-number state is needed: the trainer
@@ -57,7 +57,7 @@ def read_state(path: Path) -> dict[str, Any]:
 
 def save(
     path: Path,
-    encoder: BiEncoder,
+    encoder: Any,
     state: Mapping[str, Any],
     negatives: Mapping[str, Sequence[str]] | None = None,
     optimizer: torch.optim.Optimizer | None = None,
@@ -77,17 +77,13 @@ def save(
 
 
 def load(
-    path: Path, encoder: BiEncoder, optimizer: torch.optim.Optimizer | None = None
+    path: Path, encoder: Any, optimizer: torch.optim.Optimizer | None = None
 ) -> tuple[dict[str, Any], dict[str, list[str]] | None]:
-    """Load a checkpoint's weights into ``encoder`` (and optimizer), returning its state and negative pools."""
-    from transformers import AutoModel
-
-    towers = (
-        [(encoder.query, path)] if encoder.shared else [(encoder.query, path / "query"), (encoder.doc, path / "doc")]
-    )
-    for tower, directory in towers:
-        saved = AutoModel.from_pretrained(directory)
-        tower.model.load_state_dict(saved.state_dict())
+    """Load a checkpoint's weights into ``encoder`` (a BiEncoder, or any stage with a ``.model`` module)
+    and the optimizer, returning the checkpoint's state and negative pools."""
+    for module, directory in _towers(encoder, path):
+        saved = type(module).from_pretrained(directory)  # the same class that saved it: heads included
+        module.load_state_dict(saved.state_dict())
     if optimizer is not None:
         if not (path / OPTIMIZER_FILE).exists():
             raise CheckpointError(
@@ -98,6 +94,14 @@ def load(
     if (path / NEGATIVES_FILE).exists():
         negatives = json.loads((path / NEGATIVES_FILE).read_text(encoding="utf-8"))
     return read_state(path), negatives
+
+
+def _towers(encoder: Any, path: Path) -> list[tuple[Any, Path]]:
+    if not isinstance(encoder, BiEncoder):
+        return [(encoder.model, path)]
+    if encoder.shared:
+        return [(encoder.query.model, path)]
+    return [(encoder.query.model, path / "query"), (encoder.doc.model, path / "doc")]
 
 
 def prune(output_dir: Path, keep: int | None) -> None:

@@ -81,3 +81,81 @@ class MarginMSELoss(nn.Module):
         else:
             margin = pos - (queries * negatives).sum(-1)
         return nn.functional.mse_loss(margin, teacher_margins.to(margin.dtype))
+
+
+# ------------------------------------------------------------------------------------------------ re-rankers
+# Re-ranker losses take scores, not embeddings: ``scores`` is ``[B, 1 + n]``, column 0 the query's positive and
+# columns 1.. its hard negatives (``valid`` marks the columns that hold a real negative). ``weights`` ``[B, 1 + n]``
+# are per-pair curriculum weights (all ones without a curriculum).
+
+
+def _weighted_mean(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    return (values * weights).sum() / weights.sum().clamp(min=1e-12)
+
+
+class PointwiseLoss(nn.Module):
+    """Binary cross-entropy of each pair's relevance label (positive 1, negatives 0): monoBERT's loss
+    (Nogueira & Cho, 2019).
+
+    One-logit heads give a logit ``s``: ``-[y log σ(s) + (1 - y) log(1 - σ(s))]``. Two-class heads and monoT5
+    give ``s = log p(relevant)`` already (``log_probs=True``): ``-[y s + (1 - y) log(1 - e^s)]``.
+    """
+
+    def __init__(self, log_probs: bool = False):
+        super().__init__()
+        self.log_probs = bool(log_probs)
+
+    def forward(self, scores: torch.Tensor, valid: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        labels = torch.zeros_like(scores)
+        labels[:, 0] = 1.0
+        if self.log_probs:
+            log_p = scores.clamp(max=-1e-7)
+            log_not = torch.log(-torch.expm1(log_p))  # log(1 - p), stable for p near 0 and 1
+            losses = -(labels * log_p + (1 - labels) * log_not)
+        else:
+            losses = nn.functional.binary_cross_entropy_with_logits(scores, labels, reduction="none")
+        return _weighted_mean(losses, weights * valid)
+
+
+class PairwiseHingeLoss(nn.Module):
+    """``max(0, margin - (s_pos - s_neg))`` over each (positive, negative) pair of a query: the pairwise
+    ranking loss of RankSVM-style learning to rank, as used for BERT re-rankers by MacAvaney et al. (2020)."""
+
+    def __init__(self, margin: float = 1.0):
+        super().__init__()
+        self.margin = float(margin)
+
+    def forward(self, scores: torch.Tensor, valid: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        losses = (self.margin - (scores[:, :1] - scores[:, 1:])).clamp(min=0)
+        pair_weights = (weights[:, :1] + weights[:, 1:]) / 2 * valid[:, 1:]
+        return _weighted_mean(losses, pair_weights)
+
+    def extra_repr(self) -> str:
+        return f"margin={self.margin}"
+
+
+class LocalizedContrastiveLoss(nn.Module):
+    """Localized contrastive estimation (Gao, Dai & Callan, 2021, "Rethink Training of BERT Rerankers in
+    Multi-Stage Retrieval Pipeline"): softmax cross-entropy of the positive against ``n`` hard negatives drawn
+    from the first stage's top results for the same query, ``-log(e^{s_pos} / Σ_{d ∈ group} e^{s_d})``.
+    A group's weight is the mean of its members' weights."""
+
+    def forward(self, scores: torch.Tensor, valid: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        logits = scores.masked_fill(~valid.bool(), float("-inf"))
+        losses = -logits.log_softmax(-1)[:, 0]
+        group_weights = (weights * valid).sum(-1) / valid.sum(-1).clamp(min=1)
+        return _weighted_mean(losses, group_weights)
+
+
+class ScoreMarginMSELoss(nn.Module):
+    """MarginMSE on a re-ranker's scores (Hofstätter et al., 2020): ``((s_pos - s_neg) - (t_pos - t_neg))²``
+    per (positive, negative) pair, where ``t`` is the teacher's score. Only margins are matched, so a teacher
+    on another scale (BM25, a fusion, a bigger cross-encoder) still teaches the order."""
+
+    def forward(
+        self, scores: torch.Tensor, valid: torch.Tensor, weights: torch.Tensor, teacher: torch.Tensor
+    ) -> torch.Tensor:
+        student = scores[:, :1] - scores[:, 1:]
+        target = (teacher[:, :1] - teacher[:, 1:]).to(student.dtype)
+        pair_weights = (weights[:, :1] + weights[:, 1:]) / 2 * valid[:, 1:]
+        return _weighted_mean((student - target) ** 2, pair_weights)

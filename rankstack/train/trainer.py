@@ -96,38 +96,39 @@ def _seed(*parts: int) -> int:
     return int(np.random.SeedSequence(list(parts)).generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
 
 
-class Trainer:
-    """Fine-tune ``encoder`` in place on ``data`` and save checkpoints and the final model under ``output_dir``.
+class TrainingLoop:
+    """The loop every trainable stage shares: AdamW, the learning-rate schedule, the (seed, epoch) data order,
+    per-step seeding, logging, checkpoints and exact resume. Subclasses say what one batch's loss is.
 
-    ``refresh`` (e.g. ``negatives.AnceRefresh``) is called with the encoder every ``config.refresh_every``
-    steps and its result replaces the hard-negative pools. ``train(resume=True)`` continues from the newest
-    checkpoint (or returns at once if the final model is already there).
+    ``trainable`` is what gets saved (anything with ``.save(directory)`` writing a Hugging Face directory,
+    and a ``.model`` torch module, or a ``BiEncoder``); ``models`` are the torch modules it optimises;
+    ``data.examples`` are what epochs permute. ``config`` needs the fields of ``TrainConfig`` that the loop
+    reads (epochs, batch_size, learning_rate, weight_decay, warmup_ratio, max_grad_norm, seed, log_every,
+    save_every, keep_checkpoints, refresh_every, show_progress).
     """
 
     def __init__(
         self,
-        encoder: BiEncoder,
+        trainable: Any,
+        models: Sequence[torch.nn.Module],
         data: TrainingSet,
-        config: TrainConfig,
+        config: Any,
         output_dir: str | Path,
         *,
-        refresh: Refresh | None = None,
+        refresh: Callable[[Any], Mapping[str, Sequence[str]]] | None = None,
     ):
-        if config.loss == "margin_mse":
-            _check_teacher(data)
-        self.encoder, self.data, self.config, self.refresh = encoder, data, config, refresh
+        self.trainable, self.models, self.data, self.config, self.refresh = trainable, list(models), data, config, refresh
         self.output_dir = Path(output_dir)
         self.steps_per_epoch = math.ceil(len(data) / config.batch_size)
         self.total_steps = config.epochs * self.steps_per_epoch
         self.warmup_steps = math.ceil(config.warmup_ratio * self.total_steps)
         self.refresh_every = config.refresh_every or self.steps_per_epoch
-        self._query = _views.with_max_length(encoder.query, config.query_max_length)
-        self._doc = _views.with_max_length(encoder.doc, config.doc_max_length)
-        self.loss_fn = InBatchContrastiveLoss(config.scale) if config.loss == "contrastive" else MarginMSELoss()
-        self.models = [encoder.query.model] if encoder.shared else [encoder.query.model, encoder.doc.model]
         self.optimizer = torch.optim.AdamW(self._parameter_groups(), lr=config.learning_rate)
         self.step = 0
         self.log_history: list[dict[str, Any]] = []
+
+    def loss(self, examples: Sequence[Example], step: int) -> torch.Tensor:
+        raise NotImplementedError
 
     # ------------------------------------------------------------------------------------ setup
     def _parameter_groups(self) -> list[dict[str, Any]]:
@@ -156,41 +157,12 @@ class Trainer:
         rows = order[within * self.config.batch_size : (within + 1) * self.config.batch_size]
         return [self.data.examples[i] for i in rows.tolist()]
 
-    # ------------------------------------------------------------------------------------ one step
-    def _embed(self, encoder: Any, texts: Sequence[str]) -> torch.Tensor:
-        return encoder.embed(**_views.features(encoder, texts))
-
     def _sample(self, pool: Sequence[str], rng: np.random.Generator) -> list[str]:
+        """Up to ``config.num_negatives`` distinct docids of ``pool``, in pool order."""
         if not pool or not self.config.num_negatives:
             return []
         picks = rng.choice(len(pool), size=min(self.config.num_negatives, len(pool)), replace=False)
         return [pool[i] for i in sorted(picks.tolist())]
-
-    def loss(self, examples: Sequence[Example], step: int) -> torch.Tensor:
-        """The loss of one batch; hard negatives are drawn from each query's pool with a (seed, step) rng."""
-        rng = np.random.default_rng([self.config.seed, step, 1])
-        texts, pools = self.data.texts, self.data.negatives
-        q = self._embed(self._query, [e.query for e in examples])
-        if self.config.loss == "margin_mse":
-            teacher = self.data.teacher or {}
-            triples = [
-                (row, neg)
-                for row, e in enumerate(examples)
-                for neg in self._sample([d for d in pools.get(e.qid, ()) if d in teacher[e.qid]], rng)
-            ]
-            if not triples:
-                return q.sum() * 0.0  # no query of this batch has a scored negative: a no-op step
-            rows = torch.tensor([r for r, _ in triples])
-            docs = self._embed(self._doc, [texts[e.positive] for e in examples] + [texts[n] for _, n in triples])
-            margins = torch.tensor(
-                [teacher[examples[r].qid][examples[r].positive] - teacher[examples[r].qid][n] for r, n in triples]
-            )
-            return self.loss_fn(q[rows], docs[rows], docs[len(examples) :], margins)
-        negatives = [n for e in examples for n in self._sample(pools.get(e.qid, ()), rng)]
-        columns = [e.positive for e in examples] + negatives
-        docs = self._embed(self._doc, [texts[d] for d in columns])
-        ignore = torch.tensor([[d in self.data.positives.get(e.qid, ()) for d in columns] for e in examples])
-        return self.loss_fn(q, docs[: len(examples)], docs[len(examples) :], ignore)
 
     def _optimise(self, step: int) -> float:
         torch.manual_seed(_seed(self.config.seed, step))
@@ -210,13 +182,13 @@ class Trainer:
         """Run (or with ``resume=True`` continue) training; returns the final model directory."""
         final = self.output_dir / "final"
         if resume and (final / checkpoint.STATE_FILE).exists():
-            state, _ = checkpoint.load(final, self.encoder)
+            state, _ = checkpoint.load(final, self.trainable)
             self._restore(state, None)
             log.info("%s is complete; loaded its final model", self.output_dir)
             return final
         found = checkpoint.checkpoints(self.output_dir)
         if resume and found:
-            state, negatives = checkpoint.load(found[-1], self.encoder, self.optimizer)
+            state, negatives = checkpoint.load(found[-1], self.trainable, self.optimizer)
             self._restore(state, negatives)
             log.info("resuming from %s (step %d of %d)", found[-1], self.step, self.total_steps)
         elif found or final.exists():
@@ -252,7 +224,7 @@ class Trainer:
                 if self.config.save_every and self.step % self.config.save_every == 0 and self.step < self.total_steps:
                     checkpoint.save(
                         self.output_dir / f"checkpoint-{self.step}",
-                        self.encoder,
+                        self.trainable,
                         self._state(),
                         self.data.negatives,
                         self.optimizer,
@@ -260,7 +232,7 @@ class Trainer:
                     checkpoint.prune(self.output_dir, self.config.keep_checkpoints)
         for model in self.models:
             model.eval()
-        checkpoint.save(final, self.encoder, self._state())
+        checkpoint.save(final, self.trainable, self._state())
         checkpoint.write_state(self.output_dir, self._state())
         return final
 
@@ -268,7 +240,7 @@ class Trainer:
         assert self.refresh is not None
         for model in self.models:
             model.eval()
-        self.data = self.data.with_negatives(self.refresh(self.encoder))
+        self.data = self.data.with_negatives(self.refresh(self.trainable))
         for model in self.models:
             model.train()
         self.log_history.append({"step": self.step, "event": "refreshed negatives"})
@@ -306,6 +278,63 @@ class Trainer:
         self.log_history = list(state.get("log_history", []))
         if negatives is not None:
             self.data = dataclasses.replace(self.data, negatives={q: list(p) for q, p in negatives.items()})
+
+
+class Trainer(TrainingLoop):
+    """Fine-tune ``encoder`` in place on ``data`` and save checkpoints and the final model under ``output_dir``.
+
+    ``refresh`` (e.g. ``negatives.AnceRefresh``) is called with the encoder every ``config.refresh_every``
+    steps and its result replaces the hard-negative pools. ``train(resume=True)`` continues from the newest
+    checkpoint (or returns at once if the final model is already there).
+    """
+
+    def __init__(
+        self,
+        encoder: BiEncoder,
+        data: TrainingSet,
+        config: TrainConfig,
+        output_dir: str | Path,
+        *,
+        refresh: Refresh | None = None,
+    ):
+        if config.loss == "margin_mse":
+            _check_teacher(data)
+        self.encoder = encoder
+        self._query = _views.with_max_length(encoder.query, config.query_max_length)
+        self._doc = _views.with_max_length(encoder.doc, config.doc_max_length)
+        self.loss_fn = InBatchContrastiveLoss(config.scale) if config.loss == "contrastive" else MarginMSELoss()
+        models = [encoder.query.model] if encoder.shared else [encoder.query.model, encoder.doc.model]
+        super().__init__(encoder, models, data, config, output_dir, refresh=refresh)
+
+    # ------------------------------------------------------------------------------------ one step
+    def _embed(self, encoder: Any, texts: Sequence[str]) -> torch.Tensor:
+        return encoder.embed(**_views.features(encoder, texts))
+
+    def loss(self, examples: Sequence[Example], step: int) -> torch.Tensor:
+        """The loss of one batch; hard negatives are drawn from each query's pool with a (seed, step) rng."""
+        rng = np.random.default_rng([self.config.seed, step, 1])
+        texts, pools = self.data.texts, self.data.negatives
+        q = self._embed(self._query, [e.query for e in examples])
+        if self.config.loss == "margin_mse":
+            teacher = self.data.teacher or {}
+            triples = [
+                (row, neg)
+                for row, e in enumerate(examples)
+                for neg in self._sample([d for d in pools.get(e.qid, ()) if d in teacher[e.qid]], rng)
+            ]
+            if not triples:
+                return q.sum() * 0.0  # no query of this batch has a scored negative: a no-op step
+            rows = torch.tensor([r for r, _ in triples])
+            docs = self._embed(self._doc, [texts[e.positive] for e in examples] + [texts[n] for _, n in triples])
+            margins = torch.tensor(
+                [teacher[examples[r].qid][examples[r].positive] - teacher[examples[r].qid][n] for r, n in triples]
+            )
+            return self.loss_fn(q[rows], docs[rows], docs[len(examples) :], margins)
+        negatives = [n for e in examples for n in self._sample(pools.get(e.qid, ()), rng)]
+        columns = [e.positive for e in examples] + negatives
+        docs = self._embed(self._doc, [texts[d] for d in columns])
+        ignore = torch.tensor([[d in self.data.positives.get(e.qid, ()) for d in columns] for e in examples])
+        return self.loss_fn(q, docs[: len(examples)], docs[len(examples) :], ignore)
 
 
 def _check_teacher(data: TrainingSet) -> None:

@@ -65,6 +65,9 @@ def tiny_bert_config(vocab_size: int, **overrides) -> transformers.BertConfig:
         num_attention_heads=2,
         intermediate_size=64,
         max_position_embeddings=128,
+        # BERT's 0.02 makes a tiny random model score every pair almost alike (differences ~1e-5), which
+        # would let a test of ranking or training pass by accident; wider weights make pairs differ
+        initializer_range=0.2,
     )
     settings.update(overrides)
     return transformers.BertConfig(**settings)

@@ -1,0 +1,187 @@
+"""Re-ranker training on a tiny random cross-encoder: every loss learns, curricula weigh, resume is exact."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rankstack.rerank import CrossEncoder
+from rankstack.train import checkpoint
+from rankstack.train.examples import TrainingSet, doc_texts
+from rankstack.train.rerank import (
+    RerankConfig,
+    RerankerTrainer,
+    curriculum_difficulty,
+    first_stage_pools,
+    teacher_scores,
+    train_reranker,
+)
+from rankstack.train.trainer import TrainingStateError
+from rankstack.types import Qrels, Ranking
+from tests.helpers import Fixed
+from tests.rerank.conftest import make_tiny_cross_encoder, toy_docs, toy_qrels, toy_queries
+
+torch = pytest.importorskip("torch")
+
+CONFIG = RerankConfig(
+    epochs=3,
+    batch_size=4,
+    learning_rate=2e-3,
+    num_negatives=3,
+    max_length=48,
+    query_max_length=16,
+    log_every=3,
+    seed=3,
+    show_progress=False,
+)
+
+
+@pytest.fixture()
+def ce_dir(tmp_path):
+    return make_tiny_cross_encoder(tmp_path / "ce")
+
+
+# A task a tiny random cross-encoder learns in a few dozen steps: for every query the cat and dog documents
+# (d0, d1) are the relevant ones. (Matching the query's animal to the document's needs attention learnt from
+# scratch, which takes a tiny random model thousands of steps.) A loss with the wrong sign or target learns
+# the opposite preference, so the test still tells a working loss from a broken one.
+TASK_QRELS = Qrels(
+    [f"q{i}" for i in range(12) for _ in range(2)], [d for _ in range(12) for d in ("d0", "d1")], [1] * 24
+)
+
+
+def toy_set() -> TrainingSet:
+    data = TrainingSet.from_qrels(toy_queries(), TASK_QRELS, doc_texts(toy_docs()))
+    docids = sorted(data.texts)
+    return data.with_negatives({q: docids for q in data.positives})
+
+
+def positive_rank_loss(ce: CrossEncoder) -> float:
+    """Mean over queries of the softmax cross-entropy of the relevant documents against the whole toy corpus."""
+    docs = toy_docs()
+    total = 0.0
+    for _, query in toy_queries():
+        s = ce.score_pairs([query] * len(docs), [d.contents() for d in docs])
+        log_z = float(np.log(np.exp(s - s.max()).sum()) + s.max())
+        total += log_z - float(s[:2].mean())
+    return total / len(toy_queries())
+
+
+@pytest.mark.parametrize("loss", ["pointwise", "pairwise", "lce"])
+@pytest.mark.parametrize("labels", [1, 2])
+def test_every_loss_learns_the_toy_task(tmp_path, loss, labels):
+    ce = CrossEncoder(make_tiny_cross_encoder(tmp_path / "m", num_labels=labels), cache=False)
+    before = positive_rank_loss(ce)
+    RerankerTrainer(ce, toy_set(), CONFIG.replace(loss=loss, epochs=6), tmp_path / "run").train()
+    ce.model.eval()
+    assert positive_rank_loss(ce) < before - 0.1
+
+
+def test_margin_mse_follows_the_teacher_margins(tmp_path, ce_dir):
+    data = toy_set()
+    # a teacher that prefers each query's own document by a margin of 3
+    data.teacher = {q: {d: (3.0 if d in data.positives[q] else 0.0) for d in data.texts} for q in data.positives}
+    ce = CrossEncoder(ce_dir, cache=False)
+    RerankerTrainer(ce, data, CONFIG.replace(loss="margin_mse", epochs=8), tmp_path / "run").train()
+    ce.model.eval()
+    docs = toy_docs()
+    margins = []
+    for _, query in toy_queries():
+        s = ce.score_pairs([query] * len(docs), [d.contents() for d in docs])
+        margins.append(s[:2].mean() - s[2:].mean())
+    assert np.mean(margins) == pytest.approx(3.0, abs=1.0)
+
+
+def test_margin_mse_without_a_teacher_is_refused(tmp_path, ce_dir):
+    with pytest.raises(ValueError, match="teacher"):
+        RerankerTrainer(CrossEncoder(ce_dir), toy_set(), CONFIG.replace(loss="margin_mse"), tmp_path)
+
+
+def test_config_refuses_bad_values():
+    with pytest.raises(ValueError, match="loss must be one of"):
+        RerankConfig(loss="listwise")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="num_negatives"):
+        RerankConfig(loss="lce", num_negatives=0)
+    with pytest.raises(ValueError, match="curriculum"):
+        RerankConfig(curriculum="kde")  # type: ignore[arg-type]
+
+
+def test_curriculum_weights_anneal_from_difficulty_to_one(tmp_path, ce_dir):
+    run = Ranking(["q0"] * 4, ["d0", "d1", "d2", "d3"], [9.0, 5.0, 3.0, 1.0])
+    recip = curriculum_difficulty(run, {"q0": frozenset({"d2"})}, "recip")
+    # positive d2 at rank 3: 1/3; negatives d0 (rank 1): 1 - 1 = 0, d1: 1/2, d3: 3/4
+    assert recip["q0"] == pytest.approx({"d0": 0.0, "d1": 0.5, "d2": 1 / 3, "d3": 0.75})
+    norm = curriculum_difficulty(run, {"q0": frozenset({"d2"})}, "norm")
+    assert norm["q0"] == pytest.approx({"d0": 0.0, "d1": 0.5, "d2": 0.25, "d3": 1.0})
+    trainer = RerankerTrainer(
+        CrossEncoder(ce_dir), toy_set(), CONFIG.replace(curriculum="recip", curriculum_ratio=0.5), tmp_path,
+        difficulty=recip,
+    )
+    horizon = round(0.5 * trainer.total_steps)
+    assert trainer.curriculum_weight("q0", "d2", True, 0) == pytest.approx(1 / 3)
+    assert trainer.curriculum_weight("q0", "d2", True, horizon // 2) == pytest.approx(
+        1 / 3 + (horizon // 2) / horizon * (2 / 3)
+    )
+    assert trainer.curriculum_weight("q0", "d2", True, horizon) == 1.0
+    # documents the first stage never returned: an unretrieved positive is hard, an unretrieved negative easy
+    assert trainer.curriculum_weight("q0", "d9", True, 0) == 0.0
+    assert trainer.curriculum_weight("q0", "d9", False, 0) == 1.0
+    with pytest.raises(ValueError, match="difficulties"):
+        RerankerTrainer(CrossEncoder(ce_dir), toy_set(), CONFIG.replace(curriculum="recip"), tmp_path / "x")
+
+
+def test_first_stage_pools_skip_positives_and_keep_order():
+    run = Ranking(["q0"] * 4 + ["q1"], ["a", "b", "c", "d", "a"], [4, 3, 2, 1, 1])
+    assert first_stage_pools(run, {"q0": frozenset({"b"})}, depth=2) == {"q0": ["a", "c"], "q1": ["a"]}
+
+
+def test_teacher_scores_from_a_retriever_fill_unreturned_candidates_with_its_floor():
+    teacher = Fixed("T", [("q0", "a", 5.0), ("q0", "b", 2.0)])
+    got = teacher_scores(teacher, {"q0": "query"}, {"q0": ["b", "a", "z"]})
+    assert got == {"q0": {"b": 2.0, "a": 5.0, "z": 2.0}}
+
+
+def test_resume_repeats_the_uninterrupted_run_exactly(tmp_path, ce_dir):
+    config = CONFIG.replace(epochs=2, save_every=2, keep_checkpoints=None)
+    whole = CrossEncoder(ce_dir)
+    RerankerTrainer(whole, toy_set(), config, tmp_path / "whole").train()
+    part = CrossEncoder(ce_dir)
+    trainer = RerankerTrainer(part, toy_set(), config, tmp_path / "part")
+    # run the first 2 steps only (in training mode, as train() would), as a crash after the first checkpoint
+    part.model.train()
+    for step in range(2):
+        trainer._optimise(step)
+    trainer.step = 2
+    checkpoint.save(tmp_path / "part" / "checkpoint-2", part, trainer._state(), trainer.data.negatives, trainer.optimizer)
+    resumed = CrossEncoder(ce_dir)
+    RerankerTrainer(resumed, toy_set(), config, tmp_path / "part").train(resume=True)
+    for (k, a), (_, b) in zip(whole.model.state_dict().items(), resumed.model.state_dict().items(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=k)
+    with pytest.raises(TrainingStateError):
+        RerankerTrainer(CrossEncoder(ce_dir), toy_set(), config, tmp_path / "whole").train()
+
+
+def test_train_reranker_end_to_end_loads_in_sentence_transformers(tmp_path, ce_dir):
+    final = train_reranker(
+        ce_dir, toy_queries(), toy_qrels(), toy_docs(), tmp_path / "run",
+        config=CONFIG.replace(epochs=1, negative_depth=5, curriculum="norm"),
+    )
+    assert (tmp_path / "run" / "bm25-index" / "manifest.json").exists()
+    ours = CrossEncoder(final)
+    st = pytest.importorskip("sentence_transformers")
+    ref = st.CrossEncoder(str(final), activation_fn=torch.nn.Identity())
+    pairs = [(q, d.contents()) for (_, q), d in zip(toy_queries(), toy_docs(), strict=True)]
+    np.testing.assert_allclose(
+        ours.score_pairs([p[0] for p in pairs], [p[1] for p in pairs]), ref.predict(pairs), atol=1e-5
+    )
+
+
+def test_train_reranker_distils_any_stage(tmp_path, ce_dir):
+    teacher = Fixed("T", [(f"q{i}", f"d{(i + j) % 12}", 10.0 - 9 * j) for i in range(12) for j in range(2)])
+    final = train_reranker(
+        ce_dir, toy_queries(), toy_qrels(), toy_docs(), tmp_path / "run",
+        config=CONFIG.replace(epochs=1, loss="margin_mse", negative_depth=4), teacher=teacher,
+    )
+    assert (final / "config.json").exists()
+    with pytest.raises(ValueError, match="teacher"):
+        train_reranker(ce_dir, toy_queries(), toy_qrels(), toy_docs(), tmp_path / "x", teacher=teacher)
