@@ -59,7 +59,9 @@ class RerankConfig:
     ``query_max_length``: the pair window during training (shorter than inference is cheaper and usually
     enough). ``curriculum``: None, ``"recip"`` or ``"norm"``, annealed to uniform weights over the first
     ``curriculum_ratio`` of the steps. ``batch_size`` counts queries; a step scores ``batch_size × (1 + n)``
-    pairs.
+    pairs. ``max_examples``: train on a seeded sample of that many (query, positive) examples (every judgment
+    still counts as a positive, so no judged document is ever drawn as a negative): a budget for collections
+    with more judgments than a CPU can get through (NFCorpus: ~110k).
     """
 
     epochs: int = 1
@@ -76,6 +78,7 @@ class RerankConfig:
     query_max_length: int = 64
     curriculum: Curriculum | None = None
     curriculum_ratio: float = 0.5
+    max_examples: int | None = None
     seed: int = 42
     log_every: int = 10
     save_every: int = 0
@@ -94,6 +97,8 @@ class RerankConfig:
             raise ValueError(f"loss={self.loss!r} compares positives with negatives: num_negatives must be >= 1")
         if not 0.0 <= self.warmup_ratio < 1.0 or not 0.0 < self.curriculum_ratio <= 1.0:
             raise ValueError("warmup_ratio must be in [0, 1) and curriculum_ratio in (0, 1]")
+        if self.max_examples is not None and self.max_examples < 1:
+            raise ValueError("max_examples must be at least 1 (or None for all)")
         if min(self.num_negatives, self.negative_depth, self.log_every, self.save_every) < 0:
             raise ValueError("num_negatives, negative_depth, log_every and save_every must be >= 0")
 
@@ -282,6 +287,10 @@ def train_reranker(
         bm25_index = corpus
     docs = _documents(corpus)
     data = TrainingSet.from_qrels(queries, qrels, doc_texts(docs))
+    if config.max_examples is not None and config.max_examples < len(data):
+        rng = np.random.default_rng([config.seed, 2])
+        keep = sorted(rng.choice(len(data), size=config.max_examples, replace=False).tolist())
+        data = dataclasses.replace(data, examples=[data.examples[i] for i in keep])
     if first_stage is None:
         index = _bm25_index(bm25_index, docs, output_dir / "bm25-index")
         most = max((len(p) for p in data.positives.values()), default=0)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -174,6 +176,19 @@ def test_train_reranker_end_to_end_loads_in_sentence_transformers(tmp_path, ce_d
     np.testing.assert_allclose(
         ours.score_pairs([p[0] for p in pairs], [p[1] for p in pairs]), ref.predict(pairs), atol=1e-5
     )
+
+
+def test_max_examples_samples_examples_but_keeps_every_positive(tmp_path, ce_dir):
+    ce = CrossEncoder(ce_dir)
+    final = train_reranker(
+        ce, toy_queries(), TASK_QRELS, toy_docs(), tmp_path / "run",
+        config=CONFIG.replace(epochs=1, max_examples=5, negative_depth=12, save_every=1, keep_checkpoints=None),
+    )
+    assert json.loads((final / "trainer_state.json").read_text())["examples"] == 5
+    pools = json.loads((tmp_path / "run" / "checkpoint-1" / "negatives.json").read_text())
+    assert pools and all(p and not {"d0", "d1"} & set(p) for p in pools.values())
+    with pytest.raises(ValueError, match="max_examples"):
+        RerankConfig(max_examples=0)
 
 
 def test_train_reranker_distils_any_stage(tmp_path, ce_dir):
