@@ -12,7 +12,7 @@ and use the same scheme for duoT5 (``rankstack.rerank.t5.DuoT5`` builds on ``Pai
 
 Aggregations (``aggregate=``), for the query's candidates ``j != i``:
 
-- ``"sum"``:     ``s_i = sum_j p_ij``                 (duoBERT's SUM)
+- ``"sum"``:     ``s_i = sum_j p_ij``                 (duoBERT's SUM, what castorini/duobert's release ranks by)
 - ``"binary"``:  ``s_i = sum_j 1[p_ij > 0.5]``        (BINARY: a vote per won comparison; ties are common)
 - ``"min"``:     ``s_i = min_j p_ij``                 (MIN: a document is as good as its worst comparison)
 - ``"max"``:     ``s_i = max_j p_ij``                 (MAX)

@@ -1,9 +1,9 @@
 """Query likelihood with a language model: rank a document by how likely it makes the query.
 
 dos Santos, Ma, Nallapati, Huang & Xiang (2020), "Beyond [CLS] through Ranking by Generation", score a
-document by the probability a generative model conditioned on it gives the query; Zhuang & Zuccon (2021,
-"Deep Query Likelihood Models for Information Retrieval", and the TILDE papers) do the same with T5 trained
-to write queries from documents (docT5query). The score here is the per-token average log-likelihood
+document by the probability a generative model conditioned on it gives the query; Zhuang, Li & Zuccon
+(2021), "Deep Query Likelihood Models for Information Retrieval", and Zhuang & Zuccon's TILDE work do the
+same with T5 trained to write queries from documents (docT5query). The score here is the per-token average log-likelihood
 
     s(q, d) = (1 / |q|) * sum_t log p(q_t | prompt(d), q_<t)          (``normalize=True``, default)
 

@@ -39,9 +39,20 @@ class First(Stage):
         return toy_ranking()
 
 
+def make_tiny_duo(path, num_labels=2, seed=3, **overrides):
+    """A 2-layer, 32-wide BertForSequenceClassification whose weights are large enough (initializer_range
+    0.5) that preferences spread over (0, 1) and a wrong segment id or padding mask shows well above 1e-5."""
+    tok = transformers.AutoTokenizer.from_pretrained(minilm_path())
+    torch.manual_seed(seed)
+    config = tiny_bert_config(tok.vocab_size, num_labels=num_labels, initializer_range=0.5, **overrides)
+    transformers.BertForSequenceClassification(config).save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
 @pytest.fixture(scope="module")
 def duo_dir(tmp_path_factory):
-    return make_tiny_cross_encoder(tmp_path_factory.mktemp("duo") / "model", num_labels=2, seed=3)
+    return make_tiny_duo(tmp_path_factory.mktemp("duo") / "model")
 
 
 @pytest.fixture(scope="module")
@@ -129,15 +140,15 @@ def test_preferences_match_a_plain_loop_over_the_model(duo, duo_dir):
     got = duo.preference_matrix(QUERY, TEXTS)
     want = reference_matrix(duo_dir, QUERY, TEXTS)
     np.testing.assert_allclose(got, want, atol=1e-5)
-    # a different model would give different numbers: the check can fail
-    assert not np.allclose(np.nan_to_num(got), 0.5, atol=1e-3)
+    off = ~np.eye(len(TEXTS), dtype=bool)
+    assert np.ptp(got[off]) > 0.1  # preferences spread, so a wrong input or formula would show
 
 
 def test_padding_and_batch_size_never_change_a_preference(duo_dir):
     texts = [*TEXTS, "the " * 40 + "fox", "x"]
     wide = DuoCrossEncoder(duo_dir, device="cpu", batch_size=64).preference_matrix(QUERY, texts)
     narrow = DuoCrossEncoder(duo_dir, device="cpu", batch_size=2).preference_matrix(QUERY, texts)
-    np.testing.assert_allclose(wide, narrow, atol=1e-6)
+    np.testing.assert_allclose(wide, narrow, atol=1e-5)
     np.testing.assert_allclose(wide[0, 4], reference_p(duo_dir, QUERY, texts[0], texts[4]), atol=1e-5)
 
 
@@ -165,12 +176,8 @@ def test_both_orders_of_a_pair_are_built_and_batched_together(duo):
 
 
 def test_input_layout_lengths_and_segments_at_512(tmp_path):
-    tok = transformers.AutoTokenizer.from_pretrained(minilm_path())
-    model = transformers.BertForSequenceClassification(
-        tiny_bert_config(tok.vocab_size, num_labels=2, max_position_embeddings=512, type_vocab_size=3)
-    )
-    model.save_pretrained(tmp_path)
-    tok.save_pretrained(tmp_path)
+    make_tiny_duo(tmp_path, max_position_embeddings=512, type_vocab_size=3)
+    tok = transformers.AutoTokenizer.from_pretrained(tmp_path)
     duo = DuoCrossEncoder(tmp_path, device="cpu")
     assert (duo.max_length, duo.query_max_length) == (512, 62)
     query = " ".join(f"w{i}" for i in range(100))
@@ -231,7 +238,7 @@ def test_the_pair_cache_spares_a_rerun_and_serves_every_aggregation(duo_dir):
     assert again == first
     p = duo.preference_matrix(ranking.queries.to_dict()["q2"], [d.contents() for d in toy_docs()[2:5]])
     assert sym.for_qids(["q2"]).to_dict()["q2"] == pytest.approx(
-        dict(zip(["d2", "d3", "d4"], loop_aggregate(p.tolist(), "sym-sum"), strict=True)), abs=1e-6
+        dict(zip(["d2", "d3", "d4"], loop_aggregate(p.tolist(), "sym-sum"), strict=True)), abs=1e-5
     )
 
 
@@ -258,7 +265,7 @@ def test_pair_scores_are_log_preferences_with_gradients(duo):
     assert grads and any(float(g.abs().sum()) > 0 for g in grads)
     duo.model.zero_grad()
     p = duo.preference_matrix(QUERY, [TEXTS[0], TEXTS[2]])
-    assert np.exp(s.detach().double().numpy()) == pytest.approx([p[0, 1], p[1, 0]], abs=1e-6)
+    assert np.exp(s.detach().double().numpy()) == pytest.approx([p[0, 1], p[1, 0]], abs=1e-5)
 
 
 def test_save_and_reload_round_trip(duo, tmp_path):
@@ -275,7 +282,7 @@ def test_save_and_reload_round_trip(duo, tmp_path):
 
 # ------------------------------------------------------------------------------------ bad input
 def test_a_one_logit_checkpoint_is_refused_unless_read_as_a_pairwise_logit(tmp_path):
-    path = make_tiny_cross_encoder(tmp_path / "one", num_labels=1, seed=5)
+    path = make_tiny_duo(tmp_path / "one", num_labels=1, seed=5)
     with pytest.raises(ModelDirectoryError, match="one-logit head: a pointwise cross-encoder"):
         DuoCrossEncoder(path, device="cpu")
     duo = DuoCrossEncoder(path, device="cpu", head="logit")

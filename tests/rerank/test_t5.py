@@ -121,7 +121,7 @@ def test_padding_never_changes_a_mono_score(t5_dir):
     docs = ["x", "the " * 60 + "fox", TEXTS[1], TEXTS[2], "fox " * 5]
     batched = MonoT5(t5_dir, device="cpu", batch_size=16, cache=False).score_pairs([QUERY] * 5, docs)
     alone = MonoT5(t5_dir, device="cpu", batch_size=1, cache=False).score_pairs([QUERY] * 5, docs)
-    np.testing.assert_allclose(batched, alone, atol=1e-6)
+    np.testing.assert_allclose(batched, alone, atol=1e-5)
     np.testing.assert_allclose(batched, [ref_mono(t5_dir, QUERY, d) for d in docs], atol=1e-5)
 
 
@@ -224,7 +224,7 @@ def test_duo_pair_scores_are_log_preferences_with_gradients(duo):
     s.sum().backward()
     duo.model.zero_grad()
     p = duo.preference_matrix(QUERY, TEXTS[:2])
-    assert np.exp(s.detach().double().numpy()) == pytest.approx([p[0, 1], p[1, 0]], abs=1e-6)
+    assert np.exp(s.detach().double().numpy()) == pytest.approx([p[0, 1], p[1, 0]], abs=1e-5)
 
 
 # ------------------------------------------------------------------------------------ labels, templates, saving
