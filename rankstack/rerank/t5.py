@@ -28,7 +28,8 @@ Truncation keeps the query (up to ``query_max_length`` tokens) and the template'
 closing ``Relevant:`` the model answers; documents are cut from their end to fit ``max_length`` (pygaggle
 cuts the whole string, losing ``Relevant:`` on long inputs). duoT5 shares the room fairly: a document
 shorter than half keeps all of it, the other takes the rest, two long ones get the same budget, so both
-orders of a pair see the same document text.
+orders of a pair see the same document text (the cut is re-checked on the rendered prompt, so a
+tokenizer that merges across a document's edge can cost one order a token more).
 
 A re-ranker saves as a Hugging Face directory plus ``rankstack_reranker.json`` (template, label tokens and
 their ids, lengths), read back as the defaults when the directory is loaded.
@@ -322,7 +323,7 @@ class _LabelModel:
         else:
             order = np.argsort([-n for n in lengths], kind="stable").tolist()
             batches = (order[lo : lo + self.batch_size] for lo in range(0, len(order), self.batch_size))
-        with lazy.progress(len(ids), desc, self.show_progress, unit="pair") as bar:  # type: ignore[attr-defined]
+        with lazy.progress(len(ids), desc, self.show_progress, unit="pair") as bar:
             for rows in batches:
                 with torch.inference_mode():
                     z = self.label_logits(self._pad(rows, ids)).double()
