@@ -153,7 +153,8 @@ def split_sentences(text: str) -> list[str]:
 
 
 def _abbreviation_before(text: str, stop: int) -> bool:
-    m = _LAST_TOKEN.search(text, 0, stop)
+    # look back a few characters only (no abbreviation is longer), so long texts split in linear time
+    m = _LAST_TOKEN.search(text, max(0, stop - 32), stop)
     if m is None:
         return False
     token = m.group(1).lstrip("\"'([")
@@ -331,7 +332,7 @@ class PassageReranker(PointwiseReranker):
     reads ``exp`` for a two-class scorer, whose scores are log-probabilities, ``sigmoid`` otherwise).
 
     ``max_passages`` keeps the first that many passages of a document in reading order (the title counts as
-    one under ``title="own"``): it bounds the cost of very long documents, and keeps the part FirstP reads
+    one under ``title="own"``, so FirstP then reads the title alone): it bounds the cost of very long documents, and keeps the part FirstP reads
     and every aggregation reads first. ``title`` (when the document source knows titles): ``"prepend"``
     (default) puts the title before every passage, as is common for MaxP, so a passage deep in the document
     still says what the document is about and the title does not use up the first window's words;

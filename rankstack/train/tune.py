@@ -66,7 +66,8 @@ def tune_birch(
     the first maximum in grid order (α ascending, then the weights in lexicographic order).
 
     Returns a ``BirchTuning`` whose ``birch`` is ``birch.with_params(alpha, weights)``: it shares the
-    sentence cache, so re-ranking the training ranking again costs no model calls. The grid has
+    sentence cache (``cache=True``, the default), so re-ranking the training ranking again costs no model
+    calls. The grid has
     ``len(alpha_grid) · len(weight_grid)^(top_n − 1)`` points (1331 for top_n = 3); each costs one
     evaluation, a few milliseconds for a few thousand rows.
     """

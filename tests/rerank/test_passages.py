@@ -122,6 +122,10 @@ def test_split_sentences_handles_abbreviations_initials_and_acronyms():
     ]
     assert split_sentences("") == [] and split_sentences("  \n ") == []
     assert split_sentences("no capital after. so one sentence") == ["no capital after. so one sentence"]
+    assert split_sentences("x" * 100 + ". Next one.") == [
+        "x" * 100 + ".",
+        "Next one.",
+    ]  # long words are no abbreviations
 
 
 def test_ict_still_imports_the_splitter():
