@@ -14,6 +14,12 @@ feedback to a BERT re-ranker without ever turning text into expansion terms:
 
 Chunks are a few words of context around what made a top document relevant, so they expand the query with
 whole phrases instead of bags of terms, and a chunk that matches the query poorly gets little say.
+
+Where this differs from the released code (zh-zheng/BERT-QE): there every score is the probability of the
+"relevant" class, a chunk is scored against the document's best passage from phase 1 (MaxP), and α is
+chosen per fold on validation queries; here scores are whatever the scorers return, the phase-3 scorer reads
+the document as it reads any document (a ``CrossEncoder`` truncates it, a ``PassageReranker`` reads all its
+passages), and α = 0.4 is a default to tune.
 """
 
 from __future__ import annotations

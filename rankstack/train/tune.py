@@ -2,7 +2,7 @@
 
 Birch (Yilmaz et al. 2019) has no trainable parameters on the target collection: its sentence model is
 trained elsewhere, and the combination ``α · S_doc + (1 − α) · Σ_i w_i · s_i`` is tuned by grid search on
-the training folds (α and w_2 … w_n over {0, 0.1, …, 1}, w_1 = 1; Birch's ``main.py``). The sentence scores
+the training folds (α and w_2 … w_n on a 0.1 grid, w_1 = 1; Birch's ``main.py``). The sentence scores
 do not depend on the weights, so they are computed once and every grid point is a matrix product.
 """
 
