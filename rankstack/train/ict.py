@@ -11,20 +11,11 @@ encoder to its vocabulary before (or instead of) supervised fine-tuning.
 from __future__ import annotations
 
 import random
-import re
 from collections.abc import Iterable, Mapping
 
+from rankstack.rerank.passages import split_sentences  # one splitter for ICT, Birch and passages
 from rankstack.train.examples import Example, TrainingSet
 from rankstack.types import Document
-
-# A sentence ends at . ! or ? followed by space and something that can start a sentence. Abbreviations
-# ("et al. 2019") occasionally split too early; for pseudo-queries that is harmless.
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9])")
-
-
-def split_sentences(text: str) -> list[str]:
-    """Sentences of ``text``, stripped, empty ones dropped."""
-    return [s.strip() for s in _SENTENCE_END.split(text) if s.strip()]
 
 
 def ict_pairs(
