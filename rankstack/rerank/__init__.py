@@ -1,10 +1,38 @@
 """Re-ranking stages: a ranking in, the same documents re-scored by a model out.
 
-Importing this package needs no torch; a model loads it when it is built (extra ``[neural]``).
+Pointwise (``CrossEncoder`` = monoBERT, ``MonoT5``, ``QueryLikelihood``), pairwise (``DuoCrossEncoder`` =
+duoBERT, ``DuoT5``), long documents (``PassageReranker``: FirstP / MaxP / SumP / PCGM; ``Birch``) and query
+expansion (``BertQE``). Importing this package needs no torch; a model loads it when it is built (extra
+``[neural]``).
 """
 
 from rankstack.rerank.base import MissingDocumentsError, PointwiseReranker, Reranker
+from rankstack.rerank.bertqe import BertQE
+from rankstack.rerank.birch import Birch
 from rankstack.rerank.cross import CrossEncoder
+from rankstack.rerank.duo import DuoCrossEncoder, PairwiseReranker, aggregate_preferences
+from rankstack.rerank.passages import PassageReranker, cumulative_gain, split_sentences, split_tokens, split_words
+from rankstack.rerank.qlm import QueryLikelihood
+from rankstack.rerank.t5 import DuoT5, MonoT5
 from rankstack.rerank.texts import DocumentTexts
 
-__all__ = ["CrossEncoder", "DocumentTexts", "MissingDocumentsError", "PointwiseReranker", "Reranker"]
+__all__ = [
+    "BertQE",
+    "Birch",
+    "CrossEncoder",
+    "DocumentTexts",
+    "DuoCrossEncoder",
+    "DuoT5",
+    "MissingDocumentsError",
+    "MonoT5",
+    "PairwiseReranker",
+    "PassageReranker",
+    "PointwiseReranker",
+    "QueryLikelihood",
+    "Reranker",
+    "aggregate_preferences",
+    "cumulative_gain",
+    "split_sentences",
+    "split_tokens",
+    "split_words",
+]

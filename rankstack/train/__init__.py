@@ -1,4 +1,4 @@
-"""Bi-encoder training: losses, training examples, hard-negative mining, denoising, ICT, the training loop."""
+"""Training every trainable stage: bi-encoders and re-rankers share one loop, losses, examples and mining."""
 
 from rankstack.train.api import train_biencoder
 from rankstack.train.checkpoint import CheckpointError
@@ -6,19 +6,25 @@ from rankstack.train.examples import Example, TrainingSet, bm25_negatives, doc_t
 from rankstack.train.ict import ict_pairs, split_sentences
 from rankstack.train.losses import InBatchContrastiveLoss, MarginMSELoss
 from rankstack.train.negatives import AnceRefresh, denoise, dense_negatives, exact_top_k
+from rankstack.train.rerank import RerankConfig, RerankerTrainer, train_reranker
 from rankstack.train.scoring import BiEncoderScorer, Scorer, score_pools
-from rankstack.train.trainer import TrainConfig, Trainer, TrainingStateError
+from rankstack.train.trainer import TrainConfig, Trainer, TrainingLoop, TrainingStateError
+from rankstack.train.tune import BirchTuning, tune_birch
 
 __all__ = [
     "AnceRefresh",
     "BiEncoderScorer",
+    "BirchTuning",
     "CheckpointError",
     "Example",
     "InBatchContrastiveLoss",
     "MarginMSELoss",
+    "RerankConfig",
+    "RerankerTrainer",
     "Scorer",
     "TrainConfig",
     "Trainer",
+    "TrainingLoop",
     "TrainingSet",
     "TrainingStateError",
     "bm25_negatives",
@@ -30,4 +36,6 @@ __all__ = [
     "score_pools",
     "split_sentences",
     "train_biencoder",
+    "train_reranker",
+    "tune_birch",
 ]
