@@ -329,7 +329,8 @@ class PassageReranker(PointwiseReranker):
     Hugging Face tokenizer, or ``"scorer"`` for the scorer's own); ``split="sentence"`` makes every sentence
     a passage (``split_sentences``). ``aggregate``: ``"first"`` (only the first passage is scored),
     ``"max"``, ``"sum"`` or ``"pcgm"`` (``cumulative_gain`` with ``patience`` and ``gain``; ``gain="auto"``
-    reads ``exp`` for a two-class scorer, whose scores are log-probabilities, ``sigmoid`` otherwise).
+    reads ``exp`` for a scorer whose scores are log-probabilities (two-class heads, monoT5: ``scores_are_log_probs``),
+    ``sigmoid`` otherwise).
 
     ``max_passages`` keeps the first that many passages of a document in reading order (the title counts as
     one under ``title="own"``, so FirstP then reads the title alone): it bounds the cost of very long documents, and keeps the part FirstP reads
@@ -432,7 +433,7 @@ class PassageReranker(PointwiseReranker):
     def _gain(self) -> Literal["sigmoid", "exp"]:
         if self.gain != "auto":
             return self.gain
-        return "exp" if getattr(self.scorer, "num_labels", 1) == 2 else "sigmoid"
+        return "exp" if getattr(self.scorer, "scores_are_log_probs", False) else "sigmoid"
 
     # ------------------------------------------------------------------------------------ passages
     def passages(self, texts: Sequence[str]) -> list[list[str]]:

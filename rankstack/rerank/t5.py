@@ -408,6 +408,9 @@ class MonoT5(_LabelModel, PointwiseReranker):
         docs = f", docs={self.docs!r}" if self.docs is not None else ""
         return f"MonoT5({self.model_name!r}{docs}{self._repr_extra()})"
 
+    #: scores are log p(true): the trainer's pointwise loss reads them as log-probabilities
+    scores_are_log_probs = True
+
     def features(self, queries: Sequence[str], docs: Sequence[str]) -> dict[str, Any]:
         """A padded torch batch of prompts on the model's device: what training feeds ``label_logits``."""
         ids = self.encode_prompts(queries, [(d,) for d in docs])

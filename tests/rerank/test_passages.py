@@ -172,7 +172,7 @@ def test_cumulative_gain_by_hand():
     # log-probability scores (two-class heads): gain exp(s)
     assert cumulative_gain([math.log(0.5), math.log(0.5)], patience=1.0, gain="exp") == pytest.approx(0.75)
     two_class = WordOverlap()
-    two_class.num_labels = 2
+    two_class.scores_are_log_probs = True  # as a two-class CrossEncoder or monoT5 says
     assert PassageReranker(two_class, aggregate="pcgm")._gain() == "exp"
     assert PassageReranker(WordOverlap(), aggregate="pcgm")._gain() == "sigmoid"
 
