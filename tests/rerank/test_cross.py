@@ -45,13 +45,17 @@ def make_wide_cross_encoder(path: Path, num_labels: int = 1, seed: int = 0) -> P
 
 def reference_scores(path: Path, pairs: list[tuple[str, str]]) -> np.ndarray:
     """One pair at a time through transformers, no padding: the logit of a one-label head, or
-    ``logits[1] - logsumexp(logits)`` (log-softmax of "relevant") of a two-class head."""
+    ``logits[1] - logsumexp(logits)`` (log-softmax of "relevant") of a two-class head.
+
+    Each pair goes in as a batch of one: ``tokenizer(q, "")`` would drop an empty document's segment
+    (transformers tests ``if text_pair``), where a batch keeps ``[CLS] q [SEP] [SEP]`` as sentence-transformers does.
+    """
     tokenizer = transformers.AutoTokenizer.from_pretrained(path)
     model = transformers.AutoModelForSequenceClassification.from_pretrained(path).eval()
     out = []
     with torch.no_grad():
         for query, doc in pairs:
-            logits = model(**tokenizer(query, doc, return_tensors="pt")).logits[0].double()
+            logits = model(**tokenizer([query], [doc], return_tensors="pt")).logits[0].double()
             out.append(float(logits[0]) if len(logits) == 1 else float(logits[1] - torch.logsumexp(logits, 0)))
     return np.array(out)
 
@@ -65,6 +69,8 @@ def toy_pairs(n_queries: int = 6, per_query: int = 4) -> list[tuple[str, str]]:
     return [
         *pairs,
         ("owl", "Owls."),
+        ("cat", ""),  # empty texts are scored like any other
+        ("", "The cat lives near the river."),
         ("where exactly does the grey wolf of the northern forest spend the long winter nights", "Wolves."),
         ("fish", " ".join(["The fish swims in the river near the old stone bridge."] * 4)),
     ]
