@@ -1,4 +1,4 @@
-"""The ``rankstack`` command line: index, search, eval, experiment.
+"""The ``rankstack`` command line: index, search, rerank, eval, experiment.
 
 Every subcommand runs a pipeline of stages; nothing here holds retrieval logic of its own. Output is
 TREC run files and plain tables, so rankstack fits into existing trec_eval / ir_measures workflows.
@@ -25,6 +25,8 @@ app = typer.Typer(
         "  rankstack index scifact --index-dir idx/scifact\n\n"
         "  rankstack index scifact --index-dir idx/scifact-dense --dense sentence-transformers/all-MiniLM-L6-v2\n\n"
         "  rankstack search idx/scifact --queries scifact --output runs/bm25.trec\n\n"
+        "  rankstack rerank runs/bm25.trec --model cross-encoder/ms-marco-MiniLM-L-6-v2 --index idx/scifact "
+        "--queries scifact --output runs/bm25-ce.trec\n\n"
         "  rankstack eval runs/bm25.trec --qrels scifact -m nDCG@10 -m AP\n\n"
         "or all at once:  rankstack experiment scifact\n\n"
         "Collections are named (scifact, nfcorpus, ...: found through $RANKSTACK_DATA, the cache, or "
@@ -289,6 +291,140 @@ def search(
 
 
 @app.command()
+def rerank(
+    run: Annotated[Path, typer.Argument(help="The TREC run to re-rank (e.g. from `rankstack search`).")],
+    model: Annotated[
+        str,
+        typer.Option(
+            "--model",
+            help="Cross-encoder: a model directory or Hugging Face id (cross-encoder/ms-marco-MiniLM-L-6-v2).",
+        ),
+    ],
+    index_dir: Annotated[
+        Path,
+        typer.Option("--index", "-i", help="An index built by `rankstack index` (with its document store): the texts."),
+    ],
+    queries: Annotated[
+        str | None,
+        typer.Option(
+            "--queries",
+            "-q",
+            help="Collection name/folder (uses --split) or a queries file (.jsonl, .tsv, TREC topics); "
+            "default: the named collection the index was built from.",
+        ),
+    ] = None,
+    split: Annotated[str, typer.Option(help="Which judged query set of a collection to read texts from.")] = "test",
+    topic_field: Annotated[str, typer.Option(help="TREC topics field: title, desc or narr.")] = "title",
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write the re-ranked TREC run here (default: print).")
+    ] = None,
+    depth: Annotated[
+        int, typer.Option("--depth", "-k", help="Re-rank the top DEPTH documents of each query; the rest are dropped.")
+    ] = 100,
+    batch_size: Annotated[
+        int | None, typer.Option(help="Pairs per forward pass (default 32; 8 with --backend onnx).")
+    ] = None,
+    max_length: Annotated[
+        int | None,
+        typer.Option(
+            help="Tokens per (query, document) pair; documents are cut to fit (default: the model's, <= 512)."
+        ),
+    ] = None,
+    backend: Annotated[
+        str, typer.Option(help="'torch' (CPU or CUDA) or 'onnx' (an export from `rankstack export-onnx MODEL`).")
+    ] = "torch",
+    int8: Annotated[
+        bool, typer.Option("--int8/--fp32", help="With --backend onnx: run the int8 export or the fp32 one.")
+    ] = True,
+    missing: Annotated[
+        str,
+        typer.Option(
+            help="Docids of the run that the index lacks: 'error', or 'keep' them below the re-ranked documents."
+        ),
+    ] = "error",
+    tag: Annotated[str, typer.Option(help="Run tag in the TREC file's last column.")] = "rankstack",
+) -> None:
+    """Re-rank a run's top documents with a cross-encoder (monoBERT) and write a TREC run.
+
+    Document texts come from the index's document store, query texts from --queries.
+
+    Examples:
+      rankstack rerank bm25.trec --model cross-encoder/ms-marco-MiniLM-L-6-v2 --index idx/scifact -q scifact -o ce.trec
+      rankstack rerank bm25.trec --model MODEL_DIR --index idx/scifact -q queries.tsv -k 20 --backend onnx
+    """
+    import rankstack
+    from rankstack.rerank import CrossEncoder
+    from rankstack.types import Ranking
+
+    if backend not in ("torch", "onnx"):
+        _fail(f"--backend must be 'torch' or 'onnx', not {backend!r}")
+    if missing not in ("error", "keep"):
+        _fail(f"--missing must be 'error' or 'keep', not {missing!r}")
+    if depth < 1:
+        _fail(f"--depth must be at least 1, not {depth}")
+    if not run.is_file():
+        _fail(f"run file {run} does not exist")
+    try:
+        idx = rankstack.open(index_dir)
+        if getattr(idx, "docs", None) is None:
+            _fail(f"index {index_dir} holds no document texts (a {idx.manifest['type']} index); pass the BM25 index")
+        if not idx.manifest.get("store_docs", True):
+            _fail(f"index {index_dir} was built without its documents (--no-store-docs); rebuild it to re-rank")
+        qs = _rerank_queries(queries, split, topic_field, idx.manifest.get("built_from"))
+        ranking = Ranking.read_trec(run, queries=qs).cutoff(depth)
+        known = set(qs.qid.tolist())
+        lacking = [q for q in ranking.qids() if q not in known]
+        if lacking:
+            where = f"{queries or idx.manifest.get('built_from')}" + (
+                f" (split {split!r})" if queries is None or _is_collection(queries) else ""
+            )
+            _fail(
+                f"{len(lacking)} queries of {run} have no text in {where}, e.g. "
+                f"{', '.join(lacking[:5])}; pass the --queries (and --split) the run was made from"
+            )
+        reranker = CrossEncoder(
+            model,
+            docs=idx,
+            backend=backend,  # type: ignore[arg-type]
+            quantized=int8,
+            max_length=max_length,
+            batch_size=batch_size,
+            missing=missing,  # type: ignore[arg-type]
+            show_progress=True,
+        )
+        start = time.perf_counter()
+        out = reranker(ranking)
+        elapsed = time.perf_counter() - start
+    except (RankstackError, FileNotFoundError, ValueError) as e:
+        _fail(str(e).replace("missing='keep'", "--missing keep"))
+    if output is None:
+        for q, d, r, s in zip(out.qid.tolist(), out.docid.tolist(), out.rank.tolist(), out.score.tolist(), strict=True):
+            typer.echo(f"{q} Q0 {d} {r} {s:.6f} {tag}")
+    else:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        out.write_trec(output, tag=tag)
+    nq = len(out.qids())
+    typer.echo(
+        f"re-ranked {len(out):,} documents of {nq} queries with {model} in {elapsed:.1f}s "
+        f"({len(out) / max(elapsed, 1e-9):.0f} docs/s)" + (f" into {output}" if output is not None else ""),
+        err=output is None,
+    )
+
+
+def _rerank_queries(value: str | None, split: str, field: str, built_from: str | None):
+    """The query texts a run needs: from --queries, else from the named collection the index was built from."""
+    from rankstack.data import REGISTRY
+
+    if value is None:
+        if not built_from or built_from not in REGISTRY:
+            _fail("give --queries: the collection name/folder or queries file the run's queries come from")
+        value = built_from
+    elif (os.sep in value or Path(value).suffix) and not Path(value).exists():
+        _fail(f"queries file or collection folder {value} does not exist")
+    return _read_queries(value, split, field)  # type: ignore[arg-type]
+
+
+@app.command()
 def train(
     collection: Annotated[str, typer.Argument(help="Collection name or BEIR folder with a training split.")],
     model: Annotated[str, typer.Option("--model", help="Starting bi-encoder: model directory or Hugging Face id.")],
@@ -380,20 +516,39 @@ def export_onnx_cmd(
     ] = None,
     quantize: Annotated[bool, typer.Option(help="Also write the dynamic int8 model (onnx/model_qint8.onnx).")] = True,
 ) -> None:
-    """Export a bi-encoder to ONNX (fused attention) and quantise it to int8 for fast CPU encoding.
+    """Export a bi-encoder or cross-encoder to ONNX (fused attention) and quantise it to int8 for fast CPU use.
 
-    Then index or search with --backend onnx. Examples:
+    A checkpoint with a sequence-classification head (a cross-encoder) is exported with its head. Then
+    index, search or rerank with --backend onnx. Examples:
       rankstack export-onnx MODEL_DIR --out models/minilm-onnx
       rankstack index scifact -i idx/scifact-int8 --dense models/minilm-onnx --backend onnx
+      rankstack export-onnx CROSS_ENCODER_DIR --out models/ce-onnx
+      rankstack rerank bm25.trec --model models/ce-onnx --index idx/scifact -q scifact --backend onnx
     """
     from rankstack.dense import export_onnx
 
     try:
         start = time.perf_counter()
-        dest = export_onnx(model, out, quantize=quantize)
+        head = "logits" if _has_classification_head(model) else "hidden"
+        dest = export_onnx(model, out, quantize=quantize, head=head)
     except RankstackError as e:
         _fail(str(e))
     typer.echo(f"wrote {dest / 'onnx'} in {time.perf_counter() - start:.1f}s")
+
+
+def _has_classification_head(model: str) -> bool:
+    """Whether a model directory (or cached Hub id) is a cross-encoder: its config names a
+    ``...ForSequenceClassification`` architecture."""
+    import json
+
+    from rankstack.models import model_dir
+
+    path, _ = model_dir.resolve(model)
+    try:
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return False  # export_onnx names what is wrong with the directory
+    return any(str(a).endswith("ForSequenceClassification") for a in config.get("architectures") or [])
 
 
 @app.command("eval")
@@ -461,17 +616,29 @@ def experiment(
             "its index is built once into <index-dir>-dense.",
         ),
     ] = None,
-    backend: Annotated[str, typer.Option(help="With --dense: 'torch' or 'onnx'.")] = "torch",
+    backend: Annotated[
+        str, typer.Option(help="With --dense or --rerank: 'torch' or 'onnx' (the model's int8 export).")
+    ] = "torch",
+    rerank: Annotated[
+        str | None,
+        typer.Option(
+            help="Also re-rank BM25's top --rerank-depth with this cross-encoder (model directory or Hugging Face "
+            "id): the system 'BM25 >> MODEL'.",
+        ),
+    ] = None,
+    rerank_depth: Annotated[int, typer.Option(help="With --rerank: documents re-ranked per query.")] = 100,
 ) -> None:
     """End-to-end: index a collection, run BM25 variants, evaluate, print a table with significance tests.
 
     Systems: BM25 (k1=0.9, b=0.4; the baseline), BM25 (k1=1.2, b=0.75), BM25 + RM3, and RRF of BM25 with
-    BM25 + RM3; with --dense, also the dense retriever, RRF(BM25, dense) and min-max BM25 + dense.
+    BM25 + RM3; with --dense, also the dense retriever, RRF(BM25, dense) and min-max BM25 + dense; with
+    --rerank, BM25's top --rerank-depth re-ranked by the cross-encoder.
     p-values are paired against the baseline, Holm-corrected across systems.
 
     Examples:
       rankstack experiment scifact
       rankstack experiment scifact --dense sentence-transformers/all-MiniLM-L6-v2
+      rankstack experiment scifact --rerank cross-encoder/ms-marco-MiniLM-L-6-v2 --rerank-depth 50
     """
     import pandas as pd
 
@@ -480,6 +647,8 @@ def experiment(
     from rankstack.index import build_inverted_index
     from rankstack.sparse import RM3
 
+    if rerank_depth < 1:
+        _fail(f"--rerank-depth must be at least 1, not {rerank_depth}")
     try:
         col = _load_collection(collection)
         path = index_dir or Path(".cache") / "indexes" / col.name
@@ -504,11 +673,16 @@ def experiment(
         if dense is not None:
             retriever = _dense_for_experiment(col, dense, backend, path.with_name(path.name + "-dense"))
             systems |= {"Dense": retriever, "RRF(BM25, Dense)": bm25 | retriever, "BM25 + Dense": bm25 + retriever}
+        if rerank is not None:
+            from rankstack.rerank import CrossEncoder
+
+            reranker = CrossEncoder(rerank, docs=idx, backend=backend, show_progress=True)  # type: ignore[arg-type]
+            systems[f"BM25 >> {_short_name(rerank)}"] = bm25 % rerank_depth >> reranker
         start = time.perf_counter()
         runs = {name: stage(queries) for name, stage in _progress(systems.items(), "systems")}
         table = Experiment(runs, queries, qrels, metrics or DEFAULT_METRICS, baseline=0, test=test)
         elapsed = time.perf_counter() - start
-    except RankstackError as e:
+    except (RankstackError, ValueError) as e:
         _fail(str(e))
     if runs_dir is not None:
         runs_dir.mkdir(parents=True, exist_ok=True)
@@ -542,6 +716,11 @@ def _dense_for_experiment(col, model: str, backend: str, path: Path):
     index = build_dense_index(col.corpus, encoder, path, overwrite=True)
     typer.echo(f"encoded {index.num_docs:,} documents into {path} in {time.perf_counter() - start:.1f}s", err=True)
     return index.dense(encoder, allow_other_model=backend == "onnx")
+
+
+def _short_name(model: str) -> str:
+    """A model's name for a table row: the last part of its path or Hub id."""
+    return Path(model.rstrip("/\\")).name or model
 
 
 def _compact(table, metrics: list[str]):

@@ -1,4 +1,4 @@
-"""The command line: index, search, eval and experiment on a tiny BEIR folder, and their error messages."""
+"""The command line: index, search, rerank, eval and experiment on a tiny BEIR folder, and their error messages."""
 
 from __future__ import annotations
 
@@ -143,11 +143,192 @@ def test_search_on_missing_index_says_how_to_build(tmp_path: Path) -> None:
     assert "rankstack index" in result.output or "manifest" in result.output
 
 
-@pytest.mark.parametrize("command", ["index", "search", "eval", "experiment", "train", "export-onnx"])
+@pytest.mark.parametrize("command", ["index", "search", "rerank", "eval", "experiment", "train", "export-onnx"])
 def test_help_teaches_with_an_example(command: str) -> None:
     result = invoke(command, "--help")
     assert result.exit_code == 0
     assert "Example" in result.output and "rankstack" in result.output
+
+
+# ------------------------------------------------------------------------------------------- rerank
+# a first-stage run written by hand (no BM25 to compile): q3 has four documents, so -k 3 drops one
+RUN = {"q1": ["d2", "d1", "d5"], "q2": ["d4", "d1", "d3"], "q3": ["d5", "d2", "d3", "d1"]}
+
+
+def write_run(path: Path, run: dict[str, list[str]] = RUN) -> Path:
+    path.write_text(
+        "".join(f"{q} Q0 {d} {r} {10 - r}.0 first\n" for q, docs in run.items() for r, d in enumerate(docs, 1))
+    )
+    return path
+
+
+def cross_encoder_dir(path: Path) -> Path:
+    """A tiny random cross-encoder directory (tests/rerank's, whose scores spread)."""
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from tests.rerank.test_cross import make_wide_cross_encoder
+
+    return make_wide_cross_encoder(path)
+
+
+@pytest.fixture
+def rerank_setup(beir: Path, tmp_path: Path) -> dict[str, Path]:
+    assert invoke("index", beir, "--index-dir", tmp_path / "idx").exit_code == 0
+    return {
+        "idx": tmp_path / "idx",
+        "run": write_run(tmp_path / "first.trec"),
+        "model": cross_encoder_dir(tmp_path / "ce"),
+    }
+
+
+def python_api_rerank(setup: dict[str, Path], depth: int, **options) -> Ranking:
+    import rankstack
+    from rankstack.rerank import CrossEncoder
+    from rankstack.types import Queries
+
+    ranking = Ranking.read_trec(setup["run"], queries=Queries.from_dict(QUERIES)).cutoff(depth)
+    return CrossEncoder(setup["model"], docs=rankstack.open(setup["idx"]), **options)(ranking)
+
+
+def assert_same_run(written: Ranking, expected: Ranking) -> None:
+    assert written.qid.tolist() == expected.qid.tolist()
+    assert written.docid.tolist() == expected.docid.tolist()
+    assert written.rank.tolist() == expected.rank.tolist()
+    assert written.score == pytest.approx(expected.score, abs=2e-6)  # written with 6 decimals
+
+
+def test_rerank_writes_the_run_the_python_api_makes(rerank_setup: dict[str, Path], beir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "runs" / "ce.trec"
+    s = rerank_setup
+    result = invoke("rerank", s["run"], "--model", s["model"], "--index", s["idx"], "-q", beir, "-o", out, "-k", "3")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("re-ranked 9 documents of 3 queries") and str(out) in result.stdout
+    lines = [line.split() for line in out.read_text().splitlines()]
+    assert all(len(f) == 6 and f[1] == "Q0" and f[5] == "rankstack" for f in lines)
+    written = Ranking.read_trec(out)
+    # the first stage's top 3 documents of each query, no others
+    assert {(q, d) for q, d in zip(written.qid.tolist(), written.docid.tolist(), strict=True)} == {
+        (q, d) for q, docs in RUN.items() for d in docs[:3]
+    }
+    expected = python_api_rerank(s, 3)
+    assert_same_run(written, expected)
+    assert written.docid.tolist() != Ranking.read_trec(s["run"]).cutoff(3).docid.tolist()  # the model re-ordered
+
+
+def test_rerank_prints_the_run_without_output(rerank_setup: dict[str, Path], tmp_path: Path) -> None:
+    queries = tmp_path / "queries.tsv"
+    queries.write_text("".join(f"{q}\t{t}\n" for q, t in QUERIES.items()))
+    s = rerank_setup
+    result = invoke("rerank", s["run"], "--model", s["model"], "--index", s["idx"], "-q", queries, "--tag", "ce")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 10 and all(len(line.split()) == 6 and line.endswith(" ce") for line in lines)
+    assert "re-ranked 10 documents" in result.stderr
+    printed = tmp_path / "printed.trec"
+    printed.write_text(result.stdout)
+    assert_same_run(Ranking.read_trec(printed), python_api_rerank(s, 100))
+
+
+def test_rerank_with_onnx_export_from_the_cli(rerank_setup: dict[str, Path], beir: Path, tmp_path: Path) -> None:
+    """`rankstack export-onnx` sees the classification head and exports it; fp32 ONNX re-ranks as PyTorch does."""
+    pytest.importorskip("onnxruntime")
+    s = rerank_setup
+    onnx_dir = tmp_path / "ce-onnx"
+    result = invoke("export-onnx", s["model"], "--out", onnx_dir, "--no-quantize")
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "onnx.trec"
+    args = ["rerank", s["run"], "--model", onnx_dir, "--index", s["idx"], "-q", beir, "-o", out, "--backend", "onnx"]
+    result = invoke(*args)  # int8 by default, and only fp32 was exported
+    assert result.exit_code == 2 and "quantized=False" in result.output
+    result = invoke(*args, "--fp32", "--batch-size", "2")
+    assert result.exit_code == 0, result.output
+    written = Ranking.read_trec(out)
+    expected = python_api_rerank(s, 100)
+    assert written.docid.tolist() == expected.docid.tolist()
+    assert written.score == pytest.approx(expected.score, abs=1e-5)
+
+
+def test_rerank_missing_documents_keep_or_error(rerank_setup: dict[str, Path], beir: Path, tmp_path: Path) -> None:
+    s = rerank_setup
+    run = write_run(tmp_path / "gaps.trec", {"q1": ["d1", "nope", "d2"]})
+    args = ["rerank", run, "--model", s["model"], "--index", s["idx"], "-q", beir]
+    result = invoke(*args)
+    assert result.exit_code == 2 and "'nope'" in result.output and "--missing keep" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    result = invoke(*args, "--missing", "keep")
+    assert result.exit_code == 0, result.output
+    assert [line.split()[2] for line in result.stdout.strip().splitlines()][-1] == "nope"
+
+
+def test_rerank_reads_queries_of_the_collection_the_index_was_built_from(tmp_path: Path, monkeypatch) -> None:
+    write_beir(tmp_path / "data" / "scifact")  # a registered name, found through RANKSTACK_DATA: no download
+    monkeypatch.setenv("RANKSTACK_DATA", str(tmp_path / "data"))
+    assert invoke("index", "scifact", "--index-dir", tmp_path / "idx").exit_code == 0
+    setup = {
+        "idx": tmp_path / "idx",
+        "run": write_run(tmp_path / "first.trec"),
+        "model": cross_encoder_dir(tmp_path / "ce"),
+    }
+    out = tmp_path / "ce.trec"
+    result = invoke("rerank", setup["run"], "--model", setup["model"], "--index", setup["idx"], "-o", out)
+    assert result.exit_code == 0, result.output
+    assert_same_run(Ranking.read_trec(out), python_api_rerank(setup, 100))
+    result = invoke("rerank", setup["run"], "--model", setup["model"], "--index", setup["idx"], "--split", "dev")
+    assert result.exit_code == 2 and "dev" in result.output
+
+
+def _one_line_error(result, *words: str) -> None:
+    assert result.exit_code == 2, result.output
+    assert len(result.output.strip().splitlines()) == 1, result.output
+    assert result.output.startswith("error: ")
+    for word in words:
+        assert str(word) in result.output, (word, result.output)
+
+
+def test_rerank_missing_inputs_are_one_line_errors(rerank_setup: dict[str, Path], beir: Path, tmp_path: Path) -> None:
+    s = rerank_setup
+    model, idx, run = s["model"], s["idx"], s["run"]
+    nothing = tmp_path / "nothing"
+    _one_line_error(invoke("rerank", nothing / "run.trec", "--model", model, "--index", idx, "-q", beir), "run.trec")
+    _one_line_error(invoke("rerank", run, "--model", model, "--index", nothing, "-q", beir), nothing, "rankstack index")
+    _one_line_error(invoke("rerank", run, "--model", model, "--index", idx, "-q", nothing / "q.tsv"), "q.tsv")
+    _one_line_error(invoke("rerank", run, "--model", nothing, "--index", idx, "-q", beir), nothing)
+    # the index records the folder's name, not a known collection: the queries must be given
+    _one_line_error(invoke("rerank", run, "--model", model, "--index", idx), "--queries")
+    few = tmp_path / "few.tsv"
+    few.write_text("q1\tcat on a mat\n")
+    result = invoke("rerank", run, "--model", model, "--index", idx, "-q", few)
+    _one_line_error(result, "2 queries", "q2", "few.tsv", "--queries")
+    assert "split" not in result.output.split(";")[0]  # a queries file has no splits
+    _one_line_error(
+        invoke("rerank", run, "--model", model, "--index", idx, "-q", beir, "--backend", "tpu"), "--backend"
+    )
+    _one_line_error(invoke("rerank", run, "--model", model, "--index", idx, "-q", beir, "-k", "0"), "--depth")
+
+
+def test_experiment_with_rerank_adds_the_reranked_system(beir: Path, tmp_path: Path) -> None:
+    import rankstack
+    from rankstack.data import load_collection
+    from rankstack.rerank import CrossEncoder
+
+    model = cross_encoder_dir(tmp_path / "my-ce")
+    runs = tmp_path / "runs"
+    args = ["experiment", beir, "--index-dir", tmp_path / "idx", "-m", "nDCG@10", "-m", "P@1", "--runs-dir", runs]
+    result = invoke(*args, "--rerank", model, "--rerank-depth", "3")
+    assert result.exit_code == 0, result.output
+    row = next(line for line in result.stdout.splitlines() if line.strip().startswith("BM25 >> my-ce"))
+    assert len(row.split()) >= 5  # name, then the metrics
+    assert "5 systems run and evaluated" in result.stdout
+    written = Ranking.read_trec(runs / "BM25_>>_my-ce.trec")
+    idx = rankstack.open(tmp_path / "idx")
+    queries = load_collection(beir).queries_for("test")
+    expected = (idx.bm25() % 3 >> CrossEncoder(model, docs=idx))(queries)
+    assert_same_run(written, expected)
+    top = idx.bm25()(queries).cutoff(3)
+    pairs = {(q, d) for q, d in zip(top.qid.tolist(), top.docid.tolist(), strict=True)}
+    assert {(q, d) for q, d in zip(written.qid.tolist(), written.docid.tolist(), strict=True)} == pairs
+    result = invoke(*args, "--rerank", model, "--rerank-depth", "0")
+    _one_line_error(result, "--rerank-depth")
 
 
 @pytest.mark.collection

@@ -67,6 +67,12 @@ class Reranker(Stage):
             raise ValueError(f"{type(self).__name__} has no document source; build it with docs=index (or a Corpus)")
         queries = as_queries(inp)
         qtext = queries.to_dict()
+        unknown = [q for q in inp.qids() if q not in qtext]
+        if unknown:
+            raise ValueError(
+                f"the ranking carries no query text for {len(unknown)} of its qids, e.g. "
+                f"{', '.join(map(repr, unknown[:5]))}; build the Ranking with queries= holding every qid"
+            )
         texts = self._texts.texts(inp.docid.tolist())
         absent = np.array([t is None for t in texts], dtype=bool)
         if absent.any() and self.missing == "error":

@@ -118,14 +118,33 @@ class CrossEncoder(PointwiseReranker):
             self.model.to(self.device).eval()
             self._session = None
         else:
-            from rankstack.models.onnx import open_session
+            from rankstack.models.onnx import FP32, INT8, open_session
 
             if not has_head:
                 raise ModelDirectoryError(f"{self.path} has no classification head to run with ONNX Runtime")
+            # the generic advice (`rankstack.dense.export_onnx`) exports the bare encoder, whose hidden states
+            # this class cannot score: say how to export a cross-encoder with its head
+            name = INT8 if quantized else FP32
+            if not (self.path / "onnx" / name).exists():
+                other = (
+                    " (or pass quantized=False to run onnx/model.onnx)" if (self.path / "onnx" / FP32).exists() else ""
+                )
+                raise ModelDirectoryError(
+                    f"{self.path} has no onnx/{name}{other}; export the cross-encoder with its head first: "
+                    f"`rankstack.rerank.CrossEncoder({str(self.path)!r}).export_onnx()` or "
+                    "`rankstack export-onnx MODEL_DIR`"
+                )
             self.device = "cpu"
             self.model = None
             self._session = open_session(self.path, quantized=quantized)
             self._onnx_inputs = [i.name for i in self._session.get_inputs()]
+            output = self._session.get_outputs()[0]
+            if len(output.shape) != 2:
+                raise ModelDirectoryError(
+                    f"{self.path / 'onnx' / name} outputs {output.name!r} of shape {output.shape}, not a "
+                    "classification head's logits [batch, labels]: it is an encoder export; export the cross-encoder "
+                    "from its PyTorch directory with `rankstack.rerank.CrossEncoder(MODEL_DIR).export_onnx(OUT)`"
+                )
 
     # ------------------------------------------------------------------------------------ identity
     @property
