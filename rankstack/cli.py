@@ -427,23 +427,59 @@ def _rerank_queries(value: str | None, split: str, field: str, built_from: str |
 @app.command()
 def train(
     collection: Annotated[str, typer.Argument(help="Collection name or BEIR folder with a training split.")],
-    model: Annotated[str, typer.Option("--model", help="Starting bi-encoder: model directory or Hugging Face id.")],
+    model: Annotated[str, typer.Option("--model", help="Starting model: a model directory or Hugging Face id.")],
     output_dir: Annotated[
         Path, typer.Option("--output-dir", "-o", help="Checkpoints and the final model (OUTPUT_DIR/final).")
     ],
+    reranker: Annotated[
+        bool,
+        typer.Option(
+            "--reranker",
+            help="Train a cross-encoder re-ranker instead of a bi-encoder (a bare encoder such as all-MiniLM-L6-v2 "
+            "gets a fresh one-logit head).",
+        ),
+    ] = False,
     split: Annotated[str, typer.Option(help="Judged query set to train on.")] = "train",
     negatives: Annotated[
         str,
         typer.Option(
-            help="'none' (in-batch only), 'bm25' (BM25-mined hard negatives) or 'ance' (re-mined by the model "
-            "being trained every --refresh-every steps)."
+            help="Bi-encoder: 'none' (in-batch only), 'bm25' (BM25-mined hard negatives) or 'ance' (re-mined by "
+            "the model being trained every --refresh-every steps). Re-rankers always draw BM25 negatives."
         ),
     ] = "bm25",
+    loss: Annotated[
+        str,
+        typer.Option(
+            help="Re-ranker loss: 'lce' (softmax over the positive and its negatives), 'pointwise' (binary "
+            "cross-entropy), 'pairwise' (hinge) or 'margin_mse' (distil --teacher's score margins)."
+        ),
+    ] = "lce",
+    teacher: Annotated[
+        str | None,
+        typer.Option(help="Re-ranker MarginMSE teacher: 'bm25', or a cross-encoder directory / Hugging Face id."),
+    ] = None,
+    curriculum: Annotated[
+        str | None,
+        typer.Option(help="Re-ranker BM25 curriculum (MacAvaney et al. 2020): 'recip' or 'norm' (default: none)."),
+    ] = None,
     epochs: Annotated[int, typer.Option(help="Passes over the training queries.")] = 1,
-    batch_size: Annotated[int, typer.Option(help="Queries per step (each brings its positive and negatives).")] = 32,
-    lr: Annotated[float, typer.Option(help="AdamW learning rate (linear warm-up, then linear decay).")] = 2e-5,
-    num_negatives: Annotated[int, typer.Option(help="Hard negatives per query and step.")] = 1,
-    negative_depth: Annotated[int, typer.Option(help="How deep BM25 / ANCE mining looks per query.")] = 30,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(help="Queries per step, each with its positive and negatives (default 32; re-ranker 8)."),
+    ] = None,
+    lr: Annotated[
+        float | None,
+        typer.Option(help="AdamW learning rate, linear warm-up then decay (default 2e-5; re-ranker 3e-5)."),
+    ] = None,
+    num_negatives: Annotated[
+        int | None, typer.Option(help="Hard negatives per query and step (default 1; re-ranker 7).")
+    ] = None,
+    negative_depth: Annotated[
+        int | None, typer.Option(help="How deep BM25 / ANCE mining looks per query (default 30; re-ranker 100).")
+    ] = None,
+    max_examples: Annotated[
+        int | None, typer.Option(help="Re-ranker: train on a seeded sample of this many (query, positive) pairs.")
+    ] = None,
     refresh_every: Annotated[int, typer.Option(help="ANCE: steps between refreshes (0: every epoch).")] = 0,
     denoise_margin: Annotated[
         float | None,
@@ -458,54 +494,125 @@ def train(
         int | None, typer.Option(help="ICT: use at most this many documents (default: the whole corpus).")
     ] = None,
     query_max_length: Annotated[int, typer.Option(help="Query tokens kept in training.")] = 32,
-    doc_max_length: Annotated[int, typer.Option(help="Document tokens kept in training.")] = 128,
+    doc_max_length: Annotated[
+        int, typer.Option(help="Document tokens kept in training (re-ranker: the whole pair's window).")
+    ] = 128,
     save_every: Annotated[int, typer.Option(help="Steps between checkpoints (0: only the final model).")] = 0,
     seed: Annotated[int, typer.Option(help="Seed for data order and sampling: the same seed, the same model.")] = 42,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run from its latest checkpoint.")] = False,
 ) -> None:
-    """Fine-tune a bi-encoder on a collection's judgments (contrastive, in-batch + hard negatives).
+    """Fine-tune a bi-encoder (contrastive, in-batch + hard negatives) or, with --reranker, a cross-encoder
+    (BM25 hard negatives; LCE, pointwise, pairwise or MarginMSE) on a collection's judgments.
 
-    The result is an ordinary Hugging Face model directory (it loads in sentence-transformers too);
-    index with it as with any model.
+    The result is an ordinary Hugging Face model directory (it loads in sentence-transformers too, as a
+    SentenceTransformer or a CrossEncoder); index or re-rank with it as with any model.
 
     Examples:
       rankstack train scifact --model sentence-transformers/all-MiniLM-L6-v2 -o models/minilm-scifact
       rankstack train scifact --model MODEL --negatives ance --refresh-every 20 -o models/ance
       rankstack index scifact -i idx/scifact-ft --dense models/minilm-scifact/final
+      rankstack train scifact --reranker --model sentence-transformers/all-MiniLM-L6-v2 -o models/ce-scifact
+      rankstack train nfcorpus --reranker --model MODEL --loss margin_mse --teacher bm25 --max-examples 2000 -o m
+      rankstack rerank runs/bm25.trec --model models/ce-scifact/final --index idx/scifact -o runs/ce.trec
     """
-    from rankstack.train import TrainConfig, train_biencoder
-
     try:
         col = _load_collection(collection)
-        config = TrainConfig(
-            epochs=epochs,
-            batch_size=batch_size,
-            learning_rate=lr,
-            num_negatives=num_negatives if negatives != "none" else 0,
-            negative_depth=negative_depth,
-            refresh_every=refresh_every,
-            query_max_length=query_max_length,
-            doc_max_length=doc_max_length,
-            save_every=save_every,
-            seed=seed,
-        )
         start = time.perf_counter()
-        final = train_biencoder(
-            model,
-            col.queries_for(split),
-            col.qrels(split),
-            col.corpus,
-            output_dir,
-            negatives=negatives,  # type: ignore[arg-type]
-            config=config,
-            denoise_margin=denoise_margin,
-            ict_warmup=config.replace(epochs=ict_epochs, num_negatives=0) if ict_epochs else None,
-            ict_max_docs=ict_docs,
-            resume=resume,
-        )
+        if reranker:
+            final = _train_reranker(
+                col,
+                model,
+                output_dir,
+                split=split,
+                loss=loss,
+                teacher=teacher,
+                curriculum=curriculum,
+                epochs=epochs,
+                batch_size=batch_size or 8,
+                lr=lr or 3e-5,
+                num_negatives=7 if num_negatives is None else num_negatives,
+                negative_depth=negative_depth or 100,
+                max_examples=max_examples,
+                query_max_length=query_max_length,
+                max_length=doc_max_length,
+                save_every=save_every,
+                seed=seed,
+                resume=resume,
+            )
+        else:
+            from rankstack.train import TrainConfig, train_biencoder
+
+            config = TrainConfig(
+                epochs=epochs,
+                batch_size=batch_size or 32,
+                learning_rate=lr or 2e-5,
+                num_negatives=(1 if num_negatives is None else num_negatives) if negatives != "none" else 0,
+                negative_depth=negative_depth or 30,
+                refresh_every=refresh_every,
+                query_max_length=query_max_length,
+                doc_max_length=doc_max_length,
+                save_every=save_every,
+                seed=seed,
+            )
+            final = train_biencoder(
+                model,
+                col.queries_for(split),
+                col.qrels(split),
+                col.corpus,
+                output_dir,
+                negatives=negatives,  # type: ignore[arg-type]
+                config=config,
+                denoise_margin=denoise_margin,
+                ict_warmup=config.replace(epochs=ict_epochs, num_negatives=0) if ict_epochs else None,
+                ict_max_docs=ict_docs,
+                resume=resume,
+            )
     except (RankstackError, ValueError) as e:
         _fail(str(e))
     typer.echo(f"trained in {time.perf_counter() - start:.0f}s; final model: {final}")
+
+
+def _train_reranker(col, model: str, output_dir: Path, *, teacher: str | None, split: str, **options) -> Path:
+    from rankstack.index import build_inverted_index, open_index
+    from rankstack.train import RerankConfig, train_reranker
+
+    keys = (
+        "loss",
+        "curriculum",
+        "epochs",
+        "batch_size",
+        "num_negatives",
+        "negative_depth",
+        "max_examples",
+        "query_max_length",
+        "max_length",
+        "save_every",
+        "seed",
+    )
+    config = RerankConfig(learning_rate=options["lr"], **{k: options[k] for k in keys})
+    index_dir = output_dir / "bm25-index"
+    index = (
+        open_index(index_dir)
+        if (index_dir / "manifest.json").exists()
+        else build_inverted_index(col.corpus, index_dir, show_progress=True)
+    )
+    stage = None
+    if teacher == "bm25":
+        stage = index.bm25(k=config.negative_depth + 50)
+    elif teacher is not None:
+        from rankstack.rerank import CrossEncoder
+
+        stage = CrossEncoder(teacher, docs=index, show_progress=True)
+    return train_reranker(
+        model,
+        col.queries_for(split),
+        col.qrels(split),
+        index,
+        output_dir,
+        config=config,
+        teacher=stage,
+        resume=options["resume"],
+    )
 
 
 @app.command("export-onnx")

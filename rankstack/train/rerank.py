@@ -55,7 +55,10 @@ class RerankConfig:
 
     ``loss``: ``"pointwise"`` (binary cross-entropy), ``"pairwise"`` (hinge with ``margin``), ``"lce"``
     (softmax over the positive and ``num_negatives`` hard negatives), ``"margin_mse"`` (needs a teacher).
-    ``negative_depth``: how deep in the first stage's ranking negatives are drawn from. ``max_length`` /
+    ``head_learning_rate``: the rate (same schedule) for the classification head and pooler, which start from
+    scratch on a bare encoder: at the encoder's rate a fresh head needs hundreds of steps before the loss
+    moves (None: one rate for all). ``negative_depth``: how deep in the first stage's ranking negatives are
+    drawn from. ``max_length`` /
     ``query_max_length``: the pair window during training (shorter than inference is cheaper and usually
     enough). ``curriculum``: None, ``"recip"`` or ``"norm"``, annealed to uniform weights over the first
     ``curriculum_ratio`` of the steps. ``batch_size`` counts queries; a step scores ``batch_size × (1 + n)``
@@ -67,6 +70,7 @@ class RerankConfig:
     epochs: int = 1
     batch_size: int = 8
     learning_rate: float = 3e-5
+    head_learning_rate: float | None = 1e-3
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
     max_grad_norm: float = 1.0
@@ -202,6 +206,27 @@ class RerankerTrainer(TrainingLoop):
             "margin_mse": ScoreMarginMSELoss,
         }[config.loss]()
         super().__init__(reranker, [reranker.model], data, config, output_dir)
+
+    def _parameter_groups(self) -> list[dict[str, Any]]:
+        """The loop's groups, with the head's parameters (outside the base model, and the pooler) split off
+        into groups that run at ``head_learning_rate``."""
+        groups = super()._parameter_groups()
+        if self.config.head_learning_rate is None:
+            return groups
+        model = self.reranker.model
+        prefix = getattr(model, "base_model_prefix", "")
+        head = {
+            id(p) for name, p in model.named_parameters() if name.split(".")[0] != prefix or ".pooler." in f".{name}"
+        }
+        scale = self.config.head_learning_rate / self.config.learning_rate
+        out = []
+        for group in groups:
+            body = [p for p in group["params"] if id(p) not in head]
+            top = [p for p in group["params"] if id(p) in head]
+            out.append({**group, "params": body})
+            if top:
+                out.append({**group, "params": top, "lr_scale": scale})
+        return out
 
     def curriculum_weight(self, qid: str, docid: str, positive: bool, step: int) -> float:
         if self.config.curriculum is None:

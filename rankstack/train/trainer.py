@@ -167,7 +167,7 @@ class TrainingLoop:
     def _optimise(self, step: int) -> float:
         torch.manual_seed(_seed(self.config.seed, step))
         for group in self.optimizer.param_groups:
-            group["lr"] = self.learning_rate(step)
+            group["lr"] = self.learning_rate(step) * group.get("lr_scale", 1.0)
         loss = self.loss(self.batch(step), step)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()

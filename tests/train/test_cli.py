@@ -33,3 +33,38 @@ def test_cli_train_rejects_unknown_negatives(tmp_path):
     args = ["train", str(folder), "--model", str(tmp_path), "-o", str(tmp_path / "out"), "--negatives", "random"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code != 0
+
+
+@pytest.mark.parametrize("extra", [[], ["--loss", "margin_mse", "--teacher", "bm25", "--curriculum", "recip"]])
+def test_cli_train_reranker_then_rerank_with_the_result(tmp_path, extra):
+    from tests.rerank.conftest import make_tiny_cross_encoder
+
+    folder = write_beir(tmp_path / "beir")
+    shutil.copy(folder / "qrels" / "test.tsv", folder / "qrels" / "train.tsv")
+    model = make_tiny_cross_encoder(tmp_path / "ce")
+    runner = CliRunner()
+    out = tmp_path / "out"
+    args = ["train", str(folder), "--reranker", "--model", str(model), "-o", str(out), "--batch-size", "2"]
+    result = runner.invoke(app, [*args, "--num-negatives", "2", "--negative-depth", "3", *extra])
+    assert result.exit_code == 0, result.output
+    final = out / "final"
+    state = (final / "trainer_state.json").read_text()
+    assert '"loss": "' + (extra[1] if extra else "lce") + '"' in state
+    runner.invoke(app, ["index", str(folder), "-i", str(tmp_path / "idx")])
+    runner.invoke(app, ["search", str(tmp_path / "idx"), "--queries", str(folder), "-o", str(tmp_path / "bm25.trec")])
+    result = runner.invoke(
+        app,
+        ["rerank", str(tmp_path / "bm25.trec"), "--model", str(final), "--index", str(tmp_path / "idx"),
+         "--queries", str(folder), "-o", str(tmp_path / "ce.trec")],
+    )
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "ce.trec").read_text().count("\n") > 0
+
+
+def test_cli_train_reranker_refuses_a_bad_loss_in_one_line(tmp_path):
+    folder = write_beir(tmp_path / "beir")
+    shutil.copy(folder / "qrels" / "test.tsv", folder / "qrels" / "train.tsv")
+    args = ["train", str(folder), "--reranker", "--model", str(tmp_path), "-o", str(tmp_path / "o"), "--loss", "x"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2
+    assert "loss must be one of" in result.output and "Traceback" not in result.output
