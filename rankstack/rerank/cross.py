@@ -28,6 +28,8 @@ import numpy as np
 from rankstack.models import lazy, model_dir
 from rankstack.models.model_dir import ModelDirectoryError
 from rankstack.rerank.base import Missing, PointwiseReranker
+from rankstack.rerank.prompts import cut_to_tokens
+from rankstack.rerank.settings import quiet_transformers
 from rankstack.rerank.texts import DocSource
 
 log = logging.getLogger(__name__)
@@ -113,7 +115,7 @@ class CrossEncoder(PointwiseReranker):
                     "initialised at random: train it (rankstack.train.train_reranker) before re-ranking",
                     stacklevel=2,
                 )
-                with _quiet_transformers():
+                with quiet_transformers():
                     self.model = loader.from_pretrained(self.path, num_labels=labels)
             self.model.to(self.device).eval()
             self._session = None
@@ -163,23 +165,9 @@ class CrossEncoder(PointwiseReranker):
         return self.num_labels == 2
 
     # ------------------------------------------------------------------------------------ tokenising
-    def _cut_queries(self, queries: Sequence[str]) -> list[str]:
-        """Queries longer than ``query_max_length`` tokens, cut at a token boundary (others untouched)."""
-        unique = list(dict.fromkeys(queries))
-        ids = self.tokenizer(unique, add_special_tokens=False, truncation=False, verbose=False)["input_ids"]
-        long = {q for q, x in zip(unique, ids, strict=True) if len(x) > self.query_max_length}
-        if not long:
-            return list(queries)
-        cut: dict[str, str] = {}
-        for q in long:
-            enc = self.tokenizer(q, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
-            end = enc["offset_mapping"][self.query_max_length - 1][1]
-            cut[q] = q[:end]
-        return [cut.get(q, q) for q in queries]
-
     def encode_pairs(self, queries: Sequence[str], docs: Sequence[str]) -> dict[str, list[list[int]]]:
         """Token ids (and segment ids) of each pair: query whole, document cut to fit ``max_length``."""
-        queries = self._cut_queries(queries)
+        queries = cut_to_tokens(self.tokenizer, queries, self.query_max_length)
         enc = self.tokenizer(
             list(queries),
             list(docs),
@@ -296,15 +284,3 @@ def _check_head(path: Path, head: Head, labels: int) -> None:
             f"{path} has a {labels}-label head; a relevance score needs one logit or two classes (not relevant, "
             "relevant)"
         )
-
-
-class _quiet_transformers:
-    """Silence transformers' 'newly initialized weights' notice: the warning above says it plainly."""
-
-    def __enter__(self) -> None:
-        tl = lazy.transformers().utils.logging
-        self._level = tl.get_verbosity()
-        tl.set_verbosity_error()
-
-    def __exit__(self, *exc: object) -> None:
-        lazy.transformers().utils.logging.set_verbosity(self._level)

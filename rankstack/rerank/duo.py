@@ -24,11 +24,10 @@ A query with one candidate has nothing to compare: it keeps its document with sc
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import warnings
-from collections.abc import Hashable, Iterator, Mapping, Sequence
+from collections.abc import Hashable, Iterator, Sequence
 from itertools import combinations
 from pathlib import Path
 from typing import Any, Literal
@@ -38,7 +37,7 @@ import numpy as np
 from rankstack.models import lazy, model_dir
 from rankstack.models.model_dir import ModelDirectoryError
 from rankstack.rerank.base import Missing, Reranker
-from rankstack.rerank.cross import _quiet_transformers
+from rankstack.rerank.settings import quiet_transformers, read_reranker_config, write_reranker_config
 from rankstack.rerank.texts import DocSource
 from rankstack.types import Ranking
 
@@ -48,47 +47,9 @@ Aggregate = Literal["sum", "binary", "min", "max", "sym-sum"]
 AGGREGATES: tuple[str, ...] = ("sum", "binary", "min", "max", "sym-sum")
 DuoHead = Literal["two-class", "logit"]
 
-#: the small JSON file a rankstack re-ranker writes beside the Hugging Face files (prompt, label tokens, lengths)
-CONFIG_FILE = "rankstack_reranker.json"
-CONFIG_VERSION = 1
-
 # duoBERT's budget at 512 tokens: query 62 tokens, each document 223 (plus [CLS] and three [SEP])
 _DUO_MAX_LENGTH = 512
 _DUO_QUERY_TOKENS = 62
-
-
-# ------------------------------------------------------------------------------------ saved settings
-def read_reranker_config(path: Path, family: str) -> dict[str, Any]:
-    """The settings a rankstack re-ranker saved in ``path`` (``{}`` for a plain Hugging Face directory).
-
-    A directory saved by another family is refused: a monoT5 checkpoint read as duoT5 would score nonsense.
-    """
-    file = Path(path) / CONFIG_FILE
-    if not file.exists():
-        return {}
-    try:
-        data = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
-        raise ModelDirectoryError(
-            f"cannot read {file}: {e}; delete it to load the directory as a plain model"
-        ) from None
-    saved = data.get("family")
-    if saved != family:
-        raise ModelDirectoryError(
-            f"{path} was saved as a {saved!r} re-ranker, not {family!r}; load it with the {saved} class "
-            f"(or remove {CONFIG_FILE} to read the weights afresh)"
-        )
-    if int(data.get("format_version", 0)) > CONFIG_VERSION:
-        raise ModelDirectoryError(
-            f"{file} has format_version {data.get('format_version')}, newer than this rankstack reads "
-            f"({CONFIG_VERSION}); upgrade rankstack"
-        )
-    return {k: v for k, v in data.items() if k not in ("family", "format_version")}
-
-
-def write_reranker_config(path: Path, family: str, settings: Mapping[str, Any]) -> None:
-    data = {"family": family, "format_version": CONFIG_VERSION, **settings}
-    (Path(path) / CONFIG_FILE).write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 # ------------------------------------------------------------------------------------ aggregation
@@ -341,7 +302,7 @@ class DuoCrossEncoder(PairwiseReranker):
                 "at random: train it (pair_scores is the trainable entry point) before re-ranking",
                 stacklevel=2,
             )
-            with _quiet_transformers():
+            with quiet_transformers():
                 self.model = loader.from_pretrained(self.path, num_labels=want)
         self.model.to(self.device).eval()
 

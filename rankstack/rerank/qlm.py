@@ -46,8 +46,8 @@ import numpy as np
 from rankstack.models import lazy, model_dir
 from rankstack.models.model_dir import ModelDirectoryError
 from rankstack.rerank.base import Missing, PointwiseReranker
-from rankstack.rerank.duo import read_reranker_config, write_reranker_config
-from rankstack.rerank.t5 import cut_to_tokens, fit_documents, resolve_template
+from rankstack.rerank.prompts import cut_to_tokens, fit_documents, resolve_template
+from rankstack.rerank.settings import read_reranker_config, write_reranker_config
 from rankstack.rerank.texts import DocSource
 
 log = logging.getLogger(__name__)

@@ -11,8 +11,8 @@ import pytest
 
 from rankstack.models.model_dir import ModelDirectoryError
 from rankstack.pipeline import Stage
-from rankstack.rerank.duo import CONFIG_FILE
 from rankstack.rerank.qlm import QueryLikelihood
+from rankstack.rerank.settings import CONFIG_FILE
 from tests.rerank.conftest import minilm_path, toy_docs, toy_ranking
 from tests.rerank.test_t5 import make_tiny_t5
 

@@ -12,8 +12,9 @@ import pytest
 
 from rankstack.models.model_dir import ModelDirectoryError
 from rankstack.pipeline import Stage
-from rankstack.rerank.duo import CONFIG_FILE
-from rankstack.rerank.t5 import DuoT5, MonoT5, fit_documents, label_token_id, share_budget
+from rankstack.rerank.prompts import fit_documents, label_token_id, share_budget
+from rankstack.rerank.settings import CONFIG_FILE
+from rankstack.rerank.t5 import DuoT5, MonoT5
 from tests.rerank.conftest import make_tiny_cross_encoder, minilm_path, toy_docs, toy_ranking
 
 torch = pytest.importorskip("torch")
