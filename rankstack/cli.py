@@ -330,6 +330,9 @@ def rerank(
             help="Tokens per (query, document) pair; documents are cut to fit (default: the model's, <= 512)."
         ),
     ] = None,
+    query_max_length: Annotated[
+        int | None, typer.Option(help="Query tokens kept (default: the model's saved value, else 64).")
+    ] = None,
     backend: Annotated[
         str, typer.Option(help="'torch' (CPU or CUDA) or 'onnx' (an export from `rankstack export-onnx MODEL`).")
     ] = "torch",
@@ -388,9 +391,11 @@ def rerank(
             backend=backend,  # type: ignore[arg-type]
             quantized=int8,
             max_length=max_length,
+            query_max_length=query_max_length,
             batch_size=batch_size,
             missing=missing,  # type: ignore[arg-type]
             show_progress=True,
+            require_head=True,
         )
         start = time.perf_counter()
         out = reranker(ranking)
@@ -519,6 +524,13 @@ def train(
         col = _load_collection(collection)
         start = time.perf_counter()
         if reranker:
+            bi_only = {"--negatives": negatives != "bm25", "--refresh-every": refresh_every, "--ict-epochs": ict_epochs}
+            bi_only |= {"--denoise-margin": denoise_margin is not None, "--ict-docs": ict_docs is not None}
+            if any(bi_only.values()):
+                raise ValueError(
+                    f"{', '.join(k for k, v in bi_only.items() if v)} apply to bi-encoders, not to --reranker "
+                    "training (re-rankers draw BM25 negatives; see --loss, --teacher, --curriculum)"
+                )
             final = _train_reranker(
                 col,
                 model,
@@ -602,7 +614,7 @@ def _train_reranker(col, model: str, output_dir: Path, *, teacher: str | None, s
     elif teacher is not None:
         from rankstack.rerank import CrossEncoder
 
-        stage = CrossEncoder(teacher, docs=index, show_progress=True)
+        stage = CrossEncoder(teacher, docs=index, show_progress=True, require_head=True)
     return train_reranker(
         model,
         col.queries_for(split),
@@ -783,7 +795,7 @@ def experiment(
         if rerank is not None:
             from rankstack.rerank import CrossEncoder
 
-            reranker = CrossEncoder(rerank, docs=idx, backend=backend, show_progress=True)  # type: ignore[arg-type]
+            reranker = CrossEncoder(rerank, docs=idx, backend=backend, show_progress=True, require_head=True)  # type: ignore[arg-type]
             systems[f"BM25 >> {_short_name(rerank)}"] = bm25 % rerank_depth >> reranker
         start = time.perf_counter()
         runs = {name: stage(queries) for name, stage in _progress(systems.items(), "systems")}

@@ -22,6 +22,7 @@ from rankstack.errors import MissingExtraError
 from rankstack.models import model_dir
 
 FP32 = "model.onnx"
+SOURCE = "source.json"
 INT8 = "model_qint8.onnx"
 
 
@@ -69,7 +70,9 @@ def export_onnx(
                 shutil.copy2(f, dest / f.name)
             elif f.is_dir() and f.name != "onnx":
                 shutil.copytree(f, dest / f.name, dirs_exist_ok=True)
-        (onnx_dir / "source.json").write_text(json.dumps({"fingerprint": model_dir.fingerprint(src)}), encoding="utf-8")
+    # which weights the graphs were made from: a directory whose weights change later (re-training, save())
+    # must not keep running the old graphs unnoticed (``open_session`` compares)
+    (onnx_dir / SOURCE).write_text(json.dumps({"fingerprint": model_dir.fingerprint(src)}), encoding="utf-8")
 
     loader = AutoModel if head == "hidden" else AutoModelForSequenceClassification
     # eager attention exports as plain MatMul/Softmax nodes that ONNX Runtime's optimiser fuses into its
@@ -153,6 +156,23 @@ def _optimize(path: Path, config: Any) -> None:
     optimized.save_model_to_file(str(path))
 
 
+def _check_fresh(path: Path) -> None:
+    """Refuse ONNX graphs exported from other weights than the ones now in the directory."""
+    source = path / "onnx" / SOURCE
+    has_weights = any((path / f).exists() for f in model_dir.WEIGHT_FILES)
+    if not (source.exists() and has_weights):
+        return
+    try:
+        recorded = json.loads(source.read_text(encoding="utf-8"))["fingerprint"]
+    except (OSError, ValueError, KeyError):
+        return
+    if recorded != model_dir.fingerprint(path):
+        raise model_dir.ModelDirectoryError(
+            f"{path}/onnx was exported from other weights than the directory holds now (it was saved or trained "
+            "again since); export it again: `rankstack export-onnx " + str(path) + "`"
+        )
+
+
 def open_session(path: Path, quantized: bool = True, threads: int | None = None) -> Any:
     ort = _require("onnxruntime")
     name = INT8 if quantized else FP32
@@ -162,6 +182,7 @@ def open_session(path: Path, quantized: bool = True, threads: int | None = None)
             f"{path} has no onnx/{name}; make it with `rankstack.dense.export_onnx({str(path)!r})` "
             "(or `rankstack export-onnx MODEL`)."
         )
+    _check_fresh(path)
     options = ort.SessionOptions()
     if threads:
         options.intra_op_num_threads = threads

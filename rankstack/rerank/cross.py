@@ -29,12 +29,13 @@ from rankstack.models import lazy, model_dir
 from rankstack.models.model_dir import ModelDirectoryError
 from rankstack.rerank.base import Missing, PointwiseReranker
 from rankstack.rerank.prompts import cut_to_tokens
-from rankstack.rerank.settings import quiet_transformers
+from rankstack.rerank.settings import quiet_transformers, read_reranker_config, write_reranker_config
 from rankstack.rerank.texts import DocSource
 
 log = logging.getLogger(__name__)
 
 Head = Literal["auto", "logit", "two-class"]
+FAMILY = "monoBERT"
 Backend = Literal["torch", "onnx"]
 _DEFAULT_MAX_LENGTH = 512
 
@@ -46,7 +47,11 @@ class CrossEncoder(PointwiseReranker):
     holding a bare encoder (no classification head, e.g. all-MiniLM-L6-v2) gets a freshly initialised head
     of ``num_labels`` outputs (1 by default), with a warning: it must be trained before it ranks anything.
     ``head``: ``"auto"`` reads the checkpoint's number of labels; ``"logit"`` / ``"two-class"`` insist on one.
-    ``max_length`` defaults to the checkpoint's limit (at most 512); ``query_max_length`` caps the query.
+    ``max_length`` defaults to what the directory was saved with, else the checkpoint's limit (at most 512);
+    ``query_max_length`` caps the query (default: saved, else 64 or half of ``max_length``). ``require_head``
+    refuses a bare encoder instead of warning (the CLI sets it: a random head writes a random ranking).
+    ``save`` writes ``rankstack_reranker.json`` (family ``monoBERT``, lengths) beside the Hugging Face files, so
+    a duoBERT or monoT5 directory is refused here rather than read as something it is not.
     """
 
     def __init__(
@@ -57,7 +62,7 @@ class CrossEncoder(PointwiseReranker):
         head: Head = "auto",
         num_labels: int | None = None,
         max_length: int | None = None,
-        query_max_length: int = 64,
+        query_max_length: int | None = None,
         backend: Backend = "torch",
         quantized: bool = True,
         device: str | None = None,
@@ -66,6 +71,7 @@ class CrossEncoder(PointwiseReranker):
         show_progress: bool = False,
         cache: bool = True,
         revision: str | None = None,
+        require_head: bool = False,
     ):
         super().__init__(docs, missing=missing, show_progress=show_progress, cache=cache)
         if head not in ("auto", "logit", "two-class"):
@@ -78,8 +84,21 @@ class CrossEncoder(PointwiseReranker):
         transformers = lazy.transformers()
         self.tokenizer = transformers.AutoTokenizer.from_pretrained(self.path)
         config = transformers.AutoConfig.from_pretrained(self.path)
+        if getattr(config, "is_encoder_decoder", False):
+            raise ModelDirectoryError(
+                f"{self.path} is a sequence-to-sequence model ({config.model_type}); re-rank with it through "
+                "rankstack.rerank.MonoT5 (or QueryLikelihood), not a cross-encoder's classification head"
+            )
+        saved = read_reranker_config(self.path, FAMILY)  # refuses a duoBERT or monoT5 directory
         has_head = any(a.endswith("ForSequenceClassification") for a in (config.architectures or []))
-        labels = int(config.num_labels) if has_head else int(num_labels or 1)
+        if not has_head and require_head:
+            raise ModelDirectoryError(
+                f"{self.path} has no trained classification head (it is a bare {config.model_type} encoder), so "
+                "its scores would be random; train one first (rankstack train --reranker, or "
+                "rankstack.train.train_reranker) or pass a cross-encoder checkpoint"
+            )
+        self.fresh_head = not has_head
+        labels = int(config.num_labels) if has_head else int(num_labels or (2 if head == "two-class" else 1))
         if has_head and num_labels is not None and num_labels != labels:
             raise ModelDirectoryError(
                 f"{self.path} already has a {labels}-label classification head; num_labels={num_labels} "
@@ -89,8 +108,9 @@ class CrossEncoder(PointwiseReranker):
         self.num_labels = labels
         _check_head(self.path, head, labels)
         limit = min(int(getattr(config, "max_position_embeddings", _DEFAULT_MAX_LENGTH) or _DEFAULT_MAX_LENGTH), 512)
-        self.max_length = min(int(max_length or limit), limit)
-        self.query_max_length = int(query_max_length)
+        self.max_length = min(int(max_length or saved.get("max_length") or limit), limit)
+        query_max_length = query_max_length or saved.get("query_max_length")
+        self.query_max_length = int(query_max_length or min(64, self.max_length // 2))
         if self.query_max_length >= self.max_length - 3:
             raise ValueError(
                 f"query_max_length ({self.query_max_length}) must leave room for the document within "
@@ -263,6 +283,7 @@ class CrossEncoder(PointwiseReranker):
         self.model.config.architectures = [type(self.model).__name__]
         self.model.save_pretrained(out)
         self.tokenizer.save_pretrained(out)
+        write_reranker_config(out, FAMILY, {"max_length": self.max_length, "query_max_length": self.query_max_length})
         return out
 
     def export_onnx(self, out: str | os.PathLike[str] | None = None, quantize: bool = True) -> Path:

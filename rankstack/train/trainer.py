@@ -232,6 +232,8 @@ class TrainingLoop:
                     checkpoint.prune(self.output_dir, self.config.keep_checkpoints)
         for model in self.models:
             model.eval()
+        if hasattr(self.trainable, "clear_cache"):  # scores cached before training belong to other weights
+            self.trainable.clear_cache()
         checkpoint.save(final, self.trainable, self._state())
         checkpoint.write_state(self.output_dir, self._state())
         return final
