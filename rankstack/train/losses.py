@@ -93,6 +93,15 @@ def _weighted_mean(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     return (values * weights).sum() / weights.sum().clamp(min=1e-12)
 
 
+def _log_complement(log_p: torch.Tensor) -> torch.Tensor:
+    """``log(1 - p)`` from ``log p``, as ``log(-expm1(log p))``: exact where ``1 - e^{log p}`` would round to 0 or 1.
+
+    ``log p`` is first capped at ``-1e-7`` (``p`` that rounds to 1 in float32 otherwise gives ``log 0``): a
+    model that certain gets a finite loss of about 16 for the wrong label and no gradient from that pair.
+    """
+    return torch.log(-torch.expm1(log_p.clamp(max=-1e-7)))
+
+
 class PointwiseLoss(nn.Module):
     """Binary cross-entropy of each pair's relevance label (positive 1, negatives 0): monoBERT's loss
     (Nogueira & Cho, 2019).
@@ -110,8 +119,7 @@ class PointwiseLoss(nn.Module):
         labels[:, 0] = 1.0
         if self.log_probs:
             log_p = scores.clamp(max=-1e-7)
-            log_not = torch.log(-torch.expm1(log_p))  # log(1 - p), stable for p near 0 and 1
-            losses = -(labels * log_p + (1 - labels) * log_not)
+            losses = -(labels * log_p + (1 - labels) * _log_complement(log_p))
         else:
             losses = nn.functional.binary_cross_entropy_with_logits(scores, labels, reduction="none")
         return _weighted_mean(losses, weights * valid)
@@ -159,3 +167,63 @@ class ScoreMarginMSELoss(nn.Module):
         target = (teacher[:, :1] - teacher[:, 1:]).to(student.dtype)
         pair_weights = (weights[:, :1] + weights[:, 1:]) / 2 * valid[:, 1:]
         return _weighted_mean((student - target) ** 2, pair_weights)
+
+
+# Pairwise (duo) re-rankers score an ordered pair: ``forward`` ``[B, n]`` holds ``log p(pos beats neg_j)`` for each
+# query's positive against its negatives, ``backward`` ``[B, n]`` the reverse order ``log p(neg_j beats pos)``;
+# ``valid`` and ``weights`` are ``[B, 1 + n]`` as above (column 0 the positive), and a pair weighs the mean of its two
+# documents' weights, as in the pairwise hinge.
+
+
+def _pair_weights(valid: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    return (weights[:, :1] + weights[:, 1:]) / 2 * valid[:, 1:]
+
+
+class PreferenceLoss(nn.Module):
+    """Binary cross-entropy of a pairwise model's preference, on both orders of each (positive, negative)
+    pair: duoBERT's training (Nogueira, Yang, Cho & Lin, 2019, "Multi-Stage Document Ranking with BERT"),
+    where ``(q, d⁺, d⁻)`` has label 1 ("the first document is the more relevant") and ``(q, d⁻, d⁺)`` label 0.
+    Per pair, averaging the two orders::
+
+        ℓ = -½ [log p(d⁺ ≻ d⁻) + log(1 - p(d⁻ ≻ d⁺))]
+
+    with ``log(1 - p) = log(-expm1(log p))``. Showing both orders is what teaches the model that position
+    carries no relevance (a model fed only relevant-first pairs learns to always answer "the first").
+    """
+
+    def forward(
+        self, forward: torch.Tensor, backward: torch.Tensor, valid: torch.Tensor, weights: torch.Tensor
+    ) -> torch.Tensor:
+        losses = -(forward + _log_complement(backward)) / 2
+        return _weighted_mean(losses, _pair_weights(valid, weights))
+
+
+class PreferenceMarginMSELoss(nn.Module):
+    """MarginMSE (Hofstätter et al., 2020) for a pairwise student, read through the Bradley–Terry model.
+
+    A teacher that scores documents one at a time implies, under Bradley & Terry (1952), the preference
+    ``p(a ≻ b) = σ(t_a - t_b)``, i.e. log-odds equal to its margin. So the pairwise student's log-odds
+    ``L(a, b) = log p(a ≻ b) - log(1 - p(a ≻ b))`` play the role of the pointwise student's margin
+    ``s_a - s_b``, and both orders of each pair are matched::
+
+        ℓ = ½ [(L(d⁺, d⁻) - Δt)² + (L(d⁻, d⁺) + Δt)²],    Δt = t(d⁺) - t(d⁻)
+
+    ``teacher`` ``[B, 1 + n]`` holds the teacher's scores (column 0 the positive). Only margins count, so the
+    teacher's scale is kept as it is: a BM25 margin of 5 asks for ``p ≈ σ(5) ≈ 0.993``.
+    """
+
+    def forward(
+        self,
+        forward: torch.Tensor,
+        backward: torch.Tensor,
+        valid: torch.Tensor,
+        weights: torch.Tensor,
+        teacher: torch.Tensor,
+    ) -> torch.Tensor:
+        margin = (teacher[:, :1] - teacher[:, 1:]).to(forward.dtype)
+
+        def log_odds(log_p: torch.Tensor) -> torch.Tensor:
+            return log_p.clamp(max=-1e-7) - _log_complement(log_p)
+
+        losses = ((log_odds(forward) - margin) ** 2 + (log_odds(backward) + margin) ** 2) / 2
+        return _weighted_mean(losses, _pair_weights(valid, weights))

@@ -1,10 +1,22 @@
-"""Training re-rankers (cross-encoders, monoT5): pointwise, pairwise, localized contrastive and MarginMSE
-losses over first-stage hard negatives, with an optional BM25 curriculum.
+"""Training re-rankers (cross-encoders, monoT5, query likelihood, duoBERT, duoT5): pointwise, pairwise,
+localized contrastive and MarginMSE losses over first-stage hard negatives, with an optional BM25 curriculum.
 
 Each optimisation step takes ``batch_size`` (query, positive) examples, draws ``num_negatives`` hard negatives
 per query from its first-stage pool (a (seed, step) draw, so a resumed run repeats it exactly), scores all
 pairs in one batch through the model's ``pair_scores(queries, docs)`` and applies the chosen loss to the
 ``[B, 1 + n]`` score matrix. The loop itself (schedule, checkpoints, exact resume) is the bi-encoders' one.
+
+Pairwise models (a ``rankstack.rerank.PairwiseReranker``: ``DuoCrossEncoder``, ``DuoT5``) score an ordered
+pair, ``pair_scores(queries, docs_a, docs_b) = log p(a beats b)``. Each sampled (query, positive, negative)
+gives two inputs, ``(q, pos, neg)`` with the label "a wins" and ``(q, neg, pos)`` with "b wins" (duoBERT's
+training, Nogueira et al. 2019), all scored in one batch. ``loss="pointwise"`` is then the binary
+cross-entropy of those labels (``losses.PreferenceLoss``) and ``loss="margin_mse"`` matches the model's
+log-odds to the teacher's margin (``losses.PreferenceMarginMSELoss``); ``"pairwise"`` and ``"lce"`` compare
+single documents' scores, which a pairwise model does not give, and are refused.
+
+What a pointwise scorer's numbers mean decides which losses apply (``score_kind``): binary cross-entropy
+needs a relevance logit or ``log p(relevant)``; a score that only orders documents (a query log-likelihood)
+trains with the ranking losses only.
 
 Curriculum (MacAvaney et al., 2020, "Training Curricula for Open Domain Answer Re-Ranking"): each training
 pair gets a difficulty weight ``D`` in [0, 1] from the first stage (1 = easy: a positive BM25 ranks high, a
@@ -31,9 +43,17 @@ import numpy as np
 from rankstack.errors import MissingExtraError
 from rankstack.index import InvertedIndex
 from rankstack.pipeline import Stage
+from rankstack.rerank.duo import PairwiseReranker
 from rankstack.train.api import _bm25_index, _documents
 from rankstack.train.examples import DocSource, Example, TrainingSet, doc_texts
-from rankstack.train.losses import LocalizedContrastiveLoss, PairwiseHingeLoss, PointwiseLoss, ScoreMarginMSELoss
+from rankstack.train.losses import (
+    LocalizedContrastiveLoss,
+    PairwiseHingeLoss,
+    PointwiseLoss,
+    PreferenceLoss,
+    PreferenceMarginMSELoss,
+    ScoreMarginMSELoss,
+)
 from rankstack.train.trainer import TrainingLoop
 from rankstack.types import Qrels, Queries, Ranking
 
@@ -47,6 +67,10 @@ log = logging.getLogger(__name__)
 RerankLoss = Literal["pointwise", "pairwise", "lce", "margin_mse"]
 Curriculum = Literal["recip", "norm"]
 LOSSES: tuple[str, ...] = ("pointwise", "pairwise", "lce", "margin_mse")
+ScoreKind = Literal["logit", "log_prob", "score"]
+SCORE_KINDS: tuple[str, ...] = ("logit", "log_prob", "score")
+#: the losses a pairwise (duo) model trains with (see the module docstring)
+PAIRWISE_LOSSES: tuple[str, ...] = ("pointwise", "margin_mse")
 
 
 @dataclass(frozen=True)
@@ -54,7 +78,9 @@ class RerankConfig:
     """Every knob of a re-ranker training run; saved into ``trainer_state.json``.
 
     ``loss``: ``"pointwise"`` (binary cross-entropy), ``"pairwise"`` (hinge with ``margin``), ``"lce"``
-    (softmax over the positive and ``num_negatives`` hard negatives), ``"margin_mse"`` (needs a teacher).
+    (softmax over the positive and ``num_negatives`` hard negatives), ``"margin_mse"`` (needs a teacher). A
+    pairwise (duo) model trains with ``"pointwise"`` (cross-entropy of "which of the two is the positive", both
+    orders) or ``"margin_mse"`` (its log-odds against the teacher's margin); see the module docstring.
     ``head_learning_rate``: the rate (same schedule) for the classification head and pooler, which start from
     scratch on a bare encoder: at the encoder's rate a fresh head needs hundreds of steps before the loss
     moves (None: one rate for all). ``negative_depth``: how deep in the first stage's ranking negatives are
@@ -105,6 +131,8 @@ class RerankConfig:
             raise ValueError("max_examples must be at least 1 (or None for all)")
         if min(self.num_negatives, self.negative_depth, self.log_every, self.save_every) < 0:
             raise ValueError("num_negatives, negative_depth, log_every and save_every must be >= 0")
+        if self.max_length < 8 or self.query_max_length < 1:
+            raise ValueError("max_length must be at least 8 tokens and query_max_length at least 1")
 
     def replace(self, **changes: Any) -> RerankConfig:
         return dataclasses.replace(self, **changes)
@@ -174,12 +202,61 @@ def teacher_scores(
 
 
 # ------------------------------------------------------------------------------------------------ the trainer
-class RerankerTrainer(TrainingLoop):
-    """Train ``reranker`` (a ``CrossEncoder``, ``MonoT5``: anything with ``pair_scores``, ``.model`` and
-    ``.save``) in place on ``data``; its hard-negative pools come from the first stage.
+def score_kind(reranker: Any) -> ScoreKind:
+    """What a pointwise scorer's ``pair_scores`` are, which decides the losses it can train with.
 
+    - ``"logit"``: a relevance logit, ``p(relevant) = σ(s)`` (a one-logit ``CrossEncoder``);
+    - ``"log_prob"``: ``s = log p(relevant)`` (a two-class ``CrossEncoder``, ``MonoT5``);
+    - ``"score"``: a number that only orders a query's documents (``QueryLikelihood``'s query log-likelihood,
+      which is a log-probability of the *query*, not of relevance).
+
+    A scorer declares it with a ``score_kind`` attribute; without one, ``scores_are_log_probs`` (what
+    ``CrossEncoder`` and ``MonoT5`` say, and what ``PassageReranker``'s PCGM reads) gives ``"log_prob"`` when
+    true and ``"logit"`` when false; a scorer that says neither is taken as ``"score"``, the kind that claims
+    nothing. Binary cross-entropy (``loss="pointwise"``) needs ``"logit"`` or ``"log_prob"``: on a
+    query likelihood it would push every negative document's query likelihood towards zero, a different task.
+    """
+    kind = getattr(reranker, "score_kind", None)
+    if kind is not None:
+        if kind not in SCORE_KINDS:
+            raise ValueError(f"{type(reranker).__name__}.score_kind must be one of {SCORE_KINDS}, not {kind!r}")
+        return kind  # type: ignore[return-value]
+    if hasattr(reranker, "scores_are_log_probs"):
+        return "log_prob" if reranker.scores_are_log_probs else "logit"
+    return "score"
+
+
+def check_loss(reranker: Any, config: RerankConfig) -> None:
+    """Refuse, with what to use instead, a loss that does not apply to ``reranker`` (module docstring)."""
+    name = type(reranker).__name__
+    if isinstance(reranker, PairwiseReranker):
+        if config.loss not in PAIRWISE_LOSSES:
+            raise ValueError(
+                f"{name} is a pairwise model (it scores p(a beats b), not one document), so loss={config.loss!r}, "
+                "which compares single documents' scores, does not apply; use loss='pointwise' (binary "
+                "cross-entropy on both orders of each (positive, negative) pair, duoBERT's training) or "
+                "loss='margin_mse' (its log-odds matched to a teacher's score margin)"
+            )
+        if config.num_negatives < 1:
+            raise ValueError(f"{name} learns from (positive, negative) pairs: num_negatives must be >= 1")
+    elif config.loss == "pointwise" and score_kind(reranker) == "score":
+        raise ValueError(
+            f"{name}'s scores are neither a relevance logit nor log p(relevant) (score_kind 'score': e.g. a query "
+            "log-likelihood), so binary cross-entropy (loss='pointwise') has no label to fit; use loss='lce', "
+            "'pairwise' or 'margin_mse', which only need scores that order documents (a scorer whose scores are "
+            "logits or log-probabilities declares score_kind = 'logit' or 'log_prob')"
+        )
+
+
+class RerankerTrainer(TrainingLoop):
+    """Train ``reranker`` in place on ``data``; its hard-negative pools come from the first stage.
+
+    ``reranker``: anything with ``pair_scores``, a ``.model`` torch module and ``.save(directory)``: a pointwise
+    scorer (``CrossEncoder``, ``MonoT5``, ``QueryLikelihood``: ``pair_scores(queries, docs) -> [B]``) or a
+    ``PairwiseReranker`` (``DuoCrossEncoder``, ``DuoT5``: ``pair_scores(queries, docs_a, docs_b) -> log p(a
+    beats b)``). Which losses apply depends on it (module docstring, ``score_kind``); others are refused here.
     ``difficulty`` (from ``curriculum_difficulty``) is needed when ``config.curriculum`` is set; ``data.teacher``
-    when ``config.loss == "margin_mse"``.
+    when ``config.loss == "margin_mse"``. Cached scores of the re-ranker are dropped when training ends.
     """
 
     def __init__(
@@ -195,26 +272,45 @@ class RerankerTrainer(TrainingLoop):
             raise ValueError("loss='margin_mse' needs teacher scores (TrainingSet.teacher; train_reranker(teacher=...))")
         if config.curriculum is not None and difficulty is None:
             raise ValueError("a curriculum needs first-stage difficulties (curriculum_difficulty(run, positives))")
+        check_loss(reranker, config)
+        self.pairwise = isinstance(reranker, PairwiseReranker)
+        kind = None if self.pairwise else score_kind(reranker)
+        self.loss_fn: torch.nn.Module = {
+            "pointwise": lambda: PreferenceLoss() if self.pairwise else PointwiseLoss(kind == "log_prob"),
+            "pairwise": lambda: PairwiseHingeLoss(config.margin),
+            "lce": LocalizedContrastiveLoss,
+            "margin_mse": lambda: PreferenceMarginMSELoss() if self.pairwise else ScoreMarginMSELoss(),
+        }[config.loss]()
         self.reranker = reranker
         self.difficulty = difficulty or {}
         self._view = _training_view(reranker, config)
-        log_probs = bool(getattr(reranker, "scores_are_log_probs", False))
-        self.loss_fn: torch.nn.Module = {
-            "pointwise": lambda: PointwiseLoss(log_probs),
-            "pairwise": lambda: PairwiseHingeLoss(config.margin),
-            "lce": LocalizedContrastiveLoss,
-            "margin_mse": ScoreMarginMSELoss,
-        }[config.loss]()
         super().__init__(reranker, [reranker.model], data, config, output_dir)
+
+    def train(self, resume: bool = False) -> Path:
+        """Run (or continue) training; the re-ranker's score cache, filled by the weights before, is cleared."""
+        try:
+            return super().train(resume=resume)
+        finally:
+            clear = getattr(self.reranker, "clear_cache", None)
+            if callable(clear):
+                clear()
 
     def _parameter_groups(self) -> list[dict[str, Any]]:
         """The loop's groups, with the head's parameters (outside the base model, and the pooler) split off
-        into groups that run at ``head_learning_rate``."""
+        into groups that run at ``head_learning_rate``.
+
+        Only a model whose base model is a child module (``BertForSequenceClassification.bert``) has a head
+        to split off. A sequence-to-sequence or causal language model (monoT5, duoT5, query likelihood) names
+        a ``base_model_prefix`` it does not hold, and its language-modelling head is the pretrained (tied)
+        embedding matrix, not a fresh layer: all of it trains at ``learning_rate``.
+        """
         groups = super()._parameter_groups()
         if self.config.head_learning_rate is None:
             return groups
         model = self.reranker.model
         prefix = getattr(model, "base_model_prefix", "")
+        if prefix not in dict(model.named_children()):
+            return groups
         head = {
             id(p) for name, p in model.named_parameters() if name.split(".")[0] != prefix or ".pooler." in f".{name}"
         }
@@ -239,42 +335,90 @@ class RerankerTrainer(TrainingLoop):
         rng = np.random.default_rng([self.config.seed, step, 1])
         texts, pools = self.data.texts, self.data.negatives
         groups = [[e.positive, *self._sample(pools.get(e.qid, ()), rng)] for e in examples]
-        if self.config.loss != "pointwise":
+        if self.pairwise or self.config.loss != "pointwise":
             keep = [i for i, g in enumerate(groups) if len(g) > 1]
             if not keep:  # no query of this batch has a negative: nothing to compare, a no-op step
                 return sum(p.sum() for p in self.reranker.model.parameters()) * 0.0
             examples, groups = [examples[i] for i in keep], [groups[i] for i in keep]
         width = max(len(g) for g in groups)
+        valid = torch.zeros((len(groups), width))
+        weights = torch.ones((len(groups), width))
+        teacher = torch.zeros((len(groups), width), dtype=torch.float64)
+        for row, (e, g) in enumerate(zip(examples, groups, strict=True)):
+            valid[row, : len(g)] = 1.0
+            for col, d in enumerate(g):
+                weights[row, col] = self.curriculum_weight(e.qid, d, col == 0, step)
+                if self.data.teacher is not None:
+                    teacher[row, col] = self.data.teacher.get(e.qid, {}).get(d, 0.0)
+        if self.pairwise:
+            return self._preference_loss(examples, groups, valid, weights, teacher)
         queries = [e.query for e, g in zip(examples, groups, strict=True) for _ in g]
         docs = [texts[d] for g in groups for d in g]
         with warnings.catch_warnings():  # in training, truncation is the intent
             warnings.filterwarnings("ignore", message=r".*max_length")
             flat = self._view.pair_scores(queries, docs)
         scores = flat.new_full((len(groups), width), float("-inf") if self.config.loss == "lce" else 0.0)
-        valid = torch.zeros((len(groups), width), dtype=flat.dtype)
-        weights = torch.ones((len(groups), width), dtype=flat.dtype)
-        teacher = torch.zeros((len(groups), width), dtype=torch.float64)
         pos = 0
-        for row, (e, g) in enumerate(zip(examples, groups, strict=True)):
+        for row, g in enumerate(groups):
             scores[row, : len(g)] = flat[pos : pos + len(g)]
             pos += len(g)
-            valid[row, : len(g)] = 1.0
-            for col, d in enumerate(g):
-                weights[row, col] = self.curriculum_weight(e.qid, d, col == 0, step)
-                if self.data.teacher is not None:
-                    teacher[row, col] = self.data.teacher.get(e.qid, {}).get(d, 0.0)
+        valid, weights = valid.to(flat), weights.to(flat)
         if self.config.loss == "margin_mse":
-            return self.loss_fn(scores, valid, weights, teacher)
+            return self.loss_fn(scores, valid, weights, teacher.to(flat.device))
         return self.loss_fn(scores, valid, weights)
+
+    def _preference_loss(
+        self,
+        examples: Sequence[Example],
+        groups: Sequence[Sequence[str]],
+        valid: torch.Tensor,
+        weights: torch.Tensor,
+        teacher: torch.Tensor,
+    ) -> torch.Tensor:
+        """A pairwise model's loss: both orders of every (positive, negative) pair, scored in one batch."""
+        texts = self.data.texts
+        queries: list[str] = []
+        first: list[str] = []
+        second: list[str] = []
+        for e, g in zip(examples, groups, strict=True):
+            for neg in g[1:]:  # rows 2m, 2m + 1: (q, pos, neg) "a wins", then (q, neg, pos) "b wins"
+                queries += [e.query, e.query]
+                first += [texts[g[0]], texts[neg]]
+                second += [texts[neg], texts[g[0]]]
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r".*max_length")
+            flat = self._view.pair_scores(queries, first, second)
+        n = valid.shape[1] - 1
+        forward = flat.new_zeros((len(groups), n))
+        backward = flat.new_zeros((len(groups), n))
+        pos = 0
+        for row, g in enumerate(groups):
+            k = len(g) - 1
+            forward[row, :k] = flat[pos : pos + 2 * k : 2]
+            backward[row, :k] = flat[pos + 1 : pos + 2 * k : 2]
+            pos += 2 * k
+        valid, weights = valid.to(flat), weights.to(flat)
+        if self.config.loss == "margin_mse":
+            return self.loss_fn(forward, backward, valid, weights, teacher.to(flat.device))
+        return self.loss_fn(forward, backward, valid, weights)
 
 
 def _training_view(reranker: Any, config: RerankConfig) -> Any:
-    """The same model under the training window (no copy of the weights)."""
+    """The same model under the training window (no copy of the weights).
+
+    Every trainable family (``CrossEncoder``, ``MonoT5``, ``QueryLikelihood``, ``DuoCrossEncoder``, ``DuoT5``)
+    reads ``max_length`` (the whole input, in tokens) and ``query_max_length`` (the query's cap) when it
+    encodes; a scorer without them is used as it is. The window is the smaller of the model's and the
+    configuration's, and the query keeps at most half of it (a third for a pairwise model, whose input holds
+    two documents), so each family's own invariant (room left for the documents) still holds.
+    """
     view = copy.copy(reranker)
     if hasattr(view, "max_length"):
         view.max_length = min(int(config.max_length), int(reranker.max_length))
     if hasattr(view, "query_max_length"):
-        view.query_max_length = min(int(config.query_max_length), view.max_length - 4)
+        share = 3 if isinstance(reranker, PairwiseReranker) else 2
+        room = view.max_length // share if hasattr(view, "max_length") else int(config.query_max_length)
+        view.query_max_length = max(1, min(int(config.query_max_length), room))
     return view
 
 
@@ -295,7 +439,9 @@ def train_reranker(
     """Fine-tune a re-ranker on ``qrels`` with first-stage hard negatives; returns the final model directory.
 
     ``model``: a directory or Hub id (a ``CrossEncoder``; a bare encoder such as all-MiniLM-L6-v2 gets a
-    fresh one-logit head), or a re-ranker object (``CrossEncoder``, ``MonoT5``) trained in place.
+    fresh one-logit head), or a re-ranker object trained in place: ``CrossEncoder``, ``MonoT5``,
+    ``QueryLikelihood`` (not with ``loss="pointwise"``), ``DuoCrossEncoder`` or ``DuoT5`` (with
+    ``loss="pointwise"`` or ``"margin_mse"``; see ``RerankerTrainer``).
     ``first_stage``: where negatives come from (default: BM25 over ``bm25_index``, built from ``corpus``
     under ``output_dir/bm25-index`` when not given), retrieved ``config.negative_depth`` deep past the
     positives; the same run gives the curriculum its difficulties. ``teacher``: any stage whose scores are
@@ -308,6 +454,7 @@ def train_reranker(
         raise ValueError("a teacher is needed exactly when config.loss='margin_mse'")
     output_dir = Path(output_dir)
     reranker = _as_reranker(model, config)
+    check_loss(reranker, config)  # before any index is built
     if isinstance(corpus, InvertedIndex) and bm25_index is None:
         bm25_index = corpus
     docs = _documents(corpus)
