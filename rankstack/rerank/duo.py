@@ -264,6 +264,7 @@ class DuoCrossEncoder(PairwiseReranker):
             )
         config = transformers.AutoConfig.from_pretrained(self.path)
         has_head = any(a.endswith("ForSequenceClassification") for a in (config.architectures or []))
+        self.fresh_head = not has_head  # the trainer gives a fresh head its own learning rate
         want = 2 if head == "two-class" else 1
         if has_head and int(config.num_labels) != want:
             if int(config.num_labels) == 1:

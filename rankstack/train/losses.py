@@ -89,8 +89,11 @@ class MarginMSELoss(nn.Module):
 # are per-pair curriculum weights (all ones without a curriculum).
 
 
-def _weighted_mean(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    return (values * weights).sum() / weights.sum().clamp(min=1e-12)
+def _weighted_mean(values: torch.Tensor, weights: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``Σ w·ℓ / |mask|``: curriculum weights scale the loss down (MacAvaney et al., 2020, weight each sample's
+    loss; a batch of hard samples early in training moves the model less), they are not renormalised away."""
+    mask = mask.to(values.dtype)
+    return (values * weights * mask).sum() / mask.sum().clamp(min=1)
 
 
 def _log_complement(log_p: torch.Tensor) -> torch.Tensor:
@@ -122,7 +125,7 @@ class PointwiseLoss(nn.Module):
             losses = -(labels * log_p + (1 - labels) * _log_complement(log_p))
         else:
             losses = nn.functional.binary_cross_entropy_with_logits(scores, labels, reduction="none")
-        return _weighted_mean(losses, weights * valid)
+        return _weighted_mean(losses, weights, valid)
 
 
 class PairwiseHingeLoss(nn.Module):
@@ -135,8 +138,7 @@ class PairwiseHingeLoss(nn.Module):
 
     def forward(self, scores: torch.Tensor, valid: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         losses = (self.margin - (scores[:, :1] - scores[:, 1:])).clamp(min=0)
-        pair_weights = (weights[:, :1] + weights[:, 1:]) / 2 * valid[:, 1:]
-        return _weighted_mean(losses, pair_weights)
+        return _weighted_mean(losses, _pair_weights(weights), valid[:, 1:])
 
     def extra_repr(self) -> str:
         return f"margin={self.margin}"
@@ -146,13 +148,16 @@ class LocalizedContrastiveLoss(nn.Module):
     """Localized contrastive estimation (Gao, Dai & Callan, 2021, "Rethink Training of BERT Rerankers in
     Multi-Stage Retrieval Pipeline"): softmax cross-entropy of the positive against ``n`` hard negatives drawn
     from the first stage's top results for the same query, ``-log(e^{s_pos} / Σ_{d ∈ group} e^{s_d})``.
-    A group's weight is the mean of its members' weights."""
+    Under a curriculum a group weighs as its hardest (positive, negative) pair, ``min_j (w_pos + w_neg_j) / 2``
+    (as MacAvaney et al.'s released code weighs a training group), so one hard pair is not averaged away."""
 
     def forward(self, scores: torch.Tensor, valid: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         logits = scores.masked_fill(~valid.bool(), float("-inf"))
         losses = -logits.log_softmax(-1)[:, 0]
-        group_weights = (weights * valid).sum(-1) / valid.sum(-1).clamp(min=1)
-        return _weighted_mean(losses, group_weights)
+        negatives = valid[:, 1:].bool()
+        group_weights = _pair_weights(weights).masked_fill(~negatives, float("inf")).min(-1).values
+        has_negative = negatives.any(-1)
+        return _weighted_mean(losses, group_weights.masked_fill(~has_negative, 0.0), has_negative)
 
 
 class ScoreMarginMSELoss(nn.Module):
@@ -165,8 +170,7 @@ class ScoreMarginMSELoss(nn.Module):
     ) -> torch.Tensor:
         student = scores[:, :1] - scores[:, 1:]
         target = (teacher[:, :1] - teacher[:, 1:]).to(student.dtype)
-        pair_weights = (weights[:, :1] + weights[:, 1:]) / 2 * valid[:, 1:]
-        return _weighted_mean((student - target) ** 2, pair_weights)
+        return _weighted_mean((student - target) ** 2, _pair_weights(weights), valid[:, 1:])
 
 
 # Pairwise (duo) re-rankers score an ordered pair: ``forward`` ``[B, n]`` holds ``log p(pos beats neg_j)`` for each
@@ -175,8 +179,9 @@ class ScoreMarginMSELoss(nn.Module):
 # documents' weights, as in the pairwise hinge.
 
 
-def _pair_weights(valid: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    return (weights[:, :1] + weights[:, 1:]) / 2 * valid[:, 1:]
+def _pair_weights(weights: torch.Tensor) -> torch.Tensor:
+    """``[B, n]`` weights of the (positive, negative_j) pairs: the mean of the two documents' weights."""
+    return (weights[:, :1] + weights[:, 1:]) / 2
 
 
 class PreferenceLoss(nn.Module):
@@ -195,7 +200,7 @@ class PreferenceLoss(nn.Module):
         self, forward: torch.Tensor, backward: torch.Tensor, valid: torch.Tensor, weights: torch.Tensor
     ) -> torch.Tensor:
         losses = -(forward + _log_complement(backward)) / 2
-        return _weighted_mean(losses, _pair_weights(valid, weights))
+        return _weighted_mean(losses, _pair_weights(weights), valid[:, 1:])
 
 
 class PreferenceMarginMSELoss(nn.Module):
@@ -226,4 +231,4 @@ class PreferenceMarginMSELoss(nn.Module):
             return log_p.clamp(max=-1e-7) - _log_complement(log_p)
 
         losses = ((log_odds(forward) - margin) ** 2 + (log_odds(backward) + margin) ** 2) / 2
-        return _weighted_mean(losses, _pair_weights(valid, weights))
+        return _weighted_mean(losses, _pair_weights(weights), valid[:, 1:])

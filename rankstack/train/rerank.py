@@ -286,18 +286,10 @@ class RerankerTrainer(TrainingLoop):
         self._view = _training_view(reranker, config)
         super().__init__(reranker, [reranker.model], data, config, output_dir)
 
-    def train(self, resume: bool = False) -> Path:
-        """Run (or continue) training; the re-ranker's score cache, filled by the weights before, is cleared."""
-        try:
-            return super().train(resume=resume)
-        finally:
-            clear = getattr(self.reranker, "clear_cache", None)
-            if callable(clear):
-                clear()
-
     def _parameter_groups(self) -> list[dict[str, Any]]:
-        """The loop's groups, with the head's parameters (outside the base model, and the pooler) split off
-        into groups that run at ``head_learning_rate``.
+        """The loop's groups, with a freshly initialised head's parameters (outside the base model, and the
+        pooler) split off into groups that run at ``head_learning_rate`` (``reranker.fresh_head``: made for a
+        bare encoder; a checkpoint's trained head is fine-tuned at ``learning_rate`` like the rest).
 
         Only a model whose base model is a child module (``BertForSequenceClassification.bert``) has a head
         to split off. A sequence-to-sequence or causal language model (monoT5, duoT5, query likelihood) names
@@ -305,8 +297,8 @@ class RerankerTrainer(TrainingLoop):
         embedding matrix, not a fresh layer: all of it trains at ``learning_rate``.
         """
         groups = super()._parameter_groups()
-        if self.config.head_learning_rate is None:
-            return groups
+        if self.config.head_learning_rate is None or not getattr(self.reranker, "fresh_head", False):
+            return groups  # a trained head (a cross-encoder checkpoint) fine-tunes at the encoder's rate
         model = self.reranker.model
         prefix = getattr(model, "base_model_prefix", "")
         if prefix not in dict(model.named_children()):

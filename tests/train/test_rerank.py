@@ -200,3 +200,30 @@ def test_train_reranker_distils_any_stage(tmp_path, ce_dir):
     assert (final / "config.json").exists()
     with pytest.raises(ValueError, match="teacher"):
         train_reranker(ce_dir, toy_queries(), toy_qrels(), toy_docs(), tmp_path / "x", teacher=teacher)
+
+
+def test_curriculum_weights_scale_each_loss_down_and_lce_weighs_a_group_by_its_hardest_pair():
+    from rankstack.train.losses import (
+        LocalizedContrastiveLoss,
+        PairwiseHingeLoss,
+        PointwiseLoss,
+        ScoreMarginMSELoss,
+    )
+
+    scores = torch.tensor([[2.0, 0.5, -1.0], [0.3, 1.2, 0.0]])
+    valid = torch.tensor([[1.0, 1.0, 1.0], [1.0, 1.0, 0.0]])
+    ones, halves = torch.ones(2, 3), torch.full((2, 3), 0.5)
+    teacher = torch.tensor([[3.0, 1.0, 0.0], [2.0, 2.5, 0.0]])
+    for loss, extra in [
+        (PointwiseLoss(), ()),
+        (PairwiseHingeLoss(), ()),
+        (LocalizedContrastiveLoss(), ()),
+        (ScoreMarginMSELoss(), (teacher,)),
+    ]:
+        full = loss(scores, valid, ones, *extra)
+        assert float(loss(scores, valid, halves, *extra)) == pytest.approx(float(full) / 2), type(loss).__name__
+    # LCE: row 0's pairs weigh (1 + 0.2) / 2 and (1 + 0.8) / 2: the group weighs the smaller, 0.6
+    weights = torch.tensor([[1.0, 0.2, 0.8], [1.0, 1.0, 1.0]])
+    per_group = -scores.masked_fill(~valid.bool(), float("-inf")).log_softmax(-1)[:, 0]
+    expected = (0.6 * per_group[0] + per_group[1]) / 2
+    assert float(LocalizedContrastiveLoss()(scores, valid, weights)) == pytest.approx(float(expected))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -221,7 +222,8 @@ def test_checkpoints_reload_with_the_same_scores_and_resume_exactly(tmp_path, di
 # ------------------------------------------------------------------------------------ the pairwise loss, by hand
 @pytest.mark.parametrize("loss", ["pointwise", "margin_mse"])
 def test_pairwise_loss_is_the_plain_loop_over_both_orders(tmp_path, dirs, loss):
-    """Both orders of every (positive, negative) pair, weighted by the mean curriculum weight of the two."""
+    """Both orders of every (positive, negative) pair, each pair's loss scaled by the mean curriculum weight of
+    its two documents, averaged over the pairs."""
     data = TrainingSet.from_qrels(toy_queries(), TASK_QRELS, doc_texts(toy_docs()))
     data = data.with_negatives({q: ["d5", "d7"] for q in data.positives})
     teacher = {q: {d: 0.3 * int(d[1:]) - (2.0 if d in ("d0", "d1") else 0.0) for d in TEXTS} for q in data.positives}
@@ -247,7 +249,7 @@ def test_pairwise_loss_is_the_plain_loop_over_both_orders(tmp_path, dirs, loss):
                 odds_ab, odds_ba = math.log(p_ab / (1 - p_ab)), math.log(p_ba / (1 - p_ba))
                 value = ((odds_ab - margin) ** 2 + (odds_ba + margin) ** 2) / 2
             total += weight * value
-            norm += weight
+            norm += 1
     assert got == pytest.approx(total / norm, rel=1e-4)
 
 
@@ -257,7 +259,8 @@ def test_preference_losses_skip_missing_negatives():
     valid = torch.tensor([[1.0, 1.0, 1.0], [1.0, 1.0, 0.0]], dtype=torch.float64)  # row 1 has one negative
     weights = torch.tensor([[1.0, 0.5, 1.0], [0.2, 0.4, 9.0]], dtype=torch.float64)
     pairs = [(0.8, 0.1, 0.75), (0.6, 0.7, 1.0), (0.3, 0.4, 0.3)]  # (p_ab, p_ba, weight) of the valid pairs
-    want = sum(w * -(math.log(a) + math.log(1 - b)) / 2 for a, b, w in pairs) / sum(w for *_, w in pairs)
+    # curriculum weights scale each pair's loss; the mean is over the valid pairs (not renormalised by Σw)
+    want = sum(w * -(math.log(a) + math.log(1 - b)) / 2 for a, b, w in pairs) / len(pairs)
     assert PreferenceLoss()(fwd, bwd, valid, weights).item() == pytest.approx(want, rel=1e-9)
     teacher = torch.tensor([[2.0, 1.0, -1.0], [0.0, 0.5, 100.0]], dtype=torch.float64)
     margins = [1.0, 3.0, -0.5]
@@ -267,7 +270,7 @@ def test_preference_losses_skip_missing_negatives():
 
     want = sum(
         w * ((logit(a) - m) ** 2 + (logit(b) + m) ** 2) / 2 for (a, b, w), m in zip(pairs, margins, strict=True)
-    ) / sum(w for *_, w in pairs)
+    ) / len(pairs)
     assert PreferenceMarginMSELoss()(fwd, bwd, valid, weights, teacher).item() == pytest.approx(want, rel=1e-9)
 
 
@@ -328,11 +331,24 @@ def test_the_training_window_fits_every_family(dirs):
         assert scored.shape == (1,) and scored.requires_grad
 
 
+def fresh_duo(directory, tmp_path):
+    """The same encoder without its classification head: DuoCrossEncoder gives it a fresh one."""
+    bare = tmp_path / "bare"
+    transformers.BertModel.from_pretrained(directory).save_pretrained(bare)
+    transformers.AutoTokenizer.from_pretrained(directory).save_pretrained(bare)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        duo = DuoCrossEncoder(bare, device="cpu")
+    assert duo.fresh_head
+    return duo
+
+
 def test_only_a_fresh_classification_head_learns_at_the_head_rate(tmp_path, dirs):
     for model, loss, head in [
         (MonoT5(dirs["t5"], device="cpu"), "pointwise", set()),
         (QueryLikelihood(dirs["gpt2"], device="cpu"), "lce", set()),
-        (DuoCrossEncoder(dirs["duo"], device="cpu"), "pointwise", {"classifier.weight", "classifier.bias", "bert.pooler"}),
+        (DuoCrossEncoder(dirs["duo"], device="cpu"), "pointwise", set()),  # a trained head: one rate
+        (fresh_duo(dirs["duo"], tmp_path), "pointwise", {"classifier.weight", "classifier.bias", "bert.pooler"}),
     ]:
         config = CONFIG.replace(loss=loss, head_learning_rate=1e-2)
         trainer = RerankerTrainer(model, toy_set(), config, tmp_path / type(model).__name__)
