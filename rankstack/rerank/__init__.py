@@ -13,10 +13,12 @@ from rankstack.rerank.cross import CrossEncoder
 from rankstack.rerank.duo import DuoCrossEncoder, PairwiseReranker, aggregate_preferences
 from rankstack.rerank.passages import PassageReranker, cumulative_gain, split_sentences, split_tokens, split_words
 from rankstack.rerank.qlm import QueryLikelihood
+from rankstack.rerank.registry import FAMILIES, detect_family, load_reranker
 from rankstack.rerank.t5 import DuoT5, MonoT5
 from rankstack.rerank.texts import DocumentTexts
 
 __all__ = [
+    "FAMILIES",
     "BertQE",
     "Birch",
     "CrossEncoder",
@@ -32,6 +34,8 @@ __all__ = [
     "Reranker",
     "aggregate_preferences",
     "cumulative_gain",
+    "detect_family",
+    "load_reranker",
     "split_sentences",
     "split_tokens",
     "split_words",
