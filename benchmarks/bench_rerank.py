@@ -307,8 +307,10 @@ def speed(args: argparse.Namespace) -> None:
     for window in args.speed_windows:
         ours = {
             "rankstack torch": CrossEncoder(model, max_length=window, cache=False),
-            "rankstack ONNX fp32": CrossEncoder(model, max_length=window, cache=False, backend="onnx", quantized=False),
-            "rankstack ONNX int8": CrossEncoder(model, max_length=window, cache=False, backend="onnx"),
+            "rankstack ONNX fp32": CrossEncoder(
+                model, max_length=window, cache=False, backend="onnx", quantized=False, threads=args.threads
+            ),
+            "rankstack ONNX int8": CrossEncoder(model, max_length=window, cache=False, backend="onnx", threads=args.threads),
         }
         st = STCrossEncoder(str(model), max_length=window, activation_fn=torch.nn.Identity())
         scorers = {"sentence-transformers predict": lambda st=st: st.predict(pairs, batch_size=32)}
@@ -334,10 +336,10 @@ def speed(args: argparse.Namespace) -> None:
         f"{len(pairs)} (query, document) pairs: the BM25 top {args.speed_depth} of the first {args.speed_queries} "
         f"{name} test queries, scored by the same checkpoint ({model.name}: all-MiniLM-L6-v2 with a one-logit head) "
         f"with batch size 32 (torch, sentence-transformers) and 8 (ONNX). The scorers take turns for "
-        f"{args.speed_rounds} rounds; each keeps its best. torch threads: {args.threads}. 'max |Δ|' is the largest "
-        "score difference from sentence-transformers' output (identity activation).",
+        f"{args.speed_rounds} rounds; each keeps its best. Threads: {args.threads} for PyTorch and ONNX Runtime alike. "
+        "'max abs diff' is the largest score difference from sentence-transformers' output (identity activation).",
         "",
-        markdown_table(["window", "scorer", "pairs/s", "vs sentence-transformers", "max |Δ|"], rows),
+        markdown_table(["window", "scorer", "pairs/s", "vs sentence-transformers", "max abs diff"], rows),
         "",
         "## Machine and versions",
         "",

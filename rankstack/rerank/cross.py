@@ -50,6 +50,7 @@ class CrossEncoder(PointwiseReranker):
     ``max_length`` defaults to what the directory was saved with, else the checkpoint's limit (at most 512);
     ``query_max_length`` caps the query (default: saved, else 64 or half of ``max_length``). ``require_head``
     refuses a bare encoder instead of warning (the CLI sets it: a random head writes a random ranking).
+    ``threads``: ONNX Runtime's intra-op threads (default: every core; PyTorch follows ``torch.set_num_threads``).
     ``save`` writes ``rankstack_reranker.json`` (family ``monoBERT``, lengths) beside the Hugging Face files, so
     a duoBERT or monoT5 directory is refused here rather than read as something it is not.
     """
@@ -72,6 +73,7 @@ class CrossEncoder(PointwiseReranker):
         cache: bool = True,
         revision: str | None = None,
         require_head: bool = False,
+        threads: int | None = None,
     ):
         super().__init__(docs, missing=missing, show_progress=show_progress, cache=cache)
         if head not in ("auto", "logit", "two-class"):
@@ -158,7 +160,7 @@ class CrossEncoder(PointwiseReranker):
                 )
             self.device = "cpu"
             self.model = None
-            self._session = open_session(self.path, quantized=quantized)
+            self._session = open_session(self.path, quantized=quantized, threads=threads)
             self._onnx_inputs = [i.name for i in self._session.get_inputs()]
             output = self._session.get_outputs()[0]
             if len(output.shape) != 2:
