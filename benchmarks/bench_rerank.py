@@ -121,6 +121,8 @@ class Bench:
         path = self.work / "runs" / f"{name}.trec"
         if path.exists():
             return Ranking.read_trec(path, queries=queries).for_qids(queries.qid.tolist())
+        if self.args.cached_only:
+            return None
         t0 = time.perf_counter()
         ranking = make_stage()(queries)
         self.timings[f"run {name}"] = time.perf_counter() - t0
@@ -185,6 +187,7 @@ def systems_for(bench: Bench, wanted: list[str]) -> tuple[dict[str, Any], dict[s
         main["BM25 >> mono"] = bench.run("mono", lambda: bench.bm25 % a.depth >> bench.mono())
     if "mono-int8" in wanted:
         main["BM25 >> mono (ONNX int8)"] = bench.run("mono-int8", lambda: bench.bm25 % a.depth >> bench.mono("onnx"))
+    main = {k: v for k, v in main.items() if v is not None}
     for label in ("BM25 >> mono", "BM25 >> mono (ONNX int8)"):
         if label in main:  # the re-ranker's score added to BM25's (z-scored per query) over the same candidates
             main[label.replace(">>", "+") + " CombSUM z-score"] = fuse(
@@ -221,7 +224,10 @@ def systems_for(bench: Bench, wanted: list[str]) -> tuple[dict[str, Any], dict[s
         return bench.run(f"sub-{name}", lambda: stage_fn(), queries=sub)
 
     variants["BM25"] = on_subset("bm25", lambda: first)
-    variants["BM25 >> mono"] = on_subset("mono", lambda: first >> mono)
+    label = "BM25 >> mono" + (" (ONNX int8)" if a.variant_backend == "onnx" else "")
+    variants[label] = on_subset(f"mono-{a.variant_backend}", lambda: first >> mono)
+    if a.variant_backend == "onnx":  # the int8 cost, measured on the same pairs
+        variants["BM25 >> mono (PyTorch fp32)"] = on_subset("mono-torch", lambda: first >> bench.mono("torch"))
     for agg in ("firstp", "maxp", "sump", "pcgm"):
         if agg in rest:
             how = {"firstp": "first", "maxp": "max", "sump": "sum", "pcgm": "pcgm"}[agg]
@@ -237,7 +243,7 @@ def systems_for(bench: Bench, wanted: list[str]) -> tuple[dict[str, Any], dict[s
         ))
     if "duo" in rest:
         variants[f"BM25 >> mono % {a.duo_depth} >> duo"] = on_subset("duo", lambda: first >> mono % a.duo_depth >> bench.duo())
-    return main, variants
+    return main, {k: v for k, v in variants.items() if v is not None}
 
 
 def dl19(args: argparse.Namespace, models: list[str]) -> tuple[str, Any]:
@@ -377,6 +383,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--qe-docs", type=int, default=5, help="BERT-QE: feedback documents (kd)")
     parser.add_argument("--qe-chunks", type=int, default=5, help="BERT-QE: expansion chunks (kc)")
     parser.add_argument("--output", type=Path, default=REPO / "benchmarks" / "results" / "rerank.md")
+    parser.add_argument(
+        "--cached-only", action="store_true", help="tabulate the runs already in --workdir; compute nothing new"
+    )
     parser.add_argument("--speed", action="store_true", help="measure scoring speed only (results/rerank-speed.md)")
     parser.add_argument("--speed-windows", type=int, nargs="+", default=[256, 512])
     parser.add_argument("--speed-queries", type=int, default=8)
