@@ -29,7 +29,7 @@ from rankstack.models import lazy, model_dir
 from rankstack.models.model_dir import ModelDirectoryError
 from rankstack.rerank.base import Missing, PointwiseReranker
 from rankstack.rerank.prompts import cut_to_tokens
-from rankstack.rerank.settings import quiet_transformers, read_reranker_config, write_reranker_config
+from rankstack.rerank.settings import load_classifier, read_reranker_config, write_reranker_config
 from rankstack.rerank.texts import DocSource
 
 log = logging.getLogger(__name__)
@@ -126,20 +126,7 @@ class CrossEncoder(PointwiseReranker):
         ) not in (0, None)
         self._warned_truncation = False
         if backend == "torch":
-            torch = lazy.torch()
-            self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-            loader = transformers.AutoModelForSequenceClassification
-            if has_head:
-                self.model = loader.from_pretrained(self.path)
-            else:
-                warnings.warn(
-                    f"{self.model_name} has no sequence-classification head; a new {labels}-label head was "
-                    "initialised at random: train it (rankstack.train.train_reranker) before re-ranking",
-                    stacklevel=2,
-                )
-                with quiet_transformers():
-                    self.model = loader.from_pretrained(self.path, num_labels=labels)
-            self.model.to(self.device).eval()
+            self.model, self.device = load_classifier(self.path, self.model_name, labels, has_head, device)
             self._session = None
         else:
             from rankstack.models.onnx import FP32, INT8, open_session

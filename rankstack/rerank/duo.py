@@ -37,7 +37,7 @@ import numpy as np
 from rankstack.models import lazy, model_dir
 from rankstack.models.model_dir import ModelDirectoryError
 from rankstack.rerank.base import Missing, Reranker
-from rankstack.rerank.settings import quiet_transformers, read_reranker_config, write_reranker_config
+from rankstack.rerank.settings import load_classifier, read_reranker_config, write_reranker_config
 from rankstack.rerank.texts import DocSource
 from rankstack.types import Ranking
 
@@ -292,20 +292,7 @@ class DuoCrossEncoder(PairwiseReranker):
         self._second_doc_segment = 2 if types >= 3 else 1
         self.batch_size = max(2, int(batch_size))
         self._warned_truncation = False
-        torch = lazy.torch()
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        loader = transformers.AutoModelForSequenceClassification
-        if has_head:
-            self.model = loader.from_pretrained(self.path)
-        else:
-            warnings.warn(
-                f"{self.model_name} has no sequence-classification head; a new {want}-label head was initialised "
-                "at random: train it (pair_scores is the trainable entry point) before re-ranking",
-                stacklevel=2,
-            )
-            with quiet_transformers():
-                self.model = loader.from_pretrained(self.path, num_labels=want)
-        self.model.to(self.device).eval()
+        self.model, self.device = load_classifier(self.path, self.model_name, want, has_head, device)
 
     # ------------------------------------------------------------------------------------ identity
     @property

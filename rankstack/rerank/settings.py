@@ -63,3 +63,24 @@ class quiet_transformers:
 
     def __exit__(self, *exc: object) -> None:
         lazy.transformers().utils.logging.set_verbosity(self._level)
+
+
+def load_classifier(path: Path, name: str, labels: int, has_head: bool, device: str | None) -> tuple[Any, str]:
+    """A sequence-classification model on its device, in eval mode, and the device: the checkpoint's own head,
+    or for a bare encoder a fresh ``labels``-way head, with a warning that it must be trained first."""
+    import warnings
+
+    torch, transformers = lazy.torch(), lazy.transformers()
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    loader = transformers.AutoModelForSequenceClassification
+    if has_head:
+        model = loader.from_pretrained(path)
+    else:
+        warnings.warn(
+            f"{name} has no sequence-classification head; a new {labels}-label head was initialised at random: "
+            "train it (rankstack train --reranker, rankstack.train.train_reranker) before re-ranking",
+            stacklevel=3,
+        )
+        with quiet_transformers():
+            model = loader.from_pretrained(path, num_labels=labels)
+    return model.to(device).eval(), device
