@@ -11,6 +11,7 @@ $(BIN)/rankstack: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e ".[dev,bench,neural,faiss,onnx]"
+	$(BIN)/rankstack warmup
 	touch $@
 
 setup: $(BIN)/rankstack

@@ -670,6 +670,45 @@ def _has_classification_head(model: str) -> bool:
     return any(str(a).endswith("ForSequenceClassification") for a in config.get("architectures") or [])
 
 
+@app.command()
+def warmup() -> None:
+    """Compile the search and evaluation kernels into numba's on-disk cache, so no later process waits
+    for a compile (about a minute, once per installation; `make setup` runs it). Numba keeps the cache
+    beside the installed package when that is writable, else in ~/.cache/numba or $NUMBA_CACHE_DIR.
+
+    Example:  rankstack warmup
+    """
+    import tempfile
+
+    import numpy as np
+
+    from rankstack.eval import evaluate
+    from rankstack.index import build_inverted_index
+    from rankstack.index.select import TopK
+    from rankstack.sparse import bm25 as bm25_module
+    from rankstack.types import Document, Qrels, Queries
+
+    t0 = time.perf_counter()
+    typer.echo("rankstack: compiling search and evaluation kernels, or loading them if cached", err=True)
+    words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa", "lambda", "mu"]
+    docs = [Document(f"d{i}", " ".join(words[j % len(words)] for j in range(i, i + 3 + i % 5))) for i in range(40)]
+    with tempfile.TemporaryDirectory() as tmp:
+        index = build_inverted_index(docs, Path(tmp) / "index", show_progress=False)
+        texts = [" ".join(words[i : i + 2]) for i in range(10)]  # more than a few: the parallel kernel
+        queries = Queries([f"q{i}" for i in range(len(texts))], texts)
+        bm25_module._kernels()
+        for algorithm in ("exhaustive", "maxscore"):
+            for k in (10, 1000):  # heap and radix selection
+                run = index.bm25(k=k, algorithm=algorithm)(queries)
+                index.bm25(k=k, algorithm=algorithm)(Queries(["q0"], [texts[0]]))  # on the calling thread
+        qrels = Qrels(run.qid[:20], run.docid[:20], np.ones(20, dtype=np.int64))
+        evaluate(run, qrels, [*DEFAULT_METRICS, "bpref", "Judged@10", "Success@10", "P@10"])
+    top = TopK(2, 3)
+    top.push(np.random.default_rng(0).random((2, 8), dtype=np.float32), 0)
+    top.result()
+    typer.echo(f"kernels ready in {time.perf_counter() - t0:.1f} s")
+
+
 @app.command("eval")
 def evaluate_cmd(
     run: Annotated[Path, typer.Argument(help="A TREC run file.")],

@@ -25,9 +25,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-from numba import njit, prange
+from numba import prange
 
 from rankstack.eval.metrics import NONPOOL, UNJUDGED
+from rankstack.jit import njit
 from rankstack.types import Qrels, Ranking
 
 
@@ -160,7 +161,7 @@ def _evaluation_order(
     return order
 
 
-@njit(cache=True)
+@njit()
 def _first_duplicate(block, doc, n_docs):
     """Index of the first row repeating a document already seen in its query block, or -1."""
     seen_in = np.full(n_docs, -1, dtype=np.int64)
@@ -171,7 +172,7 @@ def _first_duplicate(block, doc, n_docs):
     return -1
 
 
-@njit(cache=True, parallel=True)
+@njit(parallel=True)
 def _lookup_labels(row_query, row_doc, offsets, docs, labels):
     """Label of each ranked document by binary search in its query's sorted judgments."""
     out = np.empty(len(row_query), dtype=np.int64)

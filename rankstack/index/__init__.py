@@ -9,7 +9,18 @@ from rankstack.index.inverted import (
     encode_norm,
     open_index,
 )
-from rankstack.index.vectors import AnnConfig, VectorIndex, write_vector_index
+
+_VECTORS = ("AnnConfig", "VectorIndex", "write_vector_index")
+
+
+def __getattr__(name: str):
+    """The vector index loads on first use: its compiled selection kernels would slow every BM25-only
+    process's start."""
+    if name in _VECTORS:
+        from rankstack.index import vectors
+
+        return getattr(vectors, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "AnnConfig",

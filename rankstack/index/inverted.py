@@ -33,7 +33,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -49,8 +49,10 @@ from rankstack.index.manifest import (
     write_json_atomic,
 )
 from rankstack.text.analysis import Analyzer
-from rankstack.text.query_scan import TokenTable
 from rankstack.types import Corpus, Document
+
+if TYPE_CHECKING:
+    from rankstack.text.query_scan import TokenTable
 
 log = logging.getLogger(__name__)
 
@@ -259,6 +261,7 @@ class CollectionStats:
 
 
 _STOPWORD, _UNKNOWN, _UNSEEN = -2, -1, -4  # token cache values that are not term ids
+FEW_TEXTS = 8  # batches up to this size are analysed text by text (see query_term_rows)
 _TOKEN_CACHE_SIZE = 1 << 20
 
 
@@ -360,15 +363,27 @@ class InvertedIndex:
 
     @cached_property
     def _raw_token_table(self) -> TokenTable:
+        from rankstack.text.query_scan import TokenTable  # compiled: loaded once a batch needs it
+
         return TokenTable(lower=self.analyzer.lowercase)
 
     def query_term_rows(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``query_term_ids`` for a batch, as arrays: (row of each kept term, its global id) in text
         order, and whether each text had any term. The batch is tokenised and looked up in one compiled
-        pass (``text/query_scan.py``); texts it flags as complex go text by text (same results, tested)."""
+        pass (``text/query_scan.py``); texts it flags as complex go text by text (same results, tested).
+        A few texts go text by text anyway: setting up the compiled pass costs ten times what the cached
+        Python path spends on one short query."""
         n = len(texts)
-        rows_parts, gid_parts = [], []
         has_term = np.zeros(n, dtype=bool)
+        if n <= FEW_TEXTS:
+            few_rows: list[int] = []
+            few_gids: list[int] = []
+            for i, text in enumerate(texts):
+                ids, has_term[i] = self.query_term_ids(text) if text else ([], False)
+                few_rows.extend([i] * len(ids))
+                few_gids.extend(ids)
+            return np.asarray(few_rows, dtype=np.int64), np.asarray(few_gids, dtype=np.int64), has_term
+        rows_parts, gid_parts = [], []
         table = self._raw_token_table
         batch = table.tokenize(list(texts))
         gids = table.lookup(batch, _UNSEEN)
@@ -693,12 +708,12 @@ def _keep_last(corpus: Iterable[Document]) -> list[Document]:
 
 def open_index(path: str | Path, verify: bool = True) -> Any:
     """Open an index directory: the manifest's ``type`` picks the class (``inverted`` or ``dense``)."""
-    from rankstack.index import vectors
-
     manifest = read_manifest(path)
     kind = manifest.get("type")
     if kind == INDEX_TYPE:
         return InvertedIndex(path, verify=verify)
+    from rankstack.index import vectors  # not before it is needed: it loads compiled kernels
+
     if kind == vectors.INDEX_TYPE:
         return vectors.VectorIndex(path, verify=verify)
     raise IndexFormatError(

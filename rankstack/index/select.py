@@ -11,8 +11,9 @@ fills, a partition keeps its k largest keys and raises the floor.
 
 from __future__ import annotations
 
-import numba
 import numpy as np
+
+from rankstack.jit import njit
 
 _SIGN = np.uint32(0x80000000)
 _LOW = np.uint64(0xFFFFFFFF)
@@ -60,7 +61,7 @@ class TopK:
         return positions, bits.view(np.float32)
 
 
-@numba.njit(nogil=True, cache=True)
+@njit(nogil=True)
 def _push_block(  # pragma: no cover - compiled
     scores: np.ndarray, bits: np.ndarray, first: int, keys: np.ndarray, count: np.ndarray, floor: np.ndarray
 ) -> None:
@@ -86,19 +87,19 @@ def _push_block(  # pragma: no cover - compiled
         floor[q] = low
 
 
-@numba.njit(cache=True)
+@njit()
 def _bits_of(key: np.uint64) -> np.uint32:  # pragma: no cover - compiled
     """The float32 bits of the score a packed key holds (the inverse of the packing in ``_push_block``)."""
     b = np.uint32(key >> np.uint64(32))
     return b ^ _SIGN if b & _SIGN else ~b
 
 
-@numba.njit(cache=True)
+@njit()
 def _score_of(key: np.uint64) -> np.float32:  # pragma: no cover - compiled
     return np.array([_bits_of(key)], dtype=np.uint32).view(np.float32)[0]
 
 
-@numba.njit(cache=True)
+@njit()
 def _unpack(keys: np.ndarray, positions: np.ndarray, bits: np.ndarray) -> None:  # pragma: no cover - compiled
     """Positions and float32 score bits of every key; 0 (no key) becomes position -1 and -inf."""
     for q in range(keys.shape[0]):

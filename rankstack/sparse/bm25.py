@@ -11,28 +11,58 @@ Scoring follows Lucene 9's ``BM25Similarity`` (what Pyserini runs), so effective
 * a repeated query term counts once with its count as boost, as Anserini's bag-of-words queries do.
 
 Per-posting impacts ``1 - 1/(1 + tf*ninv)`` are computed once per (k1, b) with numpy and cached on the
-index; queries then run the numba top-k kernels in ``topk.py``.
+index; queries then run the numba top-k kernels in ``topk.py``: batches in parallel chunks, a few queries
+on the calling thread with scratch arrays kept per thread. A process's first few small batches over a
+small collection are answered by ``topk_numpy.py`` instead (the same results), so a one-off search never
+waits for numba to load; after ``_NUMPY_CALLS`` of them the process is evidently long-lived and loads the
+compiled kernels.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import warnings
+from collections import Counter
 from collections.abc import Mapping, Sequence
+from types import ModuleType
 from typing import Literal
 
-import numba
 import numpy as np
 
-from rankstack.index.inverted import NORM_DECODE_TABLE, InvertedIndex, Segment
+from rankstack import jit
+from rankstack.index.inverted import FEW_TEXTS, NORM_DECODE_TABLE, InvertedIndex, Segment
 from rankstack.pipeline import Stage, as_queries
-from rankstack.sparse import topk
+from rankstack.sparse import topk_numpy
 from rankstack.types import Queries, Ranking
 
 log = logging.getLogger(__name__)
 
 Algorithm = Literal["maxscore", "exhaustive"]
 _STRIDE = np.int64(1) << np.int64(32)  # packs (query row, term id) into one int64 for np.unique
+FEW_QUERIES = FEW_TEXTS  # batches up to this size run on the calling thread
+_NUMPY_MAX_DOCS = 1 << 20  # numpy's accumulator is dense: beyond this, even one query is cheaper compiled
+_NUMPY_CALLS = 16  # small batches a process answers with numpy before it loads the compiled kernels
+_SCRATCH_MAX_DOCS = 1 << 22  # per-thread scratch is kept for segments up to this size (36 bytes a document)
+_state = {"numpy_calls": 0, "kernels": None}
+
+
+def _kernels() -> ModuleType:
+    """The compiled top-k kernels, loaded on first need (saying so if numba has to compile them)."""
+    if _state["kernels"] is None:
+        from rankstack.sparse import topk
+
+        jit.announce(topk.batch_topk, topk.serial_topk)
+        _state["kernels"] = topk
+    return _state["kernels"]
+
+
+def _numpy_first(num_docs: int) -> bool:
+    """Whether a small batch over a segment this size goes to numpy (see the module docstring)."""
+    if _state["kernels"] is not None or num_docs > _NUMPY_MAX_DOCS or _state["numpy_calls"] >= _NUMPY_CALLS:
+        return False
+    _state["numpy_calls"] += 1
+    return True
 
 
 def lucene_idf(df: np.ndarray | int, num_docs: int) -> np.ndarray:
@@ -56,7 +86,21 @@ class _SegmentImpacts:
         self.imps = imps
         self.docs = np.asarray(seg.post_docs)
         self.offsets = np.asarray(seg.post_offsets)
-        self.max_impact = topk.block_max(imps, self.offsets)
+        self.max_impact = topk_numpy.term_maxima(imps, self.offsets)
+        self.num_docs = seg.num_docs
+        self._scratch = threading.local()
+
+    def scratch(self, k: int, maxscore: bool) -> tuple[np.ndarray, ...]:
+        """This thread's scratch arrays for ``topk.serial_topk`` (kept for small and medium segments)."""
+        topk = _kernels()
+        if self.num_docs > _SCRATCH_MAX_DOCS:
+            return topk.scratch(self.num_docs, k, maxscore)
+        key = "maxscore" if maxscore else "exhaustive"
+        arrays = getattr(self._scratch, key, None)
+        if arrays is None or len(arrays[1]) < (k + 1 if maxscore else self.num_docs + 1):
+            arrays = topk.scratch(self.num_docs, k, maxscore)
+            setattr(self._scratch, key, arrays)
+        return arrays
 
 
 def _impacts(index: InvertedIndex, k1: float, b: float) -> list[_SegmentImpacts]:
@@ -110,7 +154,13 @@ class BM25(Stage):
                 stacklevel=2,
             )
         # a repeated query term counts once, with its count as boost (Anserini's bag of words)
-        pairs, counts = np.unique(q_rows * _STRIDE + gids, return_counts=True)
+        keys = q_rows * _STRIDE + gids
+        if len(keys) <= 64:  # a few queries: np.unique's setup costs more than counting in Python
+            bag = Counter(keys.tolist())
+            pairs = np.asarray(sorted(bag), dtype=np.int64)
+            counts = np.asarray([bag[p] for p in pairs.tolist()], dtype=np.float32)
+        else:
+            pairs, counts = np.unique(keys, return_counts=True)
         return self._search(queries.qid.tolist(), pairs // _STRIDE, pairs % _STRIDE, counts.astype(np.float32), queries)
 
     def search_weighted(
@@ -148,23 +198,28 @@ class BM25(Stage):
         return self._merge(qids, per_segment, queries)
 
     def _run_kernel(self, seg: Segment, imp: _SegmentImpacts, q_offsets, local, weights):
+        nq = len(q_offsets) - 1
+        k = max(1, min(self.k, seg.num_docs))
+        starts, ends = imp.offsets[local], imp.offsets[local + 1]
+        maxscore = self.algorithm == "maxscore"
+        if nq <= FEW_QUERIES:
+            if _numpy_first(seg.num_docs):
+                return topk_numpy.few_topk(imp.docs, imp.imps, q_offsets, starts, ends, weights, seg.num_docs, k)
+            ubs = weights * imp.max_impact[local]
+            return _kernels().serial_topk(
+                imp.docs, imp.imps, q_offsets, starts, ends, weights, ubs, k, maxscore, *imp.scratch(k, maxscore)
+            )
+        import numba
+
+        topk = _kernels()
         threads = numba.get_num_threads()
         if self.num_threads:
             numba.set_num_threads(min(self.num_threads, numba.config.NUMBA_NUM_THREADS))
         try:
             chunks = 1 if numba.get_num_threads() == 1 else 4 * numba.get_num_threads()
+            ubs = weights * imp.max_impact[local]
             return topk.batch_topk(
-                imp.docs,
-                imp.imps,
-                q_offsets,
-                imp.offsets[local],
-                imp.offsets[local + 1],
-                weights,
-                weights * imp.max_impact[local],
-                seg.num_docs,
-                max(1, min(self.k, seg.num_docs)),
-                self.algorithm == "maxscore",
-                chunks,
+                imp.docs, imp.imps, q_offsets, starts, ends, weights, ubs, seg.num_docs, k, maxscore, chunks
             )
         finally:
             numba.set_num_threads(threads)

@@ -25,6 +25,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from rankstack.jit import njit
+
 _MARGIN = 1e-9  # relative slack on bound comparisons: summation order differs from the bound's
 _LOW32 = np.uint64(0xFFFFFFFF)
 _HEAP_MAX_K = 64  # up to this k, a heap beats radix selection
@@ -32,13 +34,13 @@ _DENSE_BLOCK = 32  # documents per block maximum in the small-k dense scan
 _ACC_BLOCK = 1 << 14  # documents per sparse accumulation block: 128 KiB of float64 scores stay in L2
 
 
-@numba.njit(inline="always")
+@njit(inline="always")
 def _pack(bits, doc):  # pragma: no cover - compiled
     return ((_LOW32 - np.uint64(bits)) << np.uint64(32)) | np.uint64(doc)
 
 
 # ------------------------------------------------------------------------------------------ radix
-@numba.njit
+@njit()
 def _insertion_sort(a, n):  # pragma: no cover - compiled
     for i in range(1, n):
         x = a[i]
@@ -49,7 +51,7 @@ def _insertion_sort(a, n):  # pragma: no cover - compiled
         a[j + 1] = x
 
 
-@numba.njit
+@njit()
 def _varying_bits(a, n):  # pragma: no cover - compiled
     """One past the highest bit that differs among ``a[:n]`` (0 when all are equal)."""
     lo = a[0]
@@ -64,7 +66,7 @@ def _varying_bits(a, n):  # pragma: no cover - compiled
     return top
 
 
-@numba.njit
+@njit()
 def radix_sort(a, n, tmp, low_bit):  # pragma: no cover - compiled
     """Stable LSD radix sort of ``a[:n]`` by bits ``low_bit..63`` (8-bit digits; digits that are the same
     in every key are skipped). With ``low_bit=32`` it sorts by score alone and keeps the input order of
@@ -103,7 +105,7 @@ def radix_sort(a, n, tmp, low_bit):  # pragma: no cover - compiled
         a[:n] = src[:n]
 
 
-@numba.njit
+@njit()
 def radix_select(keys, n, k, out, low_bit):  # pragma: no cover - compiled
     """Write the ``k`` smallest of ``keys[:n]`` by bits ``low_bit..63`` to ``out[:k]``; ``keys`` is scratch
     and ``out`` needs ``n + 1`` slots. Stable (equal keys keep their input order, and the first ones
@@ -144,7 +146,7 @@ def radix_select(keys, n, k, out, low_bit):  # pragma: no cover - compiled
         shift = max(shift - 8, low_bit)
 
 
-@numba.njit
+@njit()
 def heap_select(keys, n, k, heap):  # pragma: no cover - compiled
     """The ``k`` smallest of ``keys[:n]`` (distinct) into ``heap[:k]`` (a max-heap): for small k, one
     cheap, well-predicted comparison per key once the heap is full. Returns how many."""
@@ -156,7 +158,7 @@ def heap_select(keys, n, k, heap):  # pragma: no cover - compiled
     return size
 
 
-@numba.njit
+@njit()
 def _finish(keys, n, k, sel, tmp, low_bit):  # pragma: no cover - compiled
     """The k best of ``keys[:n]``, sorted, into ``sel[:k]`` (``n + 1`` slots); returns how many."""
     if n > k and k <= _HEAP_MAX_K:
@@ -172,7 +174,7 @@ def _finish(keys, n, k, sel, tmp, low_bit):  # pragma: no cover - compiled
 
 
 # ------------------------------------------------------------------------------------------ algorithms
-@numba.njit(fastmath=True)
+@njit(fastmath=True)
 def _block_maxima(acc, out):  # pragma: no cover - compiled
     """``out[b]`` = max(0, largest of ``acc`` in block b of ``_DENSE_BLOCK`` documents), as float32.
     Fixed-size blocks and four running maxima let the compiler vectorise it (no NaNs here)."""
@@ -194,7 +196,7 @@ def _block_maxima(acc, out):  # pragma: no cover - compiled
         out[full] = np.float32(m)
 
 
-@numba.njit
+@njit()
 def _kth_largest(values, k):  # pragma: no cover - compiled
     """The k-th largest of ``values`` (k <= len(values)) by insertion into a sorted top k: for small k,
     one comparison per value."""
@@ -209,7 +211,7 @@ def _kth_largest(values, k):  # pragma: no cover - compiled
     return top[k - 1]
 
 
-@numba.njit
+@njit()
 def _dense_top(acc, k, cand, score32, keys, sel, tmp):  # pragma: no cover - compiled
     """Top k of a dense accumulator into ``sel`` (resetting it), reading most of it once, vectorised.
 
@@ -238,7 +240,7 @@ def _dense_top(acc, k, cand, score32, keys, sel, tmp):  # pragma: no cover - com
     return _finish(keys, m, k, sel, tmp, 0)
 
 
-@numba.njit
+@njit()
 def _accumulate_block(docs, imps, pos, ends, weights, base, acc, cand, n):  # pragma: no cover - compiled
     """Add every term's postings for documents ``base .. base + len(acc) - 1`` into ``acc[d - base]``, in
     the query's term order, moving the cursors ``pos`` past them; each document is appended to ``cand``
@@ -258,7 +260,7 @@ def _accumulate_block(docs, imps, pos, ends, weights, base, acc, cand, n):  # pr
     return n
 
 
-@numba.njit
+@njit()
 def exhaustive_one(docs, imps, starts, ends, weights, k, acc, cand, score32, keys, sel, tmp):  # pragma: no cover
     """Term-at-a-time top k into ``sel[:k]`` (sorted keys). ``acc`` (float64, all zero) and ``cand``,
     ``score32``, ``keys``, ``sel``, ``tmp`` have one slot per document plus one; ``acc`` is left all zero."""
@@ -302,7 +304,7 @@ def exhaustive_one(docs, imps, starts, ends, weights, k, acc, cand, score32, key
     return _finish(keys, n, k, sel, tmp, low_bit)
 
 
-@numba.njit
+@njit()
 def _heap_sift_down(h, size, i):  # pragma: no cover - compiled
     """Max-heap of keys (root = the worst of the k best)."""
     x = h[i]
@@ -320,7 +322,7 @@ def _heap_sift_down(h, size, i):  # pragma: no cover - compiled
     h[i] = x
 
 
-@numba.njit
+@njit()
 def _heap_offer(h, size, k, key):  # pragma: no cover - compiled
     if size < k:
         i = size
@@ -339,7 +341,7 @@ def _heap_offer(h, size, k, key):  # pragma: no cover - compiled
     return size
 
 
-@numba.njit
+@njit()
 def maxscore_one(docs, imps, starts, ends, weights, ubs, k, heap, tmp, out):  # pragma: no cover
     one = np.empty(1, dtype=np.float32)  # to read a float32's bits and back
     one_bits = one.view(np.uint32)
@@ -408,7 +410,78 @@ def maxscore_one(docs, imps, starts, ends, weights, ubs, k, heap, tmp, out):  # 
 
 
 # ------------------------------------------------------------------------------------------ batches
-@numba.njit(parallel=True)
+@njit()
+def _run_queries(
+    lo, hi, docs, imps, q_offsets, starts, ends, weights, ubs, k, use_maxscore, keys_out, counts,
+    acc, cand, score32, keys, sel, tmp,
+):  # pragma: no cover - compiled
+    """Queries ``lo..hi-1`` into ``keys_out``/``counts`` with one set of scratch arrays: ``acc`` (float64,
+    all zero; left so) and ``cand``, ``score32``, ``keys``, ``sel``, ``tmp`` with one slot per document
+    plus one (MaxScore uses the first ``k`` of ``sel`` and ``tmp`` only)."""
+    for q in range(lo, hi):
+        a, b = q_offsets[q], q_offsets[q + 1]
+        if b <= a:
+            continue
+        if use_maxscore:
+            counts[q] = maxscore_one(
+                docs, imps, starts[a:b], ends[a:b], weights[a:b], ubs[a:b], k, sel[:k], tmp[:k], keys_out[q]
+            )
+        else:
+            n = exhaustive_one(
+                docs, imps, starts[a:b], ends[a:b], weights[a:b], k, acc, cand, score32, keys, sel, tmp
+            )
+            keys_out[q, :n] = sel[:n]
+            counts[q] = n
+
+
+@njit()
+def _flatten(keys_out, counts):  # pragma: no cover - compiled
+    """Packed keys per query to flat ``(docs int64, scores float32, counts)``."""
+    total = 0
+    for q in range(len(counts)):
+        total += counts[q]
+    out_docs = np.empty(total, dtype=np.int64)
+    out_bits = np.empty(total, dtype=np.uint32)
+    pos = 0
+    for q in range(len(counts)):
+        for i in range(counts[q]):
+            key = keys_out[q, i]
+            out_docs[pos] = np.int64(key & _LOW32)
+            out_bits[pos] = np.uint32(_LOW32 - (key >> np.uint64(32)))
+            pos += 1
+    return out_docs, out_bits.view(np.float32), counts
+
+
+def scratch(num_docs: int, k: int, use_maxscore: bool) -> tuple[np.ndarray, ...]:
+    """The scratch arrays ``serial_topk`` needs: (acc, cand, score32, keys, sel, tmp)."""
+    n = k + 1 if use_maxscore else num_docs + 1
+    return (
+        np.zeros(num_docs if not use_maxscore else 1, dtype=np.float64),
+        np.empty(n, dtype=np.int64),
+        np.empty(n, dtype=np.float32),
+        np.empty(n, dtype=np.uint64),
+        np.empty(n, dtype=np.uint64),
+        np.empty(n, dtype=np.uint64),
+    )
+
+
+@njit()
+def serial_topk(
+    docs, imps, q_offsets, starts, ends, weights, ubs, k, use_maxscore, acc, cand, score32, keys, sel, tmp
+):  # pragma: no cover - compiled
+    """``batch_topk`` on the calling thread with the caller's scratch (``scratch``): no thread pool to wake
+    and nothing collection-sized to allocate, which is most of the cost of one short query."""
+    nq = len(q_offsets) - 1
+    keys_out = np.empty((nq, k), dtype=np.uint64)
+    counts = np.zeros(nq, dtype=np.int64)
+    _run_queries(
+        0, nq, docs, imps, q_offsets, starts, ends, weights, ubs, k, use_maxscore, keys_out, counts,
+        acc, cand, score32, keys, sel, tmp,
+    )  # fmt: skip
+    return _flatten(keys_out, counts)
+
+
+@njit(parallel=True)
 def batch_topk(
     docs, imps, q_offsets, starts, ends, weights, ubs, num_docs, k, use_maxscore, num_chunks
 ):  # pragma: no cover
@@ -421,57 +494,12 @@ def batch_topk(
     keys_out = np.empty((nq, k), dtype=np.uint64)
     counts = np.zeros(nq, dtype=np.int64)
     chunks = max(1, min(num_chunks, nq))
+    n = k + 1 if use_maxscore else num_docs + 1
     for c in numba.prange(chunks):
-        lo = c * nq // chunks
-        hi = (c + 1) * nq // chunks
-        if use_maxscore:
-            heap = np.empty(k, dtype=np.uint64)
-            tmp = np.empty(k, dtype=np.uint64)
-            for q in range(lo, hi):
-                a, b = q_offsets[q], q_offsets[q + 1]
-                if b > a:
-                    counts[q] = maxscore_one(
-                        docs, imps, starts[a:b], ends[a:b], weights[a:b], ubs[a:b], k, heap, tmp, keys_out[q]
-                    )
-        else:
-            acc = np.zeros(num_docs, dtype=np.float64)
-            cand = np.empty(num_docs + 1, dtype=np.int64)
-            score32 = np.empty(num_docs + 1, dtype=np.float32)
-            keys = np.empty(num_docs + 1, dtype=np.uint64)
-            sel = np.empty(num_docs + 1, dtype=np.uint64)
-            tmp = np.empty(num_docs + 1, dtype=np.uint64)
-            for q in range(lo, hi):
-                a, b = q_offsets[q], q_offsets[q + 1]
-                if b > a:
-                    n = exhaustive_one(
-                        docs, imps, starts[a:b], ends[a:b], weights[a:b], k, acc, cand, score32, keys, sel, tmp
-                    )
-                    keys_out[q, :n] = sel[:n]
-                    counts[q] = n
-    total = 0
-    for q in range(nq):
-        total += counts[q]
-    out_docs = np.empty(total, dtype=np.int64)
-    out_bits = np.empty(total, dtype=np.uint32)
-    pos = 0
-    for q in range(nq):
-        for i in range(counts[q]):
-            key = keys_out[q, i]
-            out_docs[pos] = np.int64(key & _LOW32)
-            out_bits[pos] = np.uint32(_LOW32 - (key >> np.uint64(32)))
-            pos += 1
-    return out_docs, out_bits.view(np.float32), counts
-
-
-@numba.njit(parallel=True)
-def block_max(imps, offsets):  # pragma: no cover - compiled
-    """Maximum impact of each term's postings (the MaxScore upper bound before weighting)."""
-    n = len(offsets) - 1
-    out = np.zeros(n, dtype=np.float32)
-    for t in numba.prange(n):
-        best = np.float32(0.0)
-        for p in range(offsets[t], offsets[t + 1]):
-            if imps[p] > best:
-                best = imps[p]
-        out[t] = best
-    return out
+        _run_queries(
+            c * nq // chunks, (c + 1) * nq // chunks, docs, imps, q_offsets, starts, ends, weights, ubs, k,
+            use_maxscore, keys_out, counts, np.zeros(1 if use_maxscore else num_docs, dtype=np.float64),
+            np.empty(n, dtype=np.int64), np.empty(n, dtype=np.float32), np.empty(n, dtype=np.uint64),
+            np.empty(n, dtype=np.uint64), np.empty(n, dtype=np.uint64),
+        )  # fmt: skip
+    return _flatten(keys_out, counts)

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import functools
 
-import numba
 import numpy as np
 import regex
 
+from rankstack.jit import njit
 from rankstack.text.analysis import _MID_LETTER, _MID_NUM, _MID_NUM_LET
 
 MAX_TOKEN_LENGTH = 255  # Lucene splits longer tokens; texts holding one take the general path
@@ -64,12 +64,12 @@ def char_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return cls, join, lower
 
 
-@numba.njit(cache=True)
+@njit()
 def _class(cls, cp):  # pragma: no cover - compiled
     return cls[cp] if cp < len(cls) else np.uint8(COMPLEX)
 
 
-@numba.njit(cache=True)
+@njit()
 def scan(buf, bounds, lower, cls, join, lower_map):  # pragma: no cover - compiled
     """Tokens of the texts ``buf[bounds[r]:bounds[r+1]]`` (code points): (start, end, text row, hash of
     the lowered token) arrays, and which rows are complex (their tokens are left out). Same tokens as
@@ -131,7 +131,7 @@ def scan(buf, bounds, lower, cls, join, lower_map):  # pragma: no cover - compil
     return lo_out[:count], hi_out[:count], row_out[:count], hash_out[:count], complex_rows
 
 
-@numba.njit(cache=True)
+@njit()
 def _hash(token):  # pragma: no cover - compiled
     """The hash ``scan`` computes, for a token's code points as stored."""
     h = _FNV_OFFSET
@@ -140,7 +140,7 @@ def _hash(token):  # pragma: no cover - compiled
     return h
 
 
-@numba.njit(cache=True)
+@njit()
 def _find(slot_hash, slot_start, slot_len, keys, buf, lo, hi, h, lower, lower_map):  # pragma: no cover
     """The slot holding the token ``buf[lo:hi]`` (hash ``h``), or the empty slot where it would go."""
     mask = len(slot_hash) - 1
@@ -161,7 +161,7 @@ def _find(slot_hash, slot_start, slot_len, keys, buf, lo, hi, h, lower, lower_ma
     return s
 
 
-@numba.njit(cache=True)
+@njit()
 def _lookup(
     slot_hash, slot_start, slot_len, slot_value, keys, buf, los, his, hashes, lower, lower_map, missing
 ):  # pragma: no cover
@@ -172,7 +172,7 @@ def _lookup(
     return out
 
 
-@numba.njit(cache=True)
+@njit()
 def _insert(slot_hash, slot_start, slot_len, slot_value, keys, used, token, value, lower_map):  # pragma: no cover
     """Store ``token`` (code points as kept) -> value; returns (key slots used, whether it is new)."""
     h = _hash(token)
@@ -188,7 +188,7 @@ def _insert(slot_hash, slot_start, slot_len, slot_value, keys, used, token, valu
     return used, new
 
 
-@numba.njit(cache=True)
+@njit()
 def _rehash(old_hash, old_start, old_len, old_value, slot_hash, slot_start, slot_len, slot_value):  # pragma: no cover
     mask = len(slot_hash) - 1
     for o in range(len(old_len)):

@@ -94,3 +94,29 @@ def test_rm3_expands_queries_and_keeps_original_terms(index):
 def test_multithreaded_batch_equals_single_thread(index):
     q = Queries([str(i) for i in range(40)], random_queries(40, seed=9))
     assert index.bm25(num_threads=1)(q) == index.bm25()(q)
+
+
+@pytest.mark.parametrize("algorithm", ["maxscore", "exhaustive"])
+def test_one_query_at_a_time_equals_the_batch_on_every_path(index, monkeypatch, algorithm):
+    """A few queries run on numpy (a fresh process), then on the compiled kernels on the calling thread;
+    a larger batch in parallel chunks: the same rankings, scores bit for bit."""
+    from rankstack.sparse import bm25 as bm25_module
+
+    texts = random_queries(12)
+    qids = [str(i) for i in range(len(texts))]
+    stage = index.bm25(k=20, algorithm=algorithm)
+    batch = stage(Queries(qids, texts))  # more than FEW_QUERIES: the parallel kernel
+    assert len(texts) > bm25_module.FEW_QUERIES
+    monkeypatch.setitem(bm25_module._state, "kernels", None)
+    monkeypatch.setitem(bm25_module._state, "numpy_calls", 0)
+    monkeypatch.setattr(bm25_module, "_NUMPY_CALLS", 6)
+    seen = []
+    for i in range(len(texts)):  # the first 6 calls on numpy, then the compiled kernels load
+        seen.append(bm25_module._state["kernels"] is None)
+        one = stage(Queries([qids[i]], [texts[i]]))
+        want = batch.for_qids([qids[i]])
+        assert one.docid.tolist() == want.docid.tolist()
+        assert one.score.tolist() == want.score.tolist()
+    assert seen == [True] * 7 + [False] * 5
+    pair = stage(Queries(qids[:2], texts[:2]))
+    assert pair.score.tolist() == batch.for_qids(qids[:2]).score.tolist()

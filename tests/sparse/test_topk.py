@@ -1,4 +1,5 @@
-"""The numba top-k kernels against a numpy reference: every selection path, ties, and both algorithms."""
+"""The top-k kernels against a numpy reference: every selection path, ties, both algorithms, and the three
+ways a batch runs (compiled in parallel chunks, compiled on the calling thread, plain numpy)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rankstack.sparse import topk
+from rankstack.sparse import topk, topk_numpy
+
+PATHS = ["parallel", "serial", "numpy"]
 
 
 def reference(postings, weights, num_docs, k):
@@ -21,16 +24,23 @@ def reference(postings, weights, num_docs, k):
     return docs[order], score32[docs][order]
 
 
-def run(postings, weights, num_docs, k, maxscore, chunks=1):
+def run(postings, weights, num_docs, k, maxscore, chunks=1, path="parallel"):
     docs = np.concatenate([p[0] for p in postings]).astype(np.uint32)
     imps = np.concatenate([p[1] for p in postings]).astype(np.float32)
     offsets = np.concatenate([[0], np.cumsum([len(p[0]) for p in postings])]).astype(np.int64)
     w = np.asarray(weights, dtype=np.float64)
     ubs = np.array([wt * (p[1].max() if len(p[1]) else 0.0) for p, wt in zip(postings, w, strict=True)])
     q_offsets = np.array([0, len(postings)], dtype=np.int64)
-    out_docs, out_scores, counts = topk.batch_topk(
-        docs, imps, q_offsets, offsets[:-1], offsets[1:], w, ubs, num_docs, k, maxscore, chunks
-    )
+    if path == "numpy":
+        out_docs, out_scores, counts = topk_numpy.few_topk(docs, imps, q_offsets, offsets[:-1], offsets[1:], w, num_docs, k)
+    elif path == "serial":
+        out_docs, out_scores, counts = topk.serial_topk(
+            docs, imps, q_offsets, offsets[:-1], offsets[1:], w, ubs, k, maxscore, *topk.scratch(num_docs, k, maxscore)
+        )
+    else:
+        out_docs, out_scores, counts = topk.batch_topk(
+            docs, imps, q_offsets, offsets[:-1], offsets[1:], w, ubs, num_docs, k, maxscore, chunks
+        )
     return out_docs[: counts[0]], out_scores[: counts[0]]
 
 
@@ -55,12 +65,13 @@ def random_query(rng, num_docs, num_terms, density, tie_levels):
     k=st.sampled_from([1, 3, 10, 64, 65, 100, 1000, 5000]),  # heap and radix selection, k above n
     tie_levels=st.sampled_from([2, 7, 1000]),
     maxscore=st.booleans(),
+    path=st.sampled_from(PATHS),
 )
-def test_batch_topk_equals_the_reference(seed, num_docs, num_terms, density, k, tie_levels, maxscore):
+def test_batch_topk_equals_the_reference(seed, num_docs, num_terms, density, k, tie_levels, maxscore, path):
     rng = np.random.default_rng(seed)
     postings, weights = random_query(rng, num_docs, num_terms, density, tie_levels)
     want_docs, want_scores = reference(postings, weights, num_docs, k)
-    got_docs, got_scores = run(postings, weights, num_docs, k, maxscore)
+    got_docs, got_scores = run(postings, weights, num_docs, k, maxscore, path=path)
     assert got_docs.tolist() == want_docs.tolist()
     assert got_scores.tolist() == want_scores.tolist()
 
@@ -73,8 +84,9 @@ def test_batch_topk_equals_the_reference(seed, num_docs, num_terms, density, k, 
     density=st.sampled_from([0.0005, 0.005, 0.03]),
     k=st.sampled_from([1, 10, 100, 1000]),
     tie_levels=st.sampled_from([2, 1000]),
+    path=st.sampled_from(PATHS),
 )
-def test_sparse_queries_on_large_collections_go_block_by_block(seed, blocks, num_terms, density, k, tie_levels):
+def test_sparse_queries_on_large_collections_go_block_by_block(seed, blocks, num_terms, density, k, tie_levels, path):
     """Large collections accumulate sparse queries in blocks of documents; documents on either side of
     a block boundary must sum like any other."""
     rng = np.random.default_rng(seed)
@@ -89,7 +101,7 @@ def test_sparse_queries_on_large_collections_go_block_by_block(seed, blocks, num
         imps = np.concatenate([imps, np.full(len(extra), 1.0, dtype=np.float32)])
         postings[i] = (docs[order], imps[order])
     want_docs, want_scores = reference(postings, weights, num_docs, k)
-    got_docs, got_scores = run(postings, weights, num_docs, k, maxscore=False)
+    got_docs, got_scores = run(postings, weights, num_docs, k, maxscore=False, path=path)
     assert got_docs.tolist() == want_docs.tolist()
     assert got_scores.tolist() == want_scores.tolist()
 
@@ -119,12 +131,23 @@ def test_batches_in_parallel_chunks_equal_one_at_a_time():
     weights = np.concatenate([w for _, w in queries]).astype(np.float64)
     q_offsets = np.arange(0, 4 * 37 + 1, 4, dtype=np.int64)
     ubs = weights * np.array([p[1].max() for p in postings])  # MaxScore needs true upper bounds
-    for maxscore in (False, True):
-        d, s, c = topk.batch_topk(
-            docs, imps, q_offsets, offsets[:-1], offsets[1:], weights, ubs, num_docs, 50, maxscore, 8
-        )
+    args = (docs, imps, q_offsets, offsets[:-1], offsets[1:], weights)
+    for maxscore, path in [(False, "parallel"), (True, "parallel"), (False, "serial"), (True, "serial"), (False, "numpy")]:
+        if path == "parallel":
+            d, s, c = topk.batch_topk(*args, ubs, num_docs, 50, maxscore, 8)
+        elif path == "serial":
+            d, s, c = topk.serial_topk(*args, ubs, 50, maxscore, *topk.scratch(num_docs, 50, maxscore))
+        else:
+            d, s, c = topk_numpy.few_topk(*args, num_docs, 50)
         starts = np.concatenate([[0], np.cumsum(c)])
         for qi, (p, w) in enumerate(queries):
             want_docs, want_scores = reference(p, w, num_docs, 50)
             assert d[starts[qi] : starts[qi + 1]].tolist() == want_docs.tolist()
             assert s[starts[qi] : starts[qi + 1]].tolist() == want_scores.tolist()
+
+
+def test_term_maxima_is_each_lists_largest_impact_and_zero_for_empty_lists():
+    imps = np.array([0.5, 2.0, 1.0, 3.0, 0.25], dtype=np.float32)
+    offsets = np.array([0, 2, 2, 4, 5, 5], dtype=np.int64)  # lists 1 and 4 are empty
+    assert topk_numpy.term_maxima(imps, offsets).tolist() == [2.0, 0.0, 3.0, 0.25, 0.0]
+    assert topk_numpy.term_maxima(np.zeros(0, np.float32), np.zeros(3, np.int64)).tolist() == [0.0, 0.0]

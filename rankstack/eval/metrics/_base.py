@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
-from numba import njit
+from rankstack.jit import njit
 
 NONPOOL = -1  # trec_eval RELVALUE_NONPOOL: the document is not in the qrels
 UNJUDGED = -2  # trec_eval RELVALUE_UNJUDGED: in the qrels with a negative label
@@ -38,13 +38,13 @@ class Family:
     summary: str = ""
 
 
-@njit(cache=True, nogil=True)
+@njit(nogil=True)
 def depth(n: int, k: int) -> int:
     """How many ranked documents a cut-off ``k`` looks at (``k == 0``: all of them)."""
     return n if k <= 0 or k > n else k
 
 
-@njit(cache=True, nogil=True)
+@njit(nogil=True)
 def count_relevant(judged, rel: int) -> int:
     """Number of judged documents with a label of at least ``rel`` (trec_eval's ``num_rel``)."""
     c = 0

@@ -13,9 +13,10 @@ recompiled with it.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
 from rankstack.eval.metrics import ap, bpref, judged, ndcg, precision, recall, rr, success
+from rankstack.jit import njit
 
 _AP = ap.FAMILY.code
 _NDCG = ndcg.FAMILY.code
@@ -27,7 +28,7 @@ _JUDGED = judged.FAMILY.code
 _SUCCESS = success.FAMILY.code
 
 
-@njit(cache=True, nogil=True)
+@njit(nogil=True)
 def _score_one(code: int, ranked, labels, k: int, rel: int) -> float:
     if code == _AP:
         return ap.average_precision(ranked, labels, k, rel)
@@ -48,7 +49,7 @@ def _score_one(code: int, ranked, labels, k: int, rel: int) -> float:
     return np.nan
 
 
-@njit(cache=True, parallel=True)
+@njit(parallel=True)
 def score_queries(ranked, run_start, run_end, labels, qrels_offsets, codes, cutoffs, rels):
     """Per-query values, shape (queries, measures); query ``q`` reads ``ranked[run_start[q]:run_end[q]]``."""
     n_queries = len(run_start)

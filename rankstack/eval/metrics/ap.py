@@ -7,14 +7,13 @@ ranking is below 1 when R > k. Buckley & Voorhees, "Evaluating evaluation measur
 
 from __future__ import annotations
 
-from numba import njit
-
 from rankstack.eval.metrics._base import Family, count_relevant, depth
+from rankstack.jit import njit
 
 FAMILY = Family("AP", 0, cutoff="optional", uses_rel=True, aliases=("map",), summary="average precision (MAP)")
 
 
-@njit(cache=True, nogil=True)
+@njit(nogil=True)
 def average_precision(ranked, judged, k: int, rel: int) -> float:
     num_rel = count_relevant(judged, rel)
     if num_rel == 0:

@@ -8,14 +8,13 @@ the qrels. Unjudged documents (absent, or negative labels) are skipped entirely.
 
 from __future__ import annotations
 
-from numba import njit
-
 from rankstack.eval.metrics._base import Family, count_relevant
+from rankstack.jit import njit
 
 FAMILY = Family("Bpref", 5, cutoff="none", uses_rel=True, aliases=("bpref",), summary="binary preference")
 
 
-@njit(cache=True, nogil=True)
+@njit(nogil=True)
 def bpref(ranked, judged, k: int, rel: int) -> float:
     num_rel = count_relevant(judged, rel)
     if num_rel == 0:

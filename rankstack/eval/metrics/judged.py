@@ -7,14 +7,13 @@ MacAvaney et al., "Streamlining evaluation with ir-measures", ECIR 2022.
 
 from __future__ import annotations
 
-from numba import njit
-
 from rankstack.eval.metrics._base import NONPOOL, Family, depth
+from rankstack.jit import njit
 
 FAMILY = Family("Judged", 6, cutoff="optional", uses_rel=False, aliases=(), summary="share of top k that is judged")
 
 
-@njit(cache=True, nogil=True)
+@njit(nogil=True)
 def judged_rate(ranked, judged, k: int, rel: int) -> float:
     n = depth(len(ranked), k)
     if n == 0:

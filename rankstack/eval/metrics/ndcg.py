@@ -10,14 +10,14 @@ one matches trec_eval, pytrec_eval and ir_measures.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
 from rankstack.eval.metrics._base import Family, depth
+from rankstack.jit import njit
 
 FAMILY = Family("nDCG", 1, cutoff="optional", uses_rel=False, aliases=("ndcg",), summary="nDCG, linear gain")
 
 
-@njit(cache=True, nogil=True)
+@njit(nogil=True)
 def ndcg(ranked, judged, k: int, rel: int) -> float:
     gains = np.sort(judged)[::-1]  # ideal ranking: every judged document, best label first
     n_ideal = depth(len(gains), k)

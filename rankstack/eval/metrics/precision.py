@@ -6,14 +6,13 @@ rewarded for stopping early).
 
 from __future__ import annotations
 
-from numba import njit
-
 from rankstack.eval.metrics._base import Family, depth
+from rankstack.jit import njit
 
 FAMILY = Family("P", 2, cutoff="required", uses_rel=True, aliases=("precision",), summary="precision at k")
 
 
-@njit(cache=True, nogil=True)
+@njit(nogil=True)
 def precision(ranked, judged, k: int, rel: int) -> float:
     hits = 0
     for i in range(depth(len(ranked), k)):

@@ -6,14 +6,13 @@ relevant document score 0, as in trec_eval.
 
 from __future__ import annotations
 
-from numba import njit
-
 from rankstack.eval.metrics._base import Family, count_relevant, depth
+from rankstack.jit import njit
 
 FAMILY = Family("R", 3, cutoff="required", uses_rel=True, aliases=("recall",), summary="recall at k")
 
 
-@njit(cache=True, nogil=True)
+@njit(nogil=True)
 def recall(ranked, judged, k: int, rel: int) -> float:
     num_rel = count_relevant(judged, rel)
     if num_rel == 0:

@@ -6,14 +6,13 @@ k), with that script's order for tied scores (docid ascending), as ir_measures c
 
 from __future__ import annotations
 
-from numba import njit
-
 from rankstack.eval.metrics._base import Family, depth
+from rankstack.jit import njit
 
 FAMILY = Family("RR", 4, cutoff="optional", uses_rel=True, aliases=("mrr", "recip_rank"), summary="reciprocal rank")
 
 
-@njit(cache=True, nogil=True)
+@njit(nogil=True)
 def reciprocal_rank(ranked, judged, k: int, rel: int) -> float:
     for i in range(depth(len(ranked), k)):
         if ranked[i] >= rel:

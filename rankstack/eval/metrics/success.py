@@ -5,14 +5,13 @@ Some papers call this "Recall@k"; here, as in TREC, ``R@k`` is the share of rele
 
 from __future__ import annotations
 
-from numba import njit
-
 from rankstack.eval.metrics._base import Family, depth
+from rankstack.jit import njit
 
 FAMILY = Family("Success", 7, cutoff="required", uses_rel=True, aliases=("hits",), summary="any relevant in top k")
 
 
-@njit(cache=True, nogil=True)
+@njit(nogil=True)
 def success(ranked, judged, k: int, rel: int) -> float:
     for i in range(depth(len(ranked), k)):
         if ranked[i] >= rel:
