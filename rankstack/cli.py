@@ -61,8 +61,8 @@ def _load_collection(name_or_path: str):
 def _is_collection(value: str) -> bool:
     """A collection name or BEIR folder, as opposed to a single corpus/queries file."""
     p = Path(value)
-    if not p.exists():
-        return True  # a name, resolved through RANKSTACK_DATA, the cache, or a download
+    if not p.exists():  # a name, resolved through RANKSTACK_DATA, the cache, or a download; not a file path
+        return not p.suffix or p.suffix.lstrip(".").isdigit()
     return p.is_dir() and any((p / name).exists() for name in ("corpus.jsonl.gz", "corpus.jsonl"))
 
 
@@ -209,7 +209,7 @@ def search(
     query: Annotated[str | None, typer.Option("--query", help="Search one query string and print the hits.")] = None,
     split: Annotated[str, typer.Option(help="Which judged query set of a collection to use.")] = "test",
     topic_field: Annotated[str, typer.Option(help="TREC topics field: title, desc or narr.")] = "title",
-    k: Annotated[int, typer.Option("--k", "-k", help="Documents per query.")] = 1000,
+    k: Annotated[int, typer.Option("--k", "-k", help="Documents per query (at least 1).")] = 1000,
     k1: Annotated[float, typer.Option(help="BM25 term-frequency saturation.")] = 0.9,
     b: Annotated[float, typer.Option(help="BM25 length normalisation.")] = 0.4,
     rm3: Annotated[bool, typer.Option(help="Expand queries with RM3 pseudo-relevance feedback.")] = False,
@@ -254,6 +254,8 @@ def search(
 
     if (queries is None) == (query is None):
         _fail("give exactly one of --queries (a set of queries) or --query (one query string)")
+    if k < 1:
+        _fail(f"-k must be at least 1 (documents per query), not {k}")
     try:
         idx = rankstack.open(index_dir)
         if idx.manifest["type"] == "dense":
@@ -467,7 +469,7 @@ def train(
         str | None,
         typer.Option(help="Re-ranker BM25 curriculum (MacAvaney et al. 2020): 'recip' or 'norm' (default: none)."),
     ] = None,
-    epochs: Annotated[int, typer.Option(help="Passes over the training queries.")] = 1,
+    epochs: Annotated[int, typer.Option(min=1, help="Passes over the training queries.")] = 1,
     batch_size: Annotated[
         int | None,
         typer.Option(help="Queries per step, each with its positive and negatives (default 32; re-ranker 8)."),
@@ -908,6 +910,13 @@ def main() -> None:
         app()
     except KeyboardInterrupt:
         sys.exit(130)
+    except OSError as e:  # a missing, unreadable or misplaced file: one line naming it, not a traceback
+        where = f"{e.filename}: " if e.filename else ""
+        typer.secho(f"error: {where}{e.strerror or e}", fg=typer.colors.RED, err=True)
+        sys.exit(2)
+    except RankstackError as e:
+        typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -337,3 +337,41 @@ def test_experiment_on_scifact_matches_pyserini(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     bm25_row = next(line for line in result.output.splitlines() if line.strip().startswith("BM25 "))
     assert abs(float(bm25_row.split()[1]) - 0.6789) <= 0.005
+
+
+def run_main(monkeypatch, capsys, *args: str) -> tuple[int, str]:
+    """The installed entry point (``main``), which turns file errors into one line; CliRunner skips it."""
+    from rankstack.cli import main
+
+    monkeypatch.setattr("sys.argv", ["rankstack", *args])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    return exit_info.value.code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("eval", "{tmp}/missing.trec", "--qrels", "{beir}"),
+        ("eval", "{tmp}", "--qrels", "{beir}"),  # a directory where a file belongs
+        ("search", "{tmp}/idx", "--queries", "{tmp}/missing.tsv"),
+        ("index", "{tmp}/missing.jsonl", "--index-dir", "{tmp}/other"),
+    ],
+)
+def test_missing_or_wrong_files_are_one_line_naming_them(beir: Path, tmp_path: Path, monkeypatch, capsys, args) -> None:
+    assert invoke("index", str(beir), "--index-dir", str(tmp_path / "idx")).exit_code == 0
+    args = tuple(a.format(tmp=tmp_path, beir=beir) for a in args)
+    code, err = run_main(monkeypatch, capsys, *args)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert "Traceback" not in err
+    named = next(a for a in args if a.startswith(str(tmp_path)) and "idx" not in a)
+    assert named.rstrip("/") in lines[0] or Path(named).name in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("k", ["0", "-3"])
+def test_a_cutoff_below_one_is_refused_with_the_valid_range(beir: Path, tmp_path: Path, k: str) -> None:
+    assert invoke("index", str(beir), "--index-dir", str(tmp_path / "idx")).exit_code == 0
+    result = invoke("search", str(tmp_path / "idx"), "--query", "words", "-k", k)
+    _one_line_error(result, "-k must be at least 1", k)

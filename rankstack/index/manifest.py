@@ -99,13 +99,20 @@ def _pid_alive(pid: int) -> bool:
 
 
 def _clean_stale(target: Path) -> None:
-    """Remove temporary siblings left by builds whose process died (killed, crashed)."""
+    """Remove temporary siblings left by builds whose process died (killed, crashed). A build killed
+    between moving the old index aside and moving the new one in left no ``target``: the old one (the
+    last complete state) goes back."""
     for p in target.parent.glob(f".{target.name}.tmp-*"):
         try:
             pid = int(p.name.rsplit("-", 2)[-2])
         except (ValueError, IndexError):
             continue
         if not _pid_alive(pid):
+            shutil.rmtree(p, ignore_errors=True)
+    for p in sorted(target.parent.glob(f".{target.name}.old-*")):
+        if not target.exists():
+            p.rename(target)
+        else:
             shutil.rmtree(p, ignore_errors=True)
 
 

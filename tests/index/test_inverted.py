@@ -124,6 +124,19 @@ def test_killed_build_keeps_previous_index(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["idx"]
 
 
+def test_a_build_killed_between_its_two_renames_gets_the_old_index_back(tmp_path):
+    """The swap moves the old index aside, then the new one in; a kill between the two leaves no index,
+    only ``.idx.old-*``: the next build restores it before anything else, so nothing committed is lost."""
+    path = tmp_path / "idx"
+    build(random_docs(30), path)
+    path.rename(tmp_path / ".idx.old-0badc0de")
+    (tmp_path / ".idx.tmp-999999999-deadbeef").mkdir()  # the dead build's half-written new index
+    with pytest.raises(FileExistsError):  # the restored index is there again, so no silent overwrite
+        build(random_docs(5), path)
+    assert [p.name for p in tmp_path.iterdir()] == ["idx"]
+    assert rankstack.open(path).num_docs == 30
+
+
 def _search(idx, queries):
     return idx.bm25(k=20)(Queries([str(i) for i in range(len(queries))], queries))
 
