@@ -103,6 +103,21 @@ class _SegmentImpacts:
         return arrays
 
 
+def _warn_empty(qids: list[str], stacklevel: int = 3) -> None:
+    warnings.warn(
+        f"{len(qids)} queries have no terms after analysis and return no documents (qids: {qids[:10]})",
+        stacklevel=stacklevel,
+    )
+
+
+def _idf_table(index: InvertedIndex) -> np.ndarray:
+    """``lucene_idf`` of every term of the lexicon, computed once per index."""
+    cache = index.__dict__.setdefault("_bm25_impacts", {})
+    if "idf" not in cache:
+        cache["idf"] = lucene_idf(index.lexicon.df, index.stats.num_docs)
+    return cache["idf"]
+
+
 def _impacts(index: InvertedIndex, k1: float, b: float) -> list[_SegmentImpacts]:
     cache = index.__dict__.setdefault("_bm25_impacts", {})
     key = (float(k1), float(b))
@@ -146,22 +161,41 @@ class BM25(Stage):
 
     def __call__(self, inp: Queries | Ranking) -> Ranking:
         queries = as_queries(inp)
+        if len(queries) <= FEW_QUERIES and len(self.index.segments) == 1:
+            return self._few(queries)
         q_rows, gids, has_term = self.index.query_term_rows(queries.text.tolist())
         if not has_term.all():
-            empty = queries.qid[~has_term].tolist()
-            warnings.warn(
-                f"{len(empty)} queries have no terms after analysis and return no documents (qids: {empty[:10]})",
-                stacklevel=2,
-            )
+            _warn_empty(queries.qid[~has_term].tolist())
         # a repeated query term counts once, with its count as boost (Anserini's bag of words)
-        keys = q_rows * _STRIDE + gids
-        if len(keys) <= 64:  # a few queries: np.unique's setup costs more than counting in Python
-            bag = Counter(keys.tolist())
-            pairs = np.asarray(sorted(bag), dtype=np.int64)
-            counts = np.asarray([bag[p] for p in pairs.tolist()], dtype=np.float32)
-        else:
-            pairs, counts = np.unique(keys, return_counts=True)
+        pairs, counts = np.unique(q_rows * _STRIDE + gids, return_counts=True)
         return self._search(queries.qid.tolist(), pairs // _STRIDE, pairs % _STRIDE, counts.astype(np.float32), queries)
+
+    def _few(self, queries: Queries) -> Ranking:
+        """``__call__`` for a few queries over one segment, in as few numpy calls as possible: at one
+        query per call (a server's load) the fixed cost of each array operation is most of the time."""
+        index = self.index
+        lex, df = index.lexicon, index.lexicon.df
+        qids = queries.qid.tolist()
+        offsets, gids, counts, empty = [0], [], [], []
+        for qid, text in zip(qids, queries.text.tolist(), strict=True):
+            ids, any_term = index.query_term_ids(text) if text else ([], False)
+            if not any_term:
+                empty.append(qid)
+            bag = sorted(Counter(ids).items()) if len(ids) > 1 else [(g, 1) for g in ids]
+            for gid, count in bag:  # in term-id order, as np.unique orders the batch path's terms
+                if df[gid] > 0:  # terms only in deleted documents
+                    gids.append(gid)
+                    counts.append(count)
+            offsets.append(len(gids))
+        if empty:
+            _warn_empty(empty, stacklevel=4)
+        g = np.asarray(gids, dtype=np.int64)
+        weights = (np.asarray(counts, dtype=np.float32) * _idf_table(index)[g]).astype(np.float64)
+        seg, imp, to_local = index.segments[0], _impacts(index, self.k1, self.b)[0], lex.local[0]
+        if to_local is not None:
+            g = to_local[g]
+        result = self._run_kernel(seg, imp, np.asarray(offsets, dtype=np.int64), g, weights)
+        return self._merge(qids, [result], queries)
 
     def search_weighted(
         self, qids: Sequence[str], bags: Sequence[Mapping[str, float]], queries: Queries | None = None

@@ -103,6 +103,8 @@ def test_one_query_at_a_time_equals_the_batch_on_every_path(index, monkeypatch, 
     from rankstack.sparse import bm25 as bm25_module
 
     texts = random_queries(12)
+    texts[3] = f"{texts[3]} {texts[3]}"  # every term repeated: counts become boosts
+    texts[5] = "zzzunknown"  # no term in the index: no results
     qids = [str(i) for i in range(len(texts))]
     stage = index.bm25(k=20, algorithm=algorithm)
     batch = stage(Queries(qids, texts))  # more than FEW_QUERIES: the parallel kernel
