@@ -5,8 +5,8 @@ so a new process loads machine code instead of spending ~25 s compiling the sear
 the cache in ``__pycache__`` beside the source when that is writable, else in the user's cache directory
 (``~/.cache/numba``), or wherever ``NUMBA_CACHE_DIR`` points; where no directory is writable at all, the
 kernels still work and are compiled in each process. ``announce`` says once on stderr that a compile is
-coming, so a first search does not look hung, and ``warm`` compiles everything ahead of time (``rankstack
-warmup``, run by ``make setup``).
+coming, so a first search does not look hung; ``rankstack warmup`` (run by ``make setup``) compiles
+everything ahead of time.
 """
 
 from __future__ import annotations

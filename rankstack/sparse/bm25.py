@@ -220,7 +220,8 @@ class BM25(Stage):
         lex = index.lexicon
         df = lex.df[gids]
         keep = df > 0  # terms only in deleted documents
-        rows, gids, weights = rows[keep], gids[keep], boosts[keep] * lucene_idf(df[keep], index.stats.num_docs)
+        rows, gids = rows[keep], gids[keep]
+        weights = boosts[keep] * _idf_table(index)[gids]
         per_segment = []
         for seg, imp, to_local in zip(index.segments, _impacts(index, self.k1, self.b), lex.local, strict=True):
             local = gids if to_local is None else to_local[gids]

@@ -452,8 +452,9 @@ def _flatten(keys_out, counts):  # pragma: no cover - compiled
     return out_docs, out_bits.view(np.float32), counts
 
 
-def scratch(num_docs: int, k: int, use_maxscore: bool) -> tuple[np.ndarray, ...]:
-    """The scratch arrays ``serial_topk`` needs: (acc, cand, score32, keys, sel, tmp)."""
+@njit()
+def scratch(num_docs, k, use_maxscore):  # pragma: no cover - compiled
+    """The scratch arrays ``_run_queries`` needs: (acc, cand, score32, keys, sel, tmp)."""
     n = k + 1 if use_maxscore else num_docs + 1
     return (
         np.zeros(num_docs if not use_maxscore else 1, dtype=np.float64),
@@ -494,12 +495,10 @@ def batch_topk(
     keys_out = np.empty((nq, k), dtype=np.uint64)
     counts = np.zeros(nq, dtype=np.int64)
     chunks = max(1, min(num_chunks, nq))
-    n = k + 1 if use_maxscore else num_docs + 1
     for c in numba.prange(chunks):
+        acc, cand, score32, keys, sel, tmp = scratch(num_docs, k, use_maxscore)
         _run_queries(
             c * nq // chunks, (c + 1) * nq // chunks, docs, imps, q_offsets, starts, ends, weights, ubs, k,
-            use_maxscore, keys_out, counts, np.zeros(1 if use_maxscore else num_docs, dtype=np.float64),
-            np.empty(n, dtype=np.int64), np.empty(n, dtype=np.float32), np.empty(n, dtype=np.uint64),
-            np.empty(n, dtype=np.uint64), np.empty(n, dtype=np.uint64),
+            use_maxscore, keys_out, counts, acc, cand, score32, keys, sel, tmp,
         )  # fmt: skip
     return _flatten(keys_out, counts)
