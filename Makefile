@@ -10,7 +10,7 @@ export RANKSTACK_DATA ?= $(if $(wildcard $(DATA)),$(DATA),)
 $(BIN)/rankstack: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e ".[dev,bench,neural,faiss,onnx]"
+	$(BIN)/pip install -q -e ".[dev,bench,neural,faiss,onnx,plot]"
 	$(BIN)/rankstack warmup
 	touch $@
 

@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from rankstack.errors import RankstackError
+from rankstack.errors import MissingExtraError, RankstackError
 
 app = typer.Typer(
     name="rankstack",
@@ -787,6 +787,13 @@ def experiment(
         ),
     ] = None,
     rerank_depth: Annotated[int, typer.Option(help="With --rerank: documents re-ranked per query.")] = 100,
+    plot: Annotated[
+        Path | None,
+        typer.Option(
+            help="Also draw PNGs here: each system's per-query difference to BM25 in the first metric, and "
+            "recall at depth 1-1000 per system (needs the [plot] extra: pip install 'rankstack[plot]').",
+        ),
+    ] = None,
 ) -> None:
     """End-to-end: index a collection, run BM25 variants, evaluate, print a table with significance tests.
 
@@ -799,6 +806,7 @@ def experiment(
       rankstack experiment scifact
       rankstack experiment scifact --dense sentence-transformers/all-MiniLM-L6-v2
       rankstack experiment scifact --rerank cross-encoder/ms-marco-MiniLM-L-6-v2 --rerank-depth 50
+      rankstack experiment scifact --plot plots/    # per-query deltas and recall-at-depth PNGs
     """
     import pandas as pd
 
@@ -840,8 +848,11 @@ def experiment(
             systems[f"BM25 >> {_short_name(rerank)}"] = bm25 % rerank_depth >> reranker
         start = time.perf_counter()
         runs = {name: stage(queries) for name, stage in _progress(systems.items(), "systems")}
-        table = Experiment(runs, queries, qrels, metrics or DEFAULT_METRICS, baseline=0, test=test)
+        table, per_query = Experiment(
+            runs, queries, qrels, metrics or DEFAULT_METRICS, baseline=0, test=test, per_query=True
+        )
         elapsed = time.perf_counter() - start
+        pictures = _experiment_plots(runs, qrels, plot, (metrics or DEFAULT_METRICS)[0], per_query) if plot else []
     except (RankstackError, ValueError) as e:
         _fail(str(e))
     if runs_dir is not None:
@@ -859,6 +870,22 @@ def experiment(
             else "\n▲/▼: better/worse than BM25, paired permutation test p < 0.05 after Holm correction"
         )
     typer.echo(f"{len(runs)} systems run and evaluated in {elapsed:.1f}s")
+    if pictures:
+        typer.echo(f"\n{len(pictures)} plots written:")
+        for picture in pictures:
+            typer.echo(f"  {picture}")
+
+
+def _experiment_plots(runs, qrels, out_dir: Path, measure: str, per_query) -> list[Path]:
+    """The experiment's PNGs; matplotlib draws into files only (no window, works without a display)."""
+    from rankstack.eval import write_experiment_plots
+
+    try:
+        import matplotlib
+    except ImportError:
+        raise MissingExtraError("matplotlib", "plot") from None
+    matplotlib.use("Agg")
+    return write_experiment_plots(runs, qrels, out_dir, measure, per_query=per_query)
 
 
 def _dense_for_experiment(col, model: str, backend: str, path: Path):

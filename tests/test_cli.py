@@ -108,6 +108,19 @@ def test_experiment_prints_all_systems(beir: Path, tmp_path: Path) -> None:
     assert "using index" in result.output and "nDCG@10 p-value (holm)" in result.output
 
 
+def test_experiment_plots(beir: Path, tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    plots = tmp_path / "plots"
+    result = invoke("experiment", beir, "--index-dir", tmp_path / "idx", "-m", "P@1", "--plot", plots)
+    assert result.exit_code == 0, result.output
+    pngs = sorted(plots.glob("*.png"))
+    assert len(pngs) == 4  # three systems against BM25, one recall-at-depth chart
+    assert (plots / "recall-at-depth.png").exists() and (plots / "delta-P@1-BM25_+_RM3.png").exists()
+    assert "4 plots written" in result.stdout
+    for png in pngs:
+        assert str(png) in result.stdout
+
+
 def test_index_refuses_to_overwrite_without_flag(beir: Path, tmp_path: Path) -> None:
     assert invoke("index", beir, "--index-dir", tmp_path / "idx").exit_code == 0
     result = invoke("index", beir, "--index-dir", tmp_path / "idx")

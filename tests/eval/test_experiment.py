@@ -6,7 +6,14 @@ import pytest
 from scipy import stats
 
 from rankstack.errors import MissingExtraError
-from rankstack.eval import Experiment, evaluate, holm, plot_per_query_delta
+from rankstack.eval import (
+    Experiment,
+    evaluate,
+    holm,
+    plot_per_query_delta,
+    recall_at_depth,
+    write_experiment_plots,
+)
 from rankstack.pipeline import Stage
 from rankstack.types import Qrels, Queries, Ranking
 
@@ -136,3 +143,39 @@ def test_plot_per_query_delta(setting, monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)
     with pytest.raises(MissingExtraError, match=r"rankstack\[plot\]"):
         plot_per_query_delta(per_query, "a", "b", "AP")
+
+
+def test_recall_at_depth_equals_recall_at_each_cutoff(setting) -> None:
+    queries, qrels = setting
+    runs = {"good": Noisy(1.0)(queries), "bad": Noisy(30.0)(queries)}
+    curves = recall_at_depth(runs, qrels, depths=[20, 1, 5, 5])
+    assert list(curves.columns) == ["name", "depth", "recall"]
+    assert curves.depth.tolist() == [1, 5, 20, 1, 5, 20]  # sorted, deduplicated, per system
+    for name, run in runs.items():
+        for d in (1, 5, 20):
+            got = curves[(curves.name == name) & (curves.depth == d)].recall.item()
+            assert got == pytest.approx(evaluate(run, qrels, [f"R@{d}"])[f"R@{d}"])
+    mine = curves[curves.name == "good"].recall.to_numpy()
+    assert (np.diff(mine) >= 0).all()  # recall never falls with depth
+    with pytest.raises(ValueError, match="positive"):
+        recall_at_depth(runs, qrels, depths=[0, 10])
+
+
+def test_recall_at_depth_counts_unanswered_queries_as_zero(setting) -> None:
+    queries, qrels = setting
+    half = Noisy(0.0)(queries.subset(QIDS[:6]))
+    curves = recall_at_depth({"half": half}, qrels, depths=[1000])
+    assert curves.recall.item() == pytest.approx(0.5)
+
+
+def test_write_experiment_plots(setting, tmp_path) -> None:
+    pytest.importorskip("matplotlib")
+    queries, qrels = setting
+    runs = {"BM25": Noisy(30.0)(queries), "BM25 + RM3": Noisy(1.0)(queries), "a/b": Noisy(5.0)(queries)}
+    written = write_experiment_plots(runs, qrels, tmp_path / "plots", "AP")
+    names = sorted(p.name for p in written)
+    assert names == ["delta-AP-BM25_+_RM3.png", "delta-AP-a_b.png", "recall-at-depth.png"]
+    for path in written:
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 1000
+    with pytest.raises(ValueError, match="baseline"):
+        write_experiment_plots(runs, qrels, tmp_path / "plots", "AP", baseline="nope")
