@@ -13,11 +13,14 @@ from rankstack.types import Corpus, Document, Qrels, Queries, Ranking
 __version__ = "0.1.0"
 
 
-def open(path):
-    """Open an index directory, returning the index class its manifest names."""
+def open(path, verify: bool = True):
+    """Open an index directory, returning the index class its manifest names.
+
+    ``verify`` checks every file's checksum (CRC-32, fast); pass False to skip it for an index you just
+    wrote. Use it in a ``with`` block (or call ``close()``) so writers can reclaim what it read."""
     from rankstack.index import open_index
 
-    return open_index(path)
+    return open_index(path, verify=verify)
 
 
 __all__ = [

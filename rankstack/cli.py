@@ -101,12 +101,22 @@ def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log pro
 @app.command()
 def index(
     corpus: Annotated[
-        str,
+        str | None,
         typer.Argument(
             help="Collection name (scifact), BEIR folder, or corpus file (.jsonl[.gz], .tsv, TREC SGML, .parquet)."
         ),
-    ],
-    index_dir: Annotated[Path, typer.Option("--index-dir", "-i", help="Where to write the index directory.")],
+    ] = None,
+    index_dir: Annotated[
+        Path | None, typer.Option("--index-dir", "-i", help="Where to write the index directory.")
+    ] = None,
+    clean: Annotated[
+        bool,
+        typer.Option(
+            "--clean",
+            help="Build nothing: remove what killed builds and updates of --index-dir left behind, and old "
+            "generations no reader uses any more (safe while others search).",
+        ),
+    ] = False,
     overwrite: Annotated[
         bool,
         typer.Option(help="Replace an existing index (atomically: the old one stays until the new one is complete)."),
@@ -160,10 +170,18 @@ def index(
       rankstack index scifact --index-dir idx/scifact
       rankstack index scifact --index-dir idx/scifact-minilm --dense sentence-transformers/all-MiniLM-L6-v2
       rankstack index scifact --index-dir idx/scifact-hnsw --dense MODEL_DIR --ann hnsw --dtype float16
+      rankstack index --clean --index-dir idx/scifact    # tidy up after a killed build or update
     """
     from rankstack.index import build_inverted_index
     from rankstack.text import Analyzer
 
+    if index_dir is None:
+        _fail("--index-dir is required: where the index is (or is to be) written")
+    if clean:
+        _clean(index_dir)
+        return
+    if corpus is None:
+        _fail("give the corpus to index: a collection name (scifact), a BEIR folder or a corpus file")
     try:
         if _is_collection(corpus):
             docs = _load_collection(corpus).corpus
@@ -193,6 +211,20 @@ def index(
         f"indexed {counts['documents']:,} documents ({counts['postings']:,} postings, "
         f"{counts['empty_documents']} empty) into {index_dir} in {time.perf_counter() - start:.1f}s"
     )
+
+
+def _clean(index_dir: Path) -> None:
+    from rankstack.index.inverted import clean_index
+
+    if not index_dir.exists() and not any(index_dir.parent.glob(f".{index_dir.name}.*")):
+        _fail(f"{index_dir}: no index and nothing left behind by one")
+    try:
+        done = clean_index(index_dir)
+    except RankstackError as e:
+        _fail(str(e))
+    for line in done:
+        typer.echo(line)
+    typer.echo(f"{index_dir}: {'nothing to clean' if not done else f'{len(done)} cleaned'}")
 
 
 @app.command()

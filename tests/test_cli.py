@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ from typer.testing import CliRunner
 
 from rankstack.cli import app
 from rankstack.eval import evaluate
-from rankstack.types import Qrels, Ranking
+from rankstack.types import Document, Qrels, Ranking
 
 runner = CliRunner()
 
@@ -388,3 +389,33 @@ def test_a_cutoff_below_one_is_refused_with_the_valid_range(beir: Path, tmp_path
     assert invoke("index", str(beir), "--index-dir", str(tmp_path / "idx")).exit_code == 0
     result = invoke("search", str(tmp_path / "idx"), "--query", "words", "-k", k)
     _one_line_error(result, "-k must be at least 1", k)
+
+
+def test_index_clean_removes_what_killed_builds_and_updates_left(beir: Path, tmp_path: Path) -> None:
+    import rankstack
+
+    idx = tmp_path / "idx"
+    assert invoke("index", beir, "--index-dir", idx).exit_code == 0
+    dead_build = tmp_path / ".idx.tmp-999999999-deadbeef"  # a build killed half-way (its process is gone)
+    dead_build.mkdir()
+    live_build = tmp_path / f".idx.tmp-{os.getpid()}-cafecafe"  # a build still running: left alone
+    live_build.mkdir()
+    orphan = idx / "seg-000002"  # an update killed after writing its segment, before committing it
+    orphan.mkdir()
+    (orphan / "terms.txt").write_text("x")
+    with rankstack.open(idx) as reader:
+        reader.add([Document("new", "fresh words")]).merge().close()
+        old = {p.name for p in idx.iterdir() if p.name.startswith("seg-")}
+        result = invoke("index", "--clean", "--index-dir", idx)
+        assert result.exit_code == 0, result.output
+        assert "removed .idx.tmp-999999999-deadbeef" in result.output
+        assert not dead_build.exists() and live_build.exists() and not orphan.exists()
+        assert "seg-000001" in {p.name for p in idx.iterdir()}  # the reader's generation is still pinned
+        assert reader.docs["d1"].text == DOCS["d1"]
+    result = invoke("index", "--clean", "--index-dir", idx)  # the reader is gone: its generation goes
+    assert result.exit_code == 0, result.output
+    current = {s["name"] for s in rankstack.open(idx).manifest["segments"]}
+    assert {p.name for p in idx.iterdir() if p.name.startswith("seg-")} == current != old
+    assert "nothing to clean" in invoke("index", "--clean", "--index-dir", idx).output
+    _one_line_error(invoke("index", "--clean", "--index-dir", tmp_path / "nope"), "nope")
+    _one_line_error(invoke("index", "--index-dir", tmp_path / "idx2"), "corpus")

@@ -17,14 +17,16 @@ Layout of an index directory::
       deleted-<gen>.npy      bool[N] tombstones (only when documents were deleted)
 
 Updates never rewrite existing files: ``add`` writes a new segment, ``delete`` writes a new tombstone
-file, and the manifest (replaced atomically) says which files are current. ``merge`` compacts all live
-documents into one segment. Statistics (document count, average length, document frequencies) always
+file, ``merge`` compacts all live documents into a new segment, and each commits a new generation of the
+manifest (``commits.py``): readers keep the generation they opened, writers take turns, a killed update
+leaves the last committed state. Statistics (document count, average length, document frequencies) always
 count live documents only, so search results equal those of a fresh build of the same documents.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import warnings
 from array import array
@@ -38,10 +40,12 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from rankstack.errors import IndexFormatError, RankstackError
+from rankstack.index import commits
 from rankstack.index.docstore import DocStoreReader, DocStoreWriter
 from rankstack.index.manifest import (
     MANIFEST,
     atomic_directory,
+    clean_stale,
     file_record,
     now,
     read_manifest,
@@ -295,7 +299,9 @@ class InvertedIndex:
 
     def __init__(self, path: str | Path, verify: bool = True):
         self.path = Path(path)
-        self.manifest = read_manifest(self.path, INDEX_TYPE, (FORMAT_VERSION,))
+        self.manifest, self._pin = commits.pinned_manifest(
+            self.path, lambda: read_manifest(self.path, INDEX_TYPE, (FORMAT_VERSION,))
+        )
         if verify:
             for seg in self.manifest["segments"]:
                 verify_files(self.path / seg["name"], seg["files"], _REBUILD)
@@ -303,7 +309,12 @@ class InvertedIndex:
                     verify_files(self.path / seg["name"], {seg["deleted"]: seg["deleted_file"]}, _REBUILD)
         self.analyzer = Analyzer.from_config(self.manifest["analyzer"])
         self.segments = [Segment(self.path, e) for e in self.manifest["segments"]]
-        self.docs = DocumentLookup(self)
+
+    @property
+    def docs(self) -> DocumentLookup:
+        """Documents by docid: ``index.docs["d1"]`` (made on access: an attribute would be a reference cycle
+        that keeps this index, and the generation it pins, alive until the cyclic garbage collector runs)."""
+        return DocumentLookup(self)
 
     # ---- statistics
     @cached_property
@@ -464,38 +475,86 @@ class InvertedIndex:
     # ---- updates
     def add(self, documents: Iterable[Document] | Corpus, show_progress: bool = False) -> InvertedIndex:
         """Add documents as a new segment. A docid already in the index replaces the old document."""
-        name = f"seg-{self.manifest['next_segment']:06d}"
-        tmp = self.path / f".{name}.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        writer = _SegmentWriter(tmp, store_docs=self.manifest.get("store_docs", True))
-        replaced = _feed(
-            writer, _keep_last(documents), self.analyzer, "keep-first", show_progress, f"adding to {self.path.name}"
-        )
-        if len(writer) == 0:
-            shutil.rmtree(tmp, ignore_errors=True)
-            return self
-        entry = writer.close()
-        entry["name"] = name
-        tmp.rename(self.path / name)
-        new_ids = set(writer.docids)
-        manifest = dict(self.manifest)
-        manifest["segments"] = [*self.manifest["segments"], entry]
-        manifest["next_segment"] = self.manifest["next_segment"] + 1
-        manifest = self._with_tombstones(manifest, [d for d in new_ids if d in self._docid_locations])
-        if replaced:
-            log.info("%d duplicate docids inside the added batch: the last copy of each was kept", replaced)
-        write_json_atomic(self.path / MANIFEST, _refresh_counts(manifest))
-        return type(self)(self.path)
+
+        def change(base: InvertedIndex) -> dict[str, Any] | None:
+            store_docs = base.manifest.get("store_docs", True)
+            docs = _keep_last(documents)
+            label = f"adding to {base.path.name}"
+            fill = lambda w: _feed(w, docs, base.analyzer, "keep-first", show_progress, label)  # noqa: E731
+            entry = _write_segment(base.path, base.manifest["next_segment"], store_docs, fill)
+            if entry is None:
+                return None
+            manifest = dict(base.manifest)
+            manifest["segments"] = [*base.manifest["segments"], entry]
+            manifest["next_segment"] = int(entry["name"].split("-")[1]) + 1
+            replaced = [d for d in entry.pop("docids") if d in base._docid_locations]
+            return base._with_tombstones(manifest, replaced)
+
+        return self._update(change)
 
     def delete(self, docids: Iterable[str]) -> InvertedIndex:
         """Mark documents deleted (tombstones); unknown docids are reported with a warning."""
         docids = [str(d) for d in docids]
-        missing = [d for d in docids if d not in self._docid_locations]
-        if missing:
-            warnings.warn(f"{len(missing)} docids to delete are not in the index (first: {missing[:5]})", stacklevel=2)
-        manifest = self._with_tombstones(dict(self.manifest), [d for d in docids if d not in missing])
-        write_json_atomic(self.path / MANIFEST, _refresh_counts(manifest))
-        return type(self)(self.path)
+
+        def change(base: InvertedIndex) -> dict[str, Any] | None:
+            missing = [d for d in docids if d not in base._docid_locations]
+            if missing:
+                warnings.warn(
+                    f"{len(missing)} docids to delete are not in the index (first: {missing[:5]})", stacklevel=4
+                )
+            present = [d for d in docids if d not in missing]
+            return base._with_tombstones(dict(base.manifest), present) if present else None
+
+        return self._update(change)
+
+    def merge(self, show_progress: bool = False) -> InvertedIndex:
+        """Compact all live documents into one new segment; readers of the old segments keep them until done."""
+
+        def change(base: InvertedIndex) -> dict[str, Any] | None:
+            store_docs = base.manifest.get("store_docs", True)
+
+            def fill(writer: _SegmentWriter) -> int:
+                for seg in base.segments:
+                    offs, terms, tfs = seg.forward
+                    vocab = seg.terms
+                    docids = seg.docids.tolist()
+                    for local in np.flatnonzero(seg.live).tolist():
+                        s, e = int(offs[local]), int(offs[local + 1])
+                        record = seg.store.get(local) if (store_docs and seg.store is not None) else None
+                        writer.add(docids[local], [vocab[t] for t in terms[s:e]], tfs[s:e].tolist(), record)
+                return 0
+
+            entry = _write_segment(base.path, base.manifest["next_segment"], store_docs, fill, keep_empty=True)
+            assert entry is not None
+            entry.pop("docids")
+            manifest = dict(base.manifest)
+            manifest["segments"] = [entry]
+            manifest["next_segment"] = int(entry["name"].split("-")[1]) + 1
+            return manifest
+
+        return self._update(change)
+
+    def _update(self, change) -> InvertedIndex:
+        """Run ``change`` (base index -> next manifest, or None for no change) as one committed generation.
+
+        Under the writer lock the change applies to the index as it is now on disk (another process may
+        have committed since this one was opened); leftovers of killed writers go first, old generations
+        no reader holds go after."""
+        files_of = _generation_files
+        with commits.writer_lock(self.path):
+            on_disk = read_manifest(self.path, INDEX_TYPE, (FORMAT_VERSION,))
+            base = (
+                self
+                if commits.generation(on_disk) == commits.generation(self.manifest)
+                else InvertedIndex(self.path, verify=False)
+            )
+            commits.collect(self.path, base.manifest, files_of)
+            manifest = change(base)
+            if manifest is None:
+                return base
+            committed = commits.commit(self.path, base.manifest, _refresh_counts(manifest))
+            commits.collect(self.path, committed, files_of)
+        return type(self)(self.path, verify=False)
 
     def _with_tombstones(self, manifest: dict[str, Any], docids: list[str]) -> dict[str, Any]:
         by_segment: dict[int, list[int]] = {}
@@ -504,40 +563,29 @@ class InvertedIndex:
             by_segment.setdefault(si, []).append(local)
         if not by_segment:
             return manifest
-        generation = manifest.get("generation", 0) + 1
+        generation = commits.generation(self.manifest) + 1
         segments = [dict(s) for s in manifest["segments"]]
         for si, locals_ in by_segment.items():
             seg = self.segments[si]
             mask = seg.deleted.copy()
             mask[locals_] = True
             fname = f"deleted-{generation}.npy"
-            np.save(seg.dir / fname, mask)
+            _save_atomic(seg.dir / fname, mask)
             segments[si]["deleted"] = fname
             segments[si]["deleted_file"] = file_record(seg.dir / fname)
             segments[si]["num_deleted"] = int(mask.sum())
         manifest["segments"] = segments
-        manifest["generation"] = generation
         return manifest
 
-    def merge(self, show_progress: bool = False) -> InvertedIndex:
-        """Compact all live documents into one segment (atomically replaces the index)."""
-        store_docs = self.manifest.get("store_docs", True)
+    def close(self) -> None:
+        """Let writers reclaim this generation's files once no one else reads them (also on garbage collection)."""
+        self._pin.release()
 
-        def write(tmp: Path) -> dict[str, Any]:
-            writer = _SegmentWriter(tmp / "seg-000001", store_docs=store_docs)
-            for seg in self.segments:
-                offs, terms, tfs = seg.forward
-                vocab = seg.terms
-                docids = seg.docids.tolist()
-                for local in np.flatnonzero(seg.live).tolist():
-                    s, e = int(offs[local]), int(offs[local + 1])
-                    record = seg.store.get(local) if (store_docs and seg.store is not None) else None
-                    writer.add(docids[local], [vocab[t] for t in terms[s:e]], tfs[s:e].tolist(), record)
-            return writer.close()
+    def __enter__(self) -> InvertedIndex:
+        return self
 
-        return _write_index(
-            self.path, write, self.analyzer, store_docs, overwrite=True, built_from=self.manifest.get("built_from")
-        )
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def verify(self) -> None:
         """Re-check every file's checksum (open() does this too unless verify=False)."""
@@ -614,6 +662,59 @@ def _feed(
         seen.add(doc.docid)
         writer.add(doc.docid, analyzer(doc.contents()), None, _document_record(doc) if writer.store else None)
     return duplicates
+
+
+def _write_segment(root: Path, number: int, store_docs: bool, fill, keep_empty: bool = False) -> dict[str, Any] | None:
+    """Write a segment beside the committed ones (aside, then renamed): its manifest entry, or None when
+    ``fill(writer)`` added no documents. The entry carries ``docids`` for the caller to take out."""
+    while (root / f"seg-{number:06d}").exists():  # cannot happen after collect(); never overwrite a segment
+        number += 1
+    name = f"seg-{number:06d}"
+    tmp = root / f".{name}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    writer = _SegmentWriter(tmp, store_docs=store_docs)
+    try:
+        replaced = fill(writer)
+        if len(writer) == 0 and not keep_empty:
+            shutil.rmtree(tmp, ignore_errors=True)
+            return None
+        entry = writer.close()
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if replaced:
+        log.info("%d duplicate docids inside the added batch: the last copy of each was kept", replaced)
+    entry["name"] = name
+    entry["docids"] = writer.docids
+    _fsync_tree(tmp)
+    tmp.rename(root / name)
+    return entry
+
+
+def _fsync_tree(directory: Path) -> None:
+    """Flush a new segment's files to disk before the manifest that names them is committed."""
+    for p in directory.iterdir():
+        with open(p, "rb") as fh:
+            os.fsync(fh.fileno())
+
+
+def _save_atomic(path: Path, array: np.ndarray) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as fh:
+        np.save(fh, array)
+        fh.flush()
+        os.fsync(fh.fileno())
+    tmp.replace(path)
+
+
+def _generation_files(manifest: dict[str, Any]) -> list[str]:
+    """The paths (relative to the index) one generation reads: segment directories and tombstones."""
+    out = []
+    for seg in manifest.get("segments", []):
+        out.append(seg["name"])
+        if seg.get("deleted"):
+            out.append(f"{seg['name']}/{seg['deleted']}")
+    return out
 
 
 def _refresh_counts(manifest: dict[str, Any]) -> dict[str, Any]:
@@ -704,6 +805,20 @@ def _keep_last(corpus: Iterable[Document]) -> list[Document]:
     for doc in corpus:
         last[doc.docid] = doc
     return list(last.values())
+
+
+def clean_index(path: str | Path) -> list[str]:
+    """Remove what killed builds and updates left behind, and old generations no reader holds.
+
+    Safe while readers and writers run: it takes the writer lock and never touches a pinned generation.
+    Returns one line per thing removed or restored."""
+    path = Path(path)
+    done = clean_stale(path)
+    if (path / MANIFEST).exists() and read_manifest(path).get("type") == INDEX_TYPE:
+        with commits.writer_lock(path):
+            current = read_manifest(path, INDEX_TYPE, (FORMAT_VERSION,))
+            done += [f"removed {name}" for name in commits.collect(path, current, _generation_files)]
+    return done
 
 
 def open_index(path: str | Path, verify: bool = True) -> Any:

@@ -98,10 +98,11 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _clean_stale(target: Path) -> None:
-    """Remove temporary siblings left by builds whose process died (killed, crashed). A build killed
-    between moving the old index aside and moving the new one in left no ``target``: the old one (the
-    last complete state) goes back."""
+def clean_stale(target: Path) -> list[str]:
+    """Remove temporary siblings left by builds whose process died (killed, crashed); returns what was
+    done. A build killed between moving the old index aside and moving the new one in left no ``target``:
+    the old one (the last complete state) goes back."""
+    done = []
     for p in target.parent.glob(f".{target.name}.tmp-*"):
         try:
             pid = int(p.name.rsplit("-", 2)[-2])
@@ -109,11 +110,15 @@ def _clean_stale(target: Path) -> None:
             continue
         if not _pid_alive(pid):
             shutil.rmtree(p, ignore_errors=True)
+            done.append(f"removed {p.name} (left by process {pid}, which is gone)")
     for p in sorted(target.parent.glob(f".{target.name}.old-*")):
         if not target.exists():
             p.rename(target)
+            done.append(f"restored {target.name} from {p.name} (a replacement was killed half-way)")
         else:
             shutil.rmtree(p, ignore_errors=True)
+            done.append(f"removed {p.name} (a replaced index)")
+    return done
 
 
 @contextlib.contextmanager
@@ -125,7 +130,7 @@ def atomic_directory(target: str | Path, overwrite: bool = False) -> Iterator[Pa
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    _clean_stale(target)
+    clean_stale(target)
     if target.exists() and not overwrite:
         raise FileExistsError(f"{target} already exists; pass overwrite=True (CLI: --overwrite) to replace it.")
     tmp = target.parent / f".{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"

@@ -258,6 +258,15 @@ class VectorIndex:
         self.deleted = np.load(self.path / deleted) if deleted else np.zeros(len(self.vectors), dtype=bool)
         self.ann_config = AnnConfig(**self.manifest["ann"])
 
+    def close(self) -> None:
+        """Nothing to release (updates swap the whole directory); here so every index works in ``with``."""
+
+    def __enter__(self) -> VectorIndex:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     @property
     def model(self) -> dict[str, Any]:
         return self.manifest["model"]
