@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from rankstack.errors import InputFormatError
+from rankstack.lines import iter_lines
 
 if TYPE_CHECKING:  # pandas is a dependency, but importing it costs ~0.3 s; keep it off import time
     import pandas as pd
@@ -26,15 +27,6 @@ def _str_array(values: Iterable[Any]) -> np.ndarray:
     if arr.dtype != object or (arr.size and not isinstance(arr[0], str)):
         arr = np.array([str(v) for v in arr], dtype=object)
     return arr
-
-
-def _open_text(path: str | Path):
-    path = Path(path)
-    if path.suffix == ".gz":
-        import gzip
-
-        return gzip.open(path, "rt", encoding="utf-8")
-    return open(path, encoding="utf-8")
 
 
 # --------------------------------------------------------------------------------------------- queries
@@ -226,24 +218,23 @@ class Ranking:
     def read_trec(cls, path: str | Path, queries: Queries | None = None) -> Ranking:
         """Read a TREC run file: ``qid Q0 docid rank score tag`` per line (gzip allowed)."""
         q, d, s = [], [], []
-        with _open_text(path) as fh:
-            for lineno, line in enumerate(fh, 1):
-                parts = line.split()
-                if not parts:
-                    continue
-                if len(parts) < 5:
-                    raise InputFormatError(
-                        path,
-                        lineno,
-                        f"a TREC run line needs 6 fields (qid Q0 docid rank score tag), got {len(parts)}: {line.strip()!r}",
-                    )
-                try:
-                    score = float(parts[4])
-                except ValueError:
-                    raise InputFormatError(path, lineno, f"score {parts[4]!r} is not a number") from None
-                q.append(parts[0])
-                d.append(parts[2])
-                s.append(score)
+        for lineno, line in iter_lines(path):
+            parts = line.split()
+            if not parts:
+                continue
+            if len(parts) < 5:
+                raise InputFormatError(
+                    path,
+                    lineno,
+                    f"a TREC run line needs 6 fields (qid Q0 docid rank score tag), got {len(parts)}: {line.strip()!r}",
+                )
+            try:
+                score = float(parts[4])
+            except ValueError:
+                raise InputFormatError(path, lineno, f"score {parts[4]!r} is not a number") from None
+            q.append(parts[0])
+            d.append(parts[2])
+            s.append(score)
         return cls(q, d, s, queries=queries)
 
     def write_trec(self, path: str | Path, tag: str = "rankstack") -> None:
@@ -338,30 +329,31 @@ class Qrels:
     def read(cls, path: str | Path) -> Qrels:
         """Read TREC qrels (``qid iter docid rel``) or BEIR tsv (``query-id corpus-id score`` with header)."""
         q, d, r = [], [], []
-        with _open_text(path) as fh:
-            for lineno, line in enumerate(fh, 1):
-                parts = line.split()
-                if not parts:
-                    continue
-                if lineno == 1 and parts[0] in ("query-id", "qid", "query_id"):
-                    continue  # BEIR header
-                if len(parts) == 4:
-                    qid, docid, rel = parts[0], parts[2], parts[3]
-                elif len(parts) == 3:
-                    qid, docid, rel = parts
-                else:
-                    raise InputFormatError(
-                        path,
-                        lineno,
-                        f"a qrels line needs 'qid iter docid rel' or 'qid docid rel', got {len(parts)} fields: {line.strip()!r}",
-                    )
-                try:
-                    rel_value = int(float(rel))
-                except ValueError:
-                    raise InputFormatError(path, lineno, f"relevance {rel!r} is not a number") from None
-                q.append(qid)
-                d.append(docid)
-                r.append(rel_value)
+        for lineno, line in iter_lines(path):
+            parts = line.split()
+            if not parts:
+                continue
+            if lineno == 1 and parts[0] in ("query-id", "qid", "query_id"):
+                continue  # BEIR header
+            if len(parts) == 4:
+                qid, docid, rel = parts[0], parts[2], parts[3]
+            elif len(parts) == 3:
+                qid, docid, rel = parts
+            else:
+                raise InputFormatError(
+                    path,
+                    lineno,
+                    f"a qrels line needs 'qid iter docid rel' or 'qid docid rel', got {len(parts)} fields: {line.strip()!r}",
+                )
+            try:
+                rel_value = int(float(rel))
+            except (ValueError, OverflowError):  # not a number, nan, inf
+                raise InputFormatError(path, lineno, f"relevance {rel!r} is not a number") from None
+            if not -(2**31) <= rel_value < 2**31:
+                raise InputFormatError(path, lineno, f"relevance {rel!r} is out of range (a 32-bit integer)")
+            q.append(qid)
+            d.append(docid)
+            r.append(rel_value)
         return cls(q, d, r)
 
     def write_trec(self, path: str | Path) -> None:

@@ -14,9 +14,9 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from rankstack.data._io import first_bytes, iter_lines
 from rankstack.data.trec import iter_trec_documents, iter_trec_topics
 from rankstack.errors import InputFormatError
+from rankstack.lines import first_bytes, iter_lines
 from rankstack.types import Corpus, Document, Qrels, Queries
 
 __all__ = [
@@ -200,8 +200,15 @@ def _parquet_documents(path: str | Path, batch_size: int = 8192) -> Iterator[tup
             path, None, f"Parquet corpus has no text column (one of {_DOC_TEXT_KEYS}); columns: {names}"
         )
     row = 0
-    for batch in pfile.iter_batches(batch_size=batch_size):
-        columns = batch.to_pydict()
+    batches = pfile.iter_batches(batch_size=batch_size)
+    while True:
+        try:
+            batch = next(batches, None)
+            if batch is None:
+                break
+            columns = batch.to_pydict()
+        except Exception as exc:  # damaged pages or strings: OSError, ArrowInvalid, UnicodeDecodeError, ...
+            raise InputFormatError(path, None, f"damaged Parquet data after row {row} ({exc})".strip()) from None
         for i in range(batch.num_rows):
             row += 1
             record = {name: values[i] for name, values in columns.items()}

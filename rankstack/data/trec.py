@@ -13,8 +13,8 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from rankstack.data._io import iter_lines
 from rankstack.errors import InputFormatError
+from rankstack.lines import iter_lines
 from rankstack.types import Document
 
 __all__ = ["TITLE_TAGS", "iter_trec_documents", "iter_trec_topics"]

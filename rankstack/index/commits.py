@@ -134,7 +134,10 @@ def collect(root: Path, current: dict[str, Any], files_of: Callable[[dict[str, A
                 continue
             fd = _try_exclusive(root / f".gen-{gen}.lock")
             if fd is None:
-                keep |= set(files_of(_read_json(path)))
+                pinned = _read_json(path)
+                if pinned is None:  # a reader's generation we cannot read: keep everything this time
+                    return []
+                keep |= set(files_of(pinned))
                 continue
             held.append(fd)
             doomed += [path, root / f".gen-{gen}.lock"]
@@ -184,8 +187,9 @@ def _try_exclusive(path: Path) -> int | None:
     return fd
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def _read_json(path: Path) -> dict[str, Any] | None:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return {"segments": []}
+        return None
+    return data if isinstance(data, dict) else None

@@ -302,13 +302,19 @@ class InvertedIndex:
         self.manifest, self._pin = commits.pinned_manifest(
             self.path, lambda: read_manifest(self.path, INDEX_TYPE, (FORMAT_VERSION,))
         )
-        if verify:
-            for seg in self.manifest["segments"]:
-                verify_files(self.path / seg["name"], seg["files"], _REBUILD)
-                if seg.get("deleted"):
-                    verify_files(self.path / seg["name"], {seg["deleted"]: seg["deleted_file"]}, _REBUILD)
-        self.analyzer = Analyzer.from_config(self.manifest["analyzer"])
-        self.segments = [Segment(self.path, e) for e in self.manifest["segments"]]
+        try:
+            if verify:
+                for seg in self.manifest["segments"]:
+                    verify_files(self.path / seg["name"], seg["files"], _REBUILD)
+                    if seg.get("deleted"):
+                        verify_files(self.path / seg["name"], {seg["deleted"]: seg["deleted_file"]}, _REBUILD)
+            self.analyzer = Analyzer.from_config(self.manifest["analyzer"])
+            self.segments = [Segment(self.path, e) for e in self.manifest["segments"]]
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError, OSError) as e:
+            # only a manifest written before manifests were sealed, or edited by hand and resealed, gets here
+            raise IndexFormatError(
+                f"{self.path / MANIFEST} does not describe a valid index ({type(e).__name__}: {e}). {_REBUILD}"
+            ) from None
 
     @property
     def docs(self) -> DocumentLookup:

@@ -22,6 +22,7 @@ from typing import Any
 from rankstack.errors import IndexFormatError
 
 MANIFEST = "manifest.json"
+SEAL = "manifest_crc32"  # a manifest's checksum of itself: data files have theirs inside it
 _CHUNK = 1 << 22
 
 
@@ -61,8 +62,10 @@ def read_manifest(
         )
     try:
         manifest = json.loads(mpath.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise IndexFormatError(f"{mpath} is not valid JSON ({e}); rebuild the index.") from None
+    if not isinstance(manifest, dict):
+        raise IndexFormatError(f"{mpath} is not a manifest (a JSON {type(manifest).__name__}); rebuild the index.")
     if expected_type is not None and manifest.get("type") != expected_type:
         raise IndexFormatError(f"{root} holds a {manifest.get('type')!r} index, not {expected_type!r}.")
     version = manifest.get("format_version")
@@ -72,10 +75,25 @@ def read_manifest(
             f"Rebuild the index with this version (`rankstack index ...`) or use the rankstack that built it "
             f"({manifest.get('created_by', 'unknown')})."
         )
+    # checked after type and version: a manifest from another rankstack version says so, not "damaged"
+    sealed = manifest.pop(SEAL, None)
+    if supported_versions and sealed is not None and sealed != _crc(manifest):  # (a bare type peek skips it)
+        raise IndexFormatError(
+            f"{mpath} failed its checksum (it was edited or damaged); rebuild the index, or restore the file."
+        )
     return manifest
 
 
+def _crc(data: dict[str, Any]) -> int:
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return zlib.crc32(canonical.encode("ascii"))
+
+
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    """Write a manifest (sealed with a CRC-32 of its own content, checked by ``read_manifest``) aside,
+    flush it to disk, then rename it over ``path``."""
+    data = {k: v for k, v in data.items() if k != SEAL}
+    data[SEAL] = _crc(data)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     with open(tmp, "w", encoding="utf-8") as fh:
         json.dump(data, fh, indent=2, sort_keys=False)

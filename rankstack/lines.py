@@ -1,8 +1,10 @@
-"""Line reading shared by every text reader: exact 1-based line numbers, gzip by suffix, strict UTF-8."""
+"""Line reading shared by every text reader (corpora, queries, topics, qrels, runs): exact 1-based line
+numbers, gzip by suffix, strict UTF-8, and any damage reported as an ``InputFormatError`` naming the line."""
 
 from __future__ import annotations
 
 import gzip
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -35,7 +37,7 @@ def iter_lines(path: str | Path) -> Iterator[tuple[int, str]]:
                         path, lineno, f"not valid UTF-8 ({exc.reason} at byte {exc.start})"
                     ) from None
                 yield lineno, line.rstrip("\r\n")
-        except (EOFError, OSError) as exc:  # gzip.BadGzipFile is an OSError
+        except (EOFError, OSError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError; bad deflate data is not
             raise InputFormatError(path, lineno + 1, f"file is truncated or corrupt ({exc})") from None
 
 
@@ -44,5 +46,5 @@ def first_bytes(path: str | Path, n: int = 4096) -> bytes:
     try:
         with open_binary(path) as fh:
             return fh.read(n)
-    except (EOFError, gzip.BadGzipFile):
+    except (EOFError, OSError, zlib.error):
         return b""
