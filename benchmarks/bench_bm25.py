@@ -168,7 +168,7 @@ def _bm25s_stemmer():
     return Stemmer.Stemmer("english")
 
 
-def rankstack_build(corpus_path: Path, index_dir: Path, store_docs: bool = True):
+def rankstack_build(corpus_path: Path, index_dir: Path, store_docs: bool = True, threads: int = 1):
     from rankstack.index import build_inverted_index
     from rankstack.types import Corpus, Document
 
@@ -182,7 +182,13 @@ def rankstack_build(corpus_path: Path, index_dir: Path, store_docs: bool = True)
         overwrite=True,
         store_docs=store_docs,
         show_progress=False,
+        threads=threads,
     )
+
+
+def _threads_of(tool: str) -> int:
+    """``rankstack (threads=2)`` -> 2; every other tool name -> 1."""
+    return int(tool.split("threads=")[1].rstrip(")")) if "threads=" in tool else 1
 
 
 def bm25s_build(corpus_path: Path):
@@ -252,7 +258,7 @@ def build_worker(tool: str, corpus_path: Path, out_dir: Path) -> None:
 
     t0 = time.perf_counter()
     if tool.startswith("rankstack"):
-        idx = rankstack_build(corpus_path, out_dir, store_docs="store_docs=False" not in tool)
+        idx = rankstack_build(corpus_path, out_dir, store_docs="store_docs=False" not in tool, threads=_threads_of(tool))
         seconds = time.perf_counter() - t0
         peak = peak_rss_self()
         extra = {"num_docs": idx.num_docs, "disk_bytes": dir_size(out_dir), "save_s": None}

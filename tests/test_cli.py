@@ -419,3 +419,17 @@ def test_index_clean_removes_what_killed_builds_and_updates_left(beir: Path, tmp
     assert "nothing to clean" in invoke("index", "--clean", "--index-dir", idx).output
     _one_line_error(invoke("index", "--clean", "--index-dir", tmp_path / "nope"), "nope")
     _one_line_error(invoke("index", "--index-dir", tmp_path / "idx2"), "corpus")
+
+
+def test_index_threads_and_no_store_docs(beir: Path, tmp_path: Path) -> None:
+    import rankstack
+
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert invoke("index", beir, "--index-dir", one).exit_code == 0
+    result = invoke("index", beir, "--index-dir", two, "--threads", "2", "--no-store-docs")
+    assert result.exit_code == 0, result.output
+    a, b = rankstack.open(one), rankstack.open(two)
+    files = lambda idx: {k: v for k, v in idx.manifest["segments"][0]["files"].items() if not k.startswith("docs")}  # noqa: E731
+    assert files(a) == files(b)  # two analysis processes build the same postings, byte for byte
+    assert b.manifest["store_docs"] is False and "docs.bin" not in b.manifest["segments"][0]["files"]
+    assert invoke("index", beir, "--index-dir", tmp_path / "x", "--threads", "-1").exit_code == 2

@@ -34,6 +34,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -52,7 +53,7 @@ from rankstack.index.manifest import (
     verify_files,
     write_json_atomic,
 )
-from rankstack.text.analysis import Analyzer
+from rankstack.text.analysis import Analyzer, TermMapper
 from rankstack.types import Corpus, Document
 
 if TYPE_CHECKING:
@@ -119,13 +120,21 @@ def _invert(fwd_terms: np.ndarray, fwd_tfs: np.ndarray, fwd_offsets: np.ndarray,
     return offsets, post_docs, fwd_tfs[order]
 
 
+class _TermIds(dict):
+    """term -> id in order of first sight; a lookup of a known term never leaves C."""
+
+    def __missing__(self, term: str) -> int:
+        tid = self[term] = len(self)
+        return tid
+
+
 class _SegmentWriter:
     """Accumulates analysed documents and writes one segment directory."""
 
     def __init__(self, directory: Path, store_docs: bool = True):
         self.dir = directory
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.vocab: dict[str, int] = {}
+        self.vocab: dict[str, int] = _TermIds()
         # flat, growable C arrays: no per-document Python or numpy objects while a corpus streams in
         self.fwd_terms = array("I")
         self.fwd_tfs = array("I")
@@ -139,14 +148,38 @@ class _SegmentWriter:
         if tfs is None:
             counts = Counter(terms)
             terms, tfs = list(counts.keys()), list(counts.values())
-        vocab = self.vocab
-        self.fwd_terms.extend([vocab.setdefault(t, len(vocab)) for t in terms])
+        self.fwd_terms.extend(map(self.vocab.__getitem__, terms))  # new terms get the next id
         self.fwd_tfs.extend(tfs)
         self.doc_ends.append(len(self.fwd_terms))
         self.doclen.append(sum(tfs))
         self.docids.append(docid)
         if self.store is not None:
             self.store.add(record or {})
+
+    def add_texts(
+        self, docids: list[str], texts: list[str], records: list[dict[str, Any]] | None, mapper: TermMapper
+    ) -> None:
+        """Add many documents from their texts: analysis through ``mapper`` (one lookup per token), then
+        each document's distinct terms in order of first occurrence and their counts, with numpy. The
+        arrays are those ``add`` would build document by document (tested: byte-identical index)."""
+        n = len(texts)
+        ids, counts = mapper.map(texts)
+        tid = np.array(ids, dtype=np.int64)
+        doc = np.repeat(np.arange(n, dtype=np.int64), counts)
+        keep = tid >= 0
+        tid, doc = tid[keep], doc[keep]
+        uniq, first, tfs = np.unique((doc << 32) | tid, return_index=True, return_counts=True)
+        order = np.argsort(first, kind="stable")
+        uniq, tfs = uniq[order], tfs[order]
+        ends = len(self.fwd_terms) + np.cumsum(np.bincount(uniq >> 32, minlength=n))
+        self.fwd_terms.frombytes((uniq & 0xFFFFFFFF).astype(np.uint32).tobytes())
+        self.fwd_tfs.frombytes(tfs.astype(np.uint32).tobytes())
+        self.doc_ends.frombytes(ends.astype(np.int64).tobytes())
+        self.doclen.frombytes(np.bincount(doc, minlength=n).astype(np.int64).tobytes())
+        self.docids += docids
+        if self.store is not None:
+            for record in records or [{}] * n:
+                self.store.add(record)
 
     def __len__(self) -> int:
         return len(self.docids)
@@ -648,6 +681,7 @@ def _feed(
     on_duplicate: Literal["error", "keep-first"],
     show_progress: bool,
     desc: str,
+    threads: int = 1,
 ) -> int:
     """Analyse and add documents; returns how many duplicate docids were skipped (keep-first)."""
     from tqdm.auto import tqdm
@@ -655,19 +689,103 @@ def _feed(
     total = len(documents) if isinstance(documents, Corpus) and documents._size is not None else None
     seen: set[str] = set()
     duplicates = 0
-    for doc in tqdm(documents, total=total, desc=desc, unit="doc", disable=not show_progress, mininterval=1.0):
+    docs = tqdm(documents, total=total, desc=desc, unit="doc", disable=not show_progress, mininterval=1.0)
+    if threads <= 1:
+        docs = _unique(docs, seen, on_duplicate)
+        mapper = TermMapper(analyzer, writer.vocab)
+        while batch := list(islice(docs, _BATCH_DOCS)):
+            records = [_document_record(d) for d in batch] if writer.store else None
+            writer.add_texts([d.docid for d in batch], [d.contents() for d in batch], records, mapper)
+        return docs.duplicates if isinstance(docs, _unique) else 0
+    for doc, (terms, tfs) in _analysed(docs, analyzer, threads):
         if doc.docid in seen:
             duplicates += 1
             if on_duplicate == "error":
-                raise RankstackError(
-                    f"duplicate docid {doc.docid!r} in the corpus (document #{len(seen) + duplicates}); "
-                    "docids must be unique. Pass on_duplicate='keep-first' or 'keep-last' (CLI: --on-duplicate) "
-                    "to keep one copy."
-                )
+                raise _duplicate_error(doc.docid, len(seen) + duplicates)
             continue
         seen.add(doc.docid)
-        writer.add(doc.docid, analyzer(doc.contents()), None, _document_record(doc) if writer.store else None)
+        writer.add(doc.docid, terms, tfs, _document_record(doc) if writer.store else None)
     return duplicates
+
+
+_CHUNK_DOCS = 512  # documents per task sent to an analysis process
+_BATCH_DOCS = 1024  # documents analysed together on one thread
+
+
+class _unique:
+    """Documents with docids not seen before; counts (keep-first) or refuses (error) the others."""
+
+    def __init__(self, docs: Iterable[Document], seen: set[str], on_duplicate: str):
+        self.docs, self.seen, self.on_duplicate, self.duplicates = iter(docs), seen, on_duplicate, 0
+
+    def __iter__(self) -> Iterator[Document]:
+        return self
+
+    def __next__(self) -> Document:
+        while True:
+            doc = next(self.docs)
+            if doc.docid not in self.seen:
+                self.seen.add(doc.docid)
+                return doc
+            self.duplicates += 1
+            if self.on_duplicate == "error":
+                raise _duplicate_error(doc.docid, len(self.seen) + self.duplicates)
+
+
+def _bag(analyzer: Analyzer, text: str) -> tuple[list[str], list[int]]:
+    """A document's distinct terms in order of first occurrence, and their counts."""
+    counts = Counter(analyzer(text))
+    return list(counts.keys()), list(counts.values())
+
+
+def _analysed(docs: Iterable[Document], analyzer: Analyzer, threads: int) -> Iterator[tuple[Document, tuple]]:
+    """(document, bag of terms) in corpus order; with ``threads`` > 1 the analysis runs in that many
+    processes (it is pure Python: threads would share one interpreter lock), a bounded number of
+    chunks in flight so memory stays flat, results consumed in order so the index is byte-identical."""
+    if threads <= 1:
+        for doc in docs:
+            yield doc, _bag(analyzer, doc.contents())
+        return
+    import multiprocessing
+    from collections import deque
+    from concurrent.futures import ProcessPoolExecutor
+
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    ctx = multiprocessing.get_context(method)
+    docs = iter(docs)
+    with ProcessPoolExecutor(threads, mp_context=ctx, initializer=_worker_init, initargs=(analyzer.config(),)) as pool:
+        pending: deque = deque()
+        while True:
+            while len(pending) < 2 * threads:
+                chunk = list(islice(docs, _CHUNK_DOCS))
+                if not chunk:
+                    break
+                pending.append((chunk, pool.submit(_worker_bags, [d.contents() for d in chunk])))
+            if not pending:
+                return
+            chunk, future = pending.popleft()
+            yield from zip(chunk, future.result(), strict=True)
+
+
+_WORKER_ANALYZER: Analyzer | None = None
+
+
+def _worker_init(config: dict[str, Any]) -> None:
+    global _WORKER_ANALYZER
+    _WORKER_ANALYZER = Analyzer.from_config(config)
+
+
+def _worker_bags(texts: list[str]) -> list[tuple[list[str], list[int]]]:
+    analyzer = _WORKER_ANALYZER
+    assert analyzer is not None
+    return [_bag(analyzer, text) for text in texts]
+
+
+def _duplicate_error(docid: str, position: int) -> RankstackError:
+    return RankstackError(
+        f"duplicate docid {docid!r} in the corpus (document #{position}); docids must be unique. "
+        "Pass on_duplicate='keep-first' or 'keep-last' (CLI: --on-duplicate) to keep one copy."
+    )
 
 
 def _write_segment(root: Path, number: int, store_docs: bool, fill, keep_empty: bool = False) -> dict[str, Any] | None:
@@ -775,8 +893,12 @@ def build_inverted_index(
     on_duplicate: OnDuplicate = "error",
     store_docs: bool = True,
     show_progress: bool = True,
+    threads: int = 1,
 ) -> InvertedIndex:
     """Index ``corpus`` (streamed once) into directory ``path``, atomically.
+
+    ``threads`` > 1 analyses documents in that many processes; the index is byte-identical to a
+    one-thread build.
 
     The index is written into a hidden temporary sibling and renamed into place when complete; if the
     build fails or is killed, an existing index at ``path`` is left as it was. Empty documents are kept
@@ -792,7 +914,7 @@ def build_inverted_index(
 
     def write(tmp: Path) -> dict[str, Any]:
         writer = _SegmentWriter(tmp / "seg-000001", store_docs=store_docs)
-        dups = _feed(writer, corpus, analyzer, on_duplicate, show_progress, f"indexing {path.name}")
+        dups = _feed(writer, corpus, analyzer, on_duplicate, show_progress, f"indexing {path.name}", threads)
         if dups:
             warnings.warn(f"{dups} documents had a docid seen before and were skipped ({on_duplicate})", stacklevel=3)
         entry = writer.close()

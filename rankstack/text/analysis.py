@@ -19,7 +19,7 @@ from typing import Any
 import regex
 import Stemmer
 
-from rankstack.text.porter import porter_stem
+from rankstack.text.porter import porter_stem, stem_many
 from rankstack.text.stopwords import STOPWORDS
 
 # Word characters are UAX#29's: letters, combining marks, decimal digits and connectors ("_"); not
@@ -48,6 +48,7 @@ _TOKEN_RE = regex.compile(_WORD)
 _ASCII_TOKEN_RE = re.compile(
     r"[A-Za-z0-9_]+(?:(?:(?<=[A-Za-z])[:.'](?=[A-Za-z])|(?<=[0-9])[,;.'](?=[0-9]))[A-Za-z0-9_]+)*"
 )
+_NON_ASCII_CHUNK = re.compile(r"\S*[^\x00-\x7f]\S*")  # a whitespace-delimited chunk with a non-ASCII character
 _HAS_WORD = regex.compile(r"[\p{L}\p{Nd}\p{Extended_Pictographic}]")
 _MAX_TOKEN_LENGTH = 255  # StandardTokenizer's default; longer runs are split, as Lucene does
 _APOSTROPHES = "'\u2019\uff07"  # EnglishPossessiveFilter strips 's after any of these
@@ -83,15 +84,34 @@ class Analyzer:
         if text.isascii():  # the common case, about six times faster (equivalence is tested)
             tokens = _ASCII_TOKEN_RE.findall(text.lower() if lowered else text)
         else:
-            tokens = _TOKEN_RE.findall(text)
+            tokens = self._mixed_tokens(text)
         if "_" in text:  # a run of connectors alone ("____") is no word: Lucene emits nothing for it
             tokens = [t for t in tokens if "_" not in t or _HAS_WORD.search(t)]
         if tokens and max(map(len, tokens)) > _MAX_TOKEN_LENGTH:
             tokens = [t[i : i + _MAX_TOKEN_LENGTH] for t in tokens for i in range(0, len(t), _MAX_TOKEN_LENGTH)]
-        if self.possessive:
+        if self.possessive and ("'" in text or not text.isascii()):  # no apostrophe, no possessive
             tokens = [t[:-2] if len(t) > 2 and t[-1] in "sS" and t[-2] in _APOSTROPHES else t for t in tokens]
         if self.lowercase and not lowered:
             tokens = [t.lower() for t in tokens]
+        return tokens
+
+    def _mixed_tokens(self, text: str) -> list[str]:
+        """Tokens of text with some non-ASCII: the whitespace-delimited chunks that hold a non-ASCII
+        character go through the full Unicode rules, the ASCII stretches between them through the fast
+        ones. Exact, because no token contains whitespace and the rules look no further than the token's
+        own neighbouring characters (tested against ``_TOKEN_RE`` over the whole text)."""
+        tokens: list[str] = []
+        lower = self.lowercase
+        pos = 0
+        for chunk in _NON_ASCII_CHUNK.finditer(text):
+            if chunk.start() > pos:
+                stretch = text[pos : chunk.start()]
+                tokens += _ASCII_TOKEN_RE.findall(stretch.lower() if lower else stretch)
+            tokens += _TOKEN_RE.findall(chunk.group())
+            pos = chunk.end()
+        if pos < len(text):
+            stretch = text[pos:]
+            tokens += _ASCII_TOKEN_RE.findall(stretch.lower() if lower else stretch)
         return tokens
 
     def term_of_raw(self, token: str) -> str | None:
@@ -105,7 +125,7 @@ class Analyzer:
         stop = STOPWORDS[self.stopwords]
         tokens = [t for t in self.tokenize(text) if t not in stop]
         if self.stemmer == "porter":
-            return [porter_stem(t) for t in tokens]
+            return stem_many(tokens)
         return self._stemmer.stemWords(tokens) if self.stemmer else tokens
 
     def term(self, token: str) -> str | None:
@@ -125,6 +145,68 @@ class Analyzer:
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Analyzer:
         return cls(**config)
+
+
+class TermMapper:
+    """Texts -> term ids for indexing many documents, with one dictionary lookup per token.
+
+    The cache maps a surface token (as the tokenizer's regular expression finds it) straight to its term
+    id, or -1 for a stopword or a token that is no word: possessive removal, lowercasing, stopping and
+    stemming run once per distinct surface form, not once per occurrence. ``vocab`` assigns ids to new
+    terms (in order of first sight, as ``vocab[term]`` does). Equal, document by document, to
+    ``analyzer(text)`` (tested); a text with a token longer than 255 characters takes that exact path.
+    """
+
+    def __init__(self, analyzer: Analyzer, vocab: dict[str, int]):
+        self.analyzer = analyzer
+        self.vocab = vocab
+        self.cache = _SurfaceIds(self)
+
+    def surface_id(self, token: str) -> int:
+        a = self.analyzer
+        if "_" in token and not _HAS_WORD.search(token):
+            return -1
+        if a.possessive and len(token) > 2 and token[-1] in "sS" and token[-2] in _APOSTROPHES:
+            token = token[:-2]
+        if a.lowercase:
+            token = token.lower()
+        term = a.term(token)
+        return -1 if term is None else self.vocab[term]
+
+    def map(self, texts: list[str]) -> tuple[list[int], list[int]]:
+        """(term ids of all texts, one after another, -1 for dropped tokens; tokens per text). Ids of new
+        terms are given in the order the terms first occur, as a document-by-document build gives them."""
+        lower = self.analyzer.lowercase
+        lookup = self.cache.__getitem__
+        ids: list[int] = []
+        tokens: list[str] = []
+        counts: list[int] = []
+        for text in texts:
+            if text.isascii():
+                found = _ASCII_TOKEN_RE.findall(text.lower() if lower else text)
+            else:
+                found = self.analyzer._mixed_tokens(text)
+            if found and max(map(len, found)) > _MAX_TOKEN_LENGTH:  # rare: split as Lucene does, exactly
+                ids += map(lookup, tokens)
+                tokens = []
+                exact = [self.vocab[t] for t in self.analyzer(text)]
+                ids += exact
+                counts.append(len(exact))
+                continue
+            tokens += found
+            counts.append(len(found))
+        ids += map(lookup, tokens)
+        return ids, counts
+
+
+class _SurfaceIds(dict):
+    def __init__(self, mapper: TermMapper):
+        super().__init__()
+        self.mapper = mapper
+
+    def __missing__(self, token: str) -> int:
+        tid = self[token] = self.mapper.surface_id(token)
+        return tid
 
 
 def english_analyzer() -> Analyzer:

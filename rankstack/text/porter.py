@@ -11,8 +11,6 @@ Porter, M. F. "An algorithm for suffix stripping." Program 14(3), 1980.
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 _VOWELS = frozenset("aeiou")
 
 
@@ -199,9 +197,29 @@ def _step5(w: _Word) -> None:
         w.k -= 1
 
 
-@lru_cache(maxsize=1 << 20)
+class _Stems(dict):
+    """word -> stem, filled on first sight: a plain dict lookup per token (C speed, no call into Python
+    for a word seen before), since a collection repeats its vocabulary millions of times. Bounded: a
+    corpus with more distinct words than ``_MAX_CACHED`` starts over."""
+
+    def __missing__(self, word: str) -> str:
+        if len(self) >= _MAX_CACHED:
+            self.clear()
+        stem = self[word] = _stem(word)
+        return stem
+
+
+_MAX_CACHED = 1 << 21
+STEMS = _Stems()
+stem_many = lambda words: list(map(STEMS.__getitem__, words))  # noqa: E731 - the hot path of indexing
+
+
 def porter_stem(word: str) -> str:
-    """Stem one lowercase word; cached, since a collection repeats its vocabulary millions of times."""
+    """Stem one lowercase word (cached)."""
+    return STEMS[word]
+
+
+def _stem(word: str) -> str:
     if len(word) <= 2:
         return word
     w = _Word(word)

@@ -103,6 +103,7 @@ def child(workdir: Path) -> None:
     plan = json.loads((workdir / "plan.json").read_text())
     done = _journal(workdir)[0]
     index = workdir / "index"
+    pause = float(os.environ.get("CRASH_HARNESS_PAUSE", "0"))  # the race: let readers in between commits
     print("ready", flush=True)
     with open(workdir / "journal", "a") as journal:
         for i in range(done + 1, len(plan)):
@@ -123,6 +124,7 @@ def child(workdir: Path) -> None:
                         else:
                             idx.merge().close()
             _log(journal, f"end {i}")
+            time.sleep(pause)
 
 
 def _log(journal, line: str) -> None:
@@ -146,8 +148,8 @@ def _journal(workdir: Path) -> tuple[int, int]:
     return done, begun
 
 
-def _spawn(workdir: Path) -> subprocess.Popen:
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+def _spawn(workdir: Path, pause: float = 0.0) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=str(ROOT), CRASH_HARNESS_PAUSE=str(pause))
     return subprocess.Popen(
         [sys.executable, "-m", "tests.index.crash_harness", "child", str(workdir)],
         stdout=subprocess.PIPE,
@@ -290,7 +292,7 @@ def race(
     state_ids = {frozenset(s.items()): i for i, s in enumerate(plan_states)}
     fingerprints: dict[int, frozenset] = {}  # of clean builds, made for the states readers meet
     (workdir / "plan.json").write_text(json.dumps(plan))
-    proc = _spawn(workdir)
+    proc = _spawn(workdir, pause=0.05)
     try:
         assert proc.stdout is not None
         proc.stdout.readline()

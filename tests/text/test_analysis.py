@@ -3,6 +3,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rankstack.text import STOPWORDS, Analyzer, english_analyzer
+from rankstack.text.analysis import _ASCII_TOKEN_RE, _TOKEN_RE
 
 
 @pytest.mark.parametrize(
@@ -45,6 +46,28 @@ def test_config_roundtrip_and_validation():
 @settings(max_examples=400, deadline=None)
 @given(st.text(alphabet="aZ09_ .,;:'-sS\n", max_size=40))
 def test_ascii_fast_path_equals_the_unicode_rules(text):
-    """ASCII text takes a stdlib-``re`` path; appending a non-ASCII word forces the full Unicode one."""
-    analyzer = Analyzer(stopwords="none", stemmer=None)
-    assert analyzer.tokenize(text) == analyzer.tokenize(text + " \u00e9")[:-1]
+    """ASCII text takes a stdlib-``re`` path: it finds what the full Unicode rules find."""
+    assert _ASCII_TOKEN_RE.findall(text.lower()) == [t.lower() for t in _TOKEN_RE.findall(text)]
+
+
+# ASCII word pieces, joiners and separators mixed with letters, marks, digits, joiners, format and space
+# characters from elsewhere in Unicode: the chunked path must equal the Unicode rules over the whole text
+_MIXED = st.text(
+    alphabet="aZ09_ .,;:'-sS\n\t\u00e9\u00c9\u0301\u0660\u2019\u00b7\u00a0\u2009\u200b\u00ad\u4e2d\u03a3\u0130\U0001F600\u2028",
+    max_size=60,
+)
+
+
+@settings(max_examples=600, deadline=None)
+@given(_MIXED)
+def test_mixed_text_takes_ascii_stretches_fast_and_equals_the_unicode_rules(text):
+    for lowercase in (True, False):
+        analyzer = Analyzer(stopwords="none", stemmer=None, lowercase=lowercase)
+        reference = _TOKEN_RE.findall(text)
+        got = analyzer._mixed_tokens(text)
+        assert [t.lower() for t in got] == [t.lower() for t in reference] if lowercase else got == reference
+
+
+def test_possessives_without_an_apostrophe_in_sight():
+    a = Analyzer(stopwords="none", stemmer=None)
+    assert a.tokenize("Johns book, John's book, John\u2019s book") == ["johns", "book", "john", "book", "john", "book"]
