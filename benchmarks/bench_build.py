@@ -78,6 +78,7 @@ def main() -> None:
                     f"{t / ref:.2f}",
                     f"{one / t:.2f}" if tool.startswith("rankstack") else "",
                     mib(peak),
+                    mib(statistics.median(r["peak_rss"] - r["baseline_rss"] for r in runs)),
                     mib(polled),
                     f"{peak / ref_peak:.2f}",
                 ]
@@ -105,6 +106,7 @@ def main() -> None:
                 "time / bm25s",
                 "speed-up vs 1 thread",
                 "peak RSS MiB",
+                "peak − baseline MiB",
                 "polled tree peak MiB",
                 "peak / bm25s peak",
             ],

@@ -121,11 +121,34 @@ def _invert(fwd_terms: np.ndarray, fwd_tfs: np.ndarray, fwd_offsets: np.ndarray,
 
 
 class _TermIds(dict):
-    """term -> id in order of first sight; a lookup of a known term never leaves C."""
+    """term -> id in order of first sight (``names[id]`` is the term); a lookup of a known term never
+    leaves C."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: list[str] = []
 
     def __missing__(self, term: str) -> int:
         tid = self[term] = len(self)
+        self.names.append(term)
         return tid
+
+
+Bags = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+def term_bags(ids: list[int], counts: list[int]) -> Bags:
+    """Per-document bags of terms from ``TermMapper.map``'s output, with numpy: (each document's distinct
+    term ids in order of first occurrence, their counts, distinct terms per document, terms per document)."""
+    n = len(counts)
+    tid = np.array(ids, dtype=np.int64)
+    doc = np.repeat(np.arange(n, dtype=np.int64), counts)
+    keep = tid >= 0
+    tid, doc = tid[keep], doc[keep]
+    uniq, first, tfs = np.unique((doc << 32) | tid, return_index=True, return_counts=True)
+    order = np.argsort(first, kind="stable")
+    uniq, tfs = uniq[order], tfs[order]
+    return uniq & 0xFFFFFFFF, tfs, np.bincount(uniq >> 32, minlength=n), np.bincount(doc, minlength=n)
 
 
 class _SegmentWriter:
@@ -156,29 +179,18 @@ class _SegmentWriter:
         if self.store is not None:
             self.store.add(record or {})
 
-    def add_texts(
-        self, docids: list[str], texts: list[str], records: list[dict[str, Any]] | None, mapper: TermMapper
-    ) -> None:
-        """Add many documents from their texts: analysis through ``mapper`` (one lookup per token), then
-        each document's distinct terms in order of first occurrence and their counts, with numpy. The
-        arrays are those ``add`` would build document by document (tested: byte-identical index)."""
-        n = len(texts)
-        ids, counts = mapper.map(texts)
-        tid = np.array(ids, dtype=np.int64)
-        doc = np.repeat(np.arange(n, dtype=np.int64), counts)
-        keep = tid >= 0
-        tid, doc = tid[keep], doc[keep]
-        uniq, first, tfs = np.unique((doc << 32) | tid, return_index=True, return_counts=True)
-        order = np.argsort(first, kind="stable")
-        uniq, tfs = uniq[order], tfs[order]
-        ends = len(self.fwd_terms) + np.cumsum(np.bincount(uniq >> 32, minlength=n))
-        self.fwd_terms.frombytes((uniq & 0xFFFFFFFF).astype(np.uint32).tobytes())
+    def add_bags(self, docids: list[str], bags: Bags, records: list[dict[str, Any]] | None) -> None:
+        """Add many analysed documents at once (``term_bags``); the arrays are those ``add`` would build
+        document by document (tested: byte-identical index)."""
+        terms, tfs, distinct, doclen = bags
+        ends = len(self.fwd_terms) + np.cumsum(distinct, dtype=np.int64)
+        self.fwd_terms.frombytes(terms.astype(np.uint32).tobytes())
         self.fwd_tfs.frombytes(tfs.astype(np.uint32).tobytes())
-        self.doc_ends.frombytes(ends.astype(np.int64).tobytes())
-        self.doclen.frombytes(np.bincount(doc, minlength=n).astype(np.int64).tobytes())
+        self.doc_ends.frombytes(ends.tobytes())
+        self.doclen.frombytes(doclen.astype(np.int64).tobytes())
         self.docids += docids
         if self.store is not None:
-            for record in records or [{}] * n:
+            for record in records or [{}] * len(docids):
                 self.store.add(record)
 
     def __len__(self) -> int:
@@ -688,28 +700,15 @@ def _feed(
 
     total = len(documents) if isinstance(documents, Corpus) and documents._size is not None else None
     seen: set[str] = set()
-    duplicates = 0
     docs = tqdm(documents, total=total, desc=desc, unit="doc", disable=not show_progress, mininterval=1.0)
-    if threads <= 1:
-        docs = _unique(docs, seen, on_duplicate)
-        mapper = TermMapper(analyzer, writer.vocab)
-        while batch := list(islice(docs, _BATCH_DOCS)):
-            records = [_document_record(d) for d in batch] if writer.store else None
-            writer.add_texts([d.docid for d in batch], [d.contents() for d in batch], records, mapper)
-        return docs.duplicates if isinstance(docs, _unique) else 0
-    for doc, (terms, tfs) in _analysed(docs, analyzer, threads):
-        if doc.docid in seen:
-            duplicates += 1
-            if on_duplicate == "error":
-                raise _duplicate_error(doc.docid, len(seen) + duplicates)
-            continue
-        seen.add(doc.docid)
-        writer.add(doc.docid, terms, tfs, _document_record(doc) if writer.store else None)
-    return duplicates
+    docs = _unique(docs, seen, on_duplicate)
+    for batch, bags in _analysed(docs, analyzer, threads, writer.vocab):
+        records = [_document_record(d) for d in batch] if writer.store else None
+        writer.add_bags([d.docid for d in batch], bags, records)
+    return docs.duplicates
 
 
-_CHUNK_DOCS = 512  # documents per task sent to an analysis process
-_BATCH_DOCS = 1024  # documents analysed together on one thread
+_BATCH_DOCS = 1024  # documents analysed together (on this thread, or sent to an analysis process)
 
 
 class _unique:
@@ -732,19 +731,21 @@ class _unique:
                 raise _duplicate_error(doc.docid, len(self.seen) + self.duplicates)
 
 
-def _bag(analyzer: Analyzer, text: str) -> tuple[list[str], list[int]]:
-    """A document's distinct terms in order of first occurrence, and their counts."""
-    counts = Counter(analyzer(text))
-    return list(counts.keys()), list(counts.values())
+def _analysed(
+    docs: Iterable[Document], analyzer: Analyzer, threads: int, vocab: dict[str, int]
+) -> Iterator[tuple[list[Document], Bags]]:
+    """Batches of documents in corpus order with their bags of terms (ids from ``vocab``).
 
-
-def _analysed(docs: Iterable[Document], analyzer: Analyzer, threads: int) -> Iterator[tuple[Document, tuple]]:
-    """(document, bag of terms) in corpus order; with ``threads`` > 1 the analysis runs in that many
-    processes (it is pure Python: threads would share one interpreter lock), a bounded number of
-    chunks in flight so memory stays flat, results consumed in order so the index is byte-identical."""
+    With ``threads`` > 1 the analysis runs in that many processes (it is pure Python: threads would
+    share one interpreter lock); each returns its batch's bags with terms as strings, which get their
+    ids here in order, so the index is byte-identical to a one-thread build. A bounded number of batches
+    is in flight, so memory stays flat.
+    """
+    docs = iter(docs)
     if threads <= 1:
-        for doc in docs:
-            yield doc, _bag(analyzer, doc.contents())
+        mapper = TermMapper(analyzer, vocab)
+        while batch := list(islice(docs, _BATCH_DOCS)):
+            yield batch, term_bags(*mapper.map([d.contents() for d in batch]))
         return
     import multiprocessing
     from collections import deque
@@ -752,33 +753,36 @@ def _analysed(docs: Iterable[Document], analyzer: Analyzer, threads: int) -> Ite
 
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     ctx = multiprocessing.get_context(method)
-    docs = iter(docs)
     with ProcessPoolExecutor(threads, mp_context=ctx, initializer=_worker_init, initargs=(analyzer.config(),)) as pool:
         pending: deque = deque()
         while True:
             while len(pending) < 2 * threads:
-                chunk = list(islice(docs, _CHUNK_DOCS))
-                if not chunk:
+                batch = list(islice(docs, _BATCH_DOCS))
+                if not batch:
                     break
-                pending.append((chunk, pool.submit(_worker_bags, [d.contents() for d in chunk])))
+                pending.append((batch, pool.submit(_worker_bags, [d.contents() for d in batch])))
             if not pending:
                 return
-            chunk, future = pending.popleft()
-            yield from zip(chunk, future.result(), strict=True)
+            batch, future = pending.popleft()
+            terms, tfs, distinct, doclen = future.result()
+            ids = np.fromiter(map(vocab.__getitem__, terms), dtype=np.int64, count=len(terms))
+            yield batch, (ids, tfs, distinct, doclen)
 
 
-_WORKER_ANALYZER: Analyzer | None = None
+_WORKER: TermMapper | None = None
 
 
 def _worker_init(config: dict[str, Any]) -> None:
-    global _WORKER_ANALYZER
-    _WORKER_ANALYZER = Analyzer.from_config(config)
+    global _WORKER
+    _WORKER = TermMapper(Analyzer.from_config(config), _TermIds())
 
 
-def _worker_bags(texts: list[str]) -> list[tuple[list[str], list[int]]]:
-    analyzer = _WORKER_ANALYZER
-    assert analyzer is not None
-    return [_bag(analyzer, text) for text in texts]
+def _worker_bags(texts: list[str]) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+    """A batch's bags, terms as strings (the ids here are this process's own)."""
+    assert _WORKER is not None
+    local, tfs, distinct, doclen = term_bags(*_WORKER.map(texts))
+    names = _WORKER.vocab.names  # type: ignore[attr-defined]
+    return [names[i] for i in local.tolist()], tfs, distinct, doclen
 
 
 def _duplicate_error(docid: str, position: int) -> RankstackError:

@@ -48,7 +48,9 @@ _TOKEN_RE = regex.compile(_WORD)
 _ASCII_TOKEN_RE = re.compile(
     r"[A-Za-z0-9_]+(?:(?:(?<=[A-Za-z])[:.'](?=[A-Za-z])|(?<=[0-9])[,;.'](?=[0-9]))[A-Za-z0-9_]+)*"
 )
-_NON_ASCII_CHUNK = re.compile(r"\S*[^\x00-\x7f]\S*")  # a whitespace-delimited chunk with a non-ASCII character
+# a whitespace-delimited chunk holding a non-ASCII character; starting only after whitespace (and lazy up to
+# that character) keeps the search linear: "\S*[^\x00-\x7f]" would backtrack through every ASCII word
+_NON_ASCII_CHUNK = re.compile(r"(?<!\S)\S*?[^\x00-\x7f]\S*")
 _HAS_WORD = regex.compile(r"[\p{L}\p{Nd}\p{Extended_Pictographic}]")
 _MAX_TOKEN_LENGTH = 255  # StandardTokenizer's default; longer runs are split, as Lucene does
 _APOSTROPHES = "'\u2019\uff07"  # EnglishPossessiveFilter strips 's after any of these

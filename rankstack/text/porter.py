@@ -15,12 +15,13 @@ _VOWELS = frozenset("aeiou")
 
 
 class _Word:
-    """The reference algorithm's state: a buffer ``b``, its end ``k`` and the stem end ``j``."""
+    """The reference algorithm's state: a buffer ``b``, its end ``k`` and the stem end ``j``. The buffer is
+    a string (the reference's is a char array): suffix tests are then ``str.endswith`` without copying."""
 
     __slots__ = ("b", "j", "k")
 
     def __init__(self, word: str):
-        self.b = list(word)
+        self.b = word
         self.k = len(word) - 1
         self.j = 0
 
@@ -71,15 +72,15 @@ class _Word:
         return self.b[i] not in "wxy"
 
     def ends(self, s: str) -> bool:
-        n = len(s)
-        if n > self.k + 1 or "".join(self.b[self.k - n + 1 : self.k + 1]) != s:
+        if not self.b.endswith(s, 0, self.k + 1):
             return False
-        self.j = self.k - n
+        self.j = self.k - len(s)
         return True
 
     def setto(self, s: str) -> None:
         # like the reference, write over the buffer and move k; letters past k are ignored, not removed
-        self.b[self.j + 1 : self.j + 1 + len(s)] = list(s)
+        b, at = self.b, self.j + 1
+        self.b = b[:at] + s + b[at + len(s) :]
         self.k = self.j + len(s)
 
     def r(self, s: str) -> None:
@@ -88,13 +89,12 @@ class _Word:
 
 
 def _step1ab(w: _Word) -> None:
-    b = w.b
-    if b[w.k] == "s":
+    if w.b[w.k] == "s":
         if w.ends("sses"):
             w.k -= 2
         elif w.ends("ies"):
             w.setto("i")
-        elif b[w.k - 1] != "s":
+        elif w.b[w.k - 1] != "s":
             w.k -= 1
     if w.ends("eed"):
         if w.m() > 0:
@@ -108,7 +108,7 @@ def _step1ab(w: _Word) -> None:
         elif w.ends("iz"):
             w.setto("ize")
         elif w.double_consonant(w.k):
-            if b[w.k] not in "lsz":
+            if w.b[w.k] not in "lsz":
                 w.k -= 1
         elif w.m() == 1 and w.cvc(w.k):
             w.setto("e")
@@ -116,7 +116,7 @@ def _step1ab(w: _Word) -> None:
 
 def _step1c(w: _Word) -> None:
     if w.ends("y") and w.vowel_in_stem():
-        w.b[w.k] = "i"
+        w.b = w.b[: w.k] + "i" + w.b[w.k + 1 :]
 
 
 # Suffix groups keyed by the penultimate letter, tried in order; the first match decides.
@@ -230,4 +230,4 @@ def _stem(word: str) -> str:
         _step3(w)
         _step4(w)
         _step5(w)
-    return "".join(w.b[: w.k + 1])
+    return w.b[: w.k + 1]

@@ -90,7 +90,7 @@ _TEXTS = st.text(
 def test_batch_analysis_equals_document_by_document(tmp_path_factory, texts, stemmer):
     """The batched build (one lookup per token) gives the terms ``analyzer(text)`` gives, in the same
     order and with the same ids as adding each document's bag of terms."""
-    from rankstack.index.inverted import _SegmentWriter
+    from rankstack.index.inverted import _SegmentWriter, term_bags
     from rankstack.text import Analyzer
     from rankstack.text.analysis import TermMapper
 
@@ -98,7 +98,8 @@ def test_batch_analysis_equals_document_by_document(tmp_path_factory, texts, ste
     texts = [*texts, "x" * 300 + " the end's"]  # and an over-long token (the exact path)
     root = tmp_path_factory.mktemp("w")
     batch, single = _SegmentWriter(root / "a", store_docs=False), _SegmentWriter(root / "b", store_docs=False)
-    batch.add_texts([str(i) for i in range(len(texts))], texts, None, TermMapper(analyzer, batch.vocab))
+    bags = term_bags(*TermMapper(analyzer, batch.vocab).map(texts))
+    batch.add_bags([str(i) for i in range(len(texts))], bags, None)
     for i, text in enumerate(texts):
         single.add(str(i), analyzer(text), None, None)
     assert dict(batch.vocab) == dict(single.vocab)
