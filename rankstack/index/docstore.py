@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import zlib
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +20,20 @@ BLOCK = 16
 
 
 class DocStoreWriter:
-    def __init__(self, directory: Path):
+    """Writes blocks of ``BLOCK`` JSON records, zlib-compressed. With ``background=True`` the compression
+    (which releases the interpreter lock) runs on a helper thread while indexing goes on; the bytes
+    written are the same."""
+
+    def __init__(self, directory: Path, background: bool = False):
         self._fh = open(directory / "docs.bin", "wb")  # noqa: SIM115 - closed by close()
         self._dir = directory
         self._offsets: list[int] = [0]
         self._pending: list[str] = []
         self._pos = 0
+        self._pool = None
+        self._inflight: deque[Future[bytes]] = deque()
+        if background:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="docstore")
 
     def add(self, record: dict[str, Any]) -> None:
         self._pending.append(json.dumps(record, ensure_ascii=False, separators=(",", ":")))
@@ -33,14 +43,26 @@ class DocStoreWriter:
     def _flush(self) -> None:
         if not self._pending:
             return
-        blob = zlib.compress("\n".join(self._pending).encode("utf-8"), 6)
+        data = "\n".join(self._pending).encode("utf-8")
+        self._pending = []
+        if self._pool is None:
+            self._write(zlib.compress(data, 6))
+            return
+        self._inflight.append(self._pool.submit(zlib.compress, data, 6))
+        while len(self._inflight) > 4 or (self._inflight and self._inflight[0].done()):
+            self._write(self._inflight.popleft().result())
+
+    def _write(self, blob: bytes) -> None:
         self._fh.write(blob)
         self._pos += len(blob)
         self._offsets.append(self._pos)
-        self._pending = []
 
     def close(self) -> None:
         self._flush()
+        while self._inflight:
+            self._write(self._inflight.popleft().result())
+        if self._pool is not None:
+            self._pool.shutdown()
         self._fh.close()
         np.save(self._dir / "docs_offsets.npy", np.asarray(self._offsets, dtype=np.int64))
 

@@ -137,11 +137,11 @@ class _TermIds(dict):
 Bags = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
-def term_bags(ids: list[int], counts: list[int]) -> Bags:
+def term_bags(ids: Sequence[int], counts: list[int]) -> Bags:
     """Per-document bags of terms from ``TermMapper.map``'s output, with numpy: (each document's distinct
     term ids in order of first occurrence, their counts, distinct terms per document, terms per document)."""
     n = len(counts)
-    tid = np.array(ids, dtype=np.int64)
+    tid = np.frombuffer(ids, dtype=np.int64) if isinstance(ids, array) and len(ids) else np.array(ids, dtype=np.int64)
     doc = np.repeat(np.arange(n, dtype=np.int64), counts)
     keep = tid >= 0
     tid, doc = tid[keep], doc[keep]
@@ -154,7 +154,7 @@ def term_bags(ids: list[int], counts: list[int]) -> Bags:
 class _SegmentWriter:
     """Accumulates analysed documents and writes one segment directory."""
 
-    def __init__(self, directory: Path, store_docs: bool = True):
+    def __init__(self, directory: Path, store_docs: bool = True, background: bool = False):
         self.dir = directory
         self.dir.mkdir(parents=True, exist_ok=True)
         self.vocab: dict[str, int] = _TermIds()
@@ -164,7 +164,7 @@ class _SegmentWriter:
         self.doc_ends = array("q")
         self.doclen = array("q")
         self.docids: list[str] = []
-        self.store = DocStoreWriter(directory) if store_docs else None
+        self.store = DocStoreWriter(directory, background=background) if store_docs else None
 
     def add(self, docid: str, terms: list[str], tfs: list[int] | None, record: dict[str, Any] | None) -> None:
         """Add one document given its terms (with ``tfs``: distinct terms and their counts)."""
@@ -708,7 +708,7 @@ def _feed(
     return docs.duplicates
 
 
-_BATCH_DOCS = 1024  # documents analysed together (on this thread, or sent to an analysis process)
+_BATCH_DOCS = 256  # documents analysed together (on this thread, or sent to an analysis process)
 
 
 class _unique:
@@ -917,7 +917,7 @@ def build_inverted_index(
         on_duplicate = "keep-first"
 
     def write(tmp: Path) -> dict[str, Any]:
-        writer = _SegmentWriter(tmp / "seg-000001", store_docs=store_docs)
+        writer = _SegmentWriter(tmp / "seg-000001", store_docs=store_docs, background=threads > 1)
         dups = _feed(writer, corpus, analyzer, on_duplicate, show_progress, f"indexing {path.name}", threads)
         if dups:
             warnings.warn(f"{dups} documents had a docid seen before and were skipped ({on_duplicate})", stacklevel=3)

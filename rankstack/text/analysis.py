@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from array import array
 from collections.abc import Iterable
 from functools import cached_property
 from typing import Any
@@ -175,13 +176,13 @@ class TermMapper:
         term = a.term(token)
         return -1 if term is None else self.vocab[term]
 
-    def map(self, texts: list[str]) -> tuple[list[int], list[int]]:
-        """(term ids of all texts, one after another, -1 for dropped tokens; tokens per text). Ids of new
-        terms are given in the order the terms first occur, as a document-by-document build gives them."""
+    def map(self, texts: list[str]) -> tuple[array, list[int]]:
+        """(term ids of all texts, one after another, -1 for dropped tokens, as a compact int64 array;
+        tokens per text). Ids of new terms are given in the order the terms first occur, as a
+        document-by-document build gives them."""
         lower = self.analyzer.lowercase
         lookup = self.cache.__getitem__
-        ids: list[int] = []
-        tokens: list[str] = []
+        ids = array("q")
         counts: list[int] = []
         for text in texts:
             if text.isascii():
@@ -189,15 +190,11 @@ class TermMapper:
             else:
                 found = self.analyzer._mixed_tokens(text)
             if found and max(map(len, found)) > _MAX_TOKEN_LENGTH:  # rare: split as Lucene does, exactly
-                ids += map(lookup, tokens)
-                tokens = []
-                exact = [self.vocab[t] for t in self.analyzer(text)]
-                ids += exact
-                counts.append(len(exact))
-                continue
-            tokens += found
+                found = [self.vocab[t] for t in self.analyzer(text)]
+                ids.extend(found)
+            else:
+                ids.extend(map(lookup, found))
             counts.append(len(found))
-        ids += map(lookup, tokens)
         return ids, counts
 
 

@@ -105,3 +105,14 @@ def test_batch_analysis_equals_document_by_document(tmp_path_factory, texts, ste
     assert dict(batch.vocab) == dict(single.vocab)
     for name in ("fwd_terms", "fwd_tfs", "doc_ends", "doclen"):
         assert getattr(batch, name) == getattr(single, name), name
+
+
+def test_two_threads_write_the_same_document_store(tmp_path):
+    """With threads, the store's blocks are compressed on a helper thread: same bytes, same order."""
+    docs = golden_docs() * 1  # several store blocks
+    docs += [Document(f"extra{i}", f"text {i} " * (i % 17)) for i in range(3000)]
+    one = build_inverted_index(docs, tmp_path / "one", show_progress=False)
+    two = build_inverted_index(docs, tmp_path / "two", show_progress=False, threads=2)
+    files = lambda idx: idx.manifest["segments"][0]["files"]  # noqa: E731
+    assert files(one) == files(two)
+    assert two.docs["extra2999"].text == docs[-1].text
