@@ -125,6 +125,22 @@ class Ranking:
 
     # ---- constructors
     @classmethod
+    def trusted(
+        cls, qid: np.ndarray, docid: np.ndarray, score: np.ndarray, rank: np.ndarray, queries: Queries | None
+    ) -> Ranking:
+        """For retrievers: columns already sorted, ids already object arrays of str, no checks (at one query
+        per call the checks cost more than the search)."""
+        self = cls.__new__(cls)
+        self.qid, self.docid, self.score, self.rank, self.queries = (
+            qid,
+            docid,
+            score.astype(np.float64, copy=False),
+            rank,
+            queries,
+        )
+        return self
+
+    @classmethod
     def empty(cls, queries: Queries | None = None) -> Ranking:
         return cls([], [], [], [], queries=queries, presorted=True)
 

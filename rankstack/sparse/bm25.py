@@ -23,7 +23,6 @@ from __future__ import annotations
 import logging
 import threading
 import warnings
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from types import ModuleType
 from typing import Literal
@@ -118,6 +117,14 @@ def _idf_table(index: InvertedIndex) -> np.ndarray:
     return cache["idf"]
 
 
+def _idf_table64(index: InvertedIndex) -> np.ndarray:
+    """The idf table widened to float64 once, for the weights of single-occurrence query terms."""
+    cache = index.__dict__.setdefault("_bm25_impacts", {})
+    if "idf64" not in cache:
+        cache["idf64"] = _idf_table(index).astype(np.float64)
+    return cache["idf64"]
+
+
 def _impacts(index: InvertedIndex, k1: float, b: float) -> list[_SegmentImpacts]:
     cache = index.__dict__.setdefault("_bm25_impacts", {})
     key = (float(k1), float(b))
@@ -175,26 +182,42 @@ class BM25(Stage):
         query per call (a server's load) the fixed cost of each array operation is most of the time."""
         index = self.index
         lex, df = index.lexicon, index.lexicon.df
+        deletions = bool(index.manifest["counts"]["deleted"])
         qids = queries.qid.tolist()
         offsets, gids, counts, empty = [0], [], [], []
         for qid, text in zip(qids, queries.text.tolist(), strict=True):
             ids, any_term = index.query_term_ids(text) if text else ([], False)
             if not any_term:
                 empty.append(qid)
-            bag = sorted(Counter(ids).items()) if len(ids) > 1 else [(g, 1) for g in ids]
-            for gid, count in bag:  # in term-id order, as np.unique orders the batch path's terms
-                if df[gid] > 0:  # terms only in deleted documents
+            if len(ids) > 1:  # a bag of words, in term-id order, as np.unique orders the batch path's terms
+                bag: dict[int, int] = {}
+                for gid in ids:
+                    bag[gid] = bag.get(gid, 0) + 1
+                pairs = sorted(bag.items())
+            else:
+                pairs = [(gid, 1) for gid in ids]
+            for gid, count in pairs:
+                if not deletions or df[gid] > 0:  # terms only in deleted documents
                     gids.append(gid)
                     counts.append(count)
             offsets.append(len(gids))
         if empty:
             _warn_empty(empty, stacklevel=4)
-        g = np.asarray(gids, dtype=np.int64)
-        weights = (np.asarray(counts, dtype=np.float32) * _idf_table(index)[g]).astype(np.float64)
+        g = np.array(gids, dtype=np.int64)
+        if all(c == 1 for c in counts):  # the usual case: a term's weight is its idf (float32, widened)
+            weights = _idf_table64(index)[g]
+        else:
+            weights = (np.array(counts, dtype=np.float32) * _idf_table(index)[g]).astype(np.float64)
         seg, imp, to_local = index.segments[0], _impacts(index, self.k1, self.b)[0], lex.local[0]
         if to_local is not None:
             g = to_local[g]
-        result = self._run_kernel(seg, imp, np.asarray(offsets, dtype=np.int64), g, weights)
+        result = self._run_kernel(seg, imp, np.array(offsets, dtype=np.int64), g, weights)
+        if len(qids) == 1:  # one query, one segment: the ranking's columns directly
+            docs, scores, _ = result
+            n = len(docs)
+            return Ranking.trusted(
+                np.full(n, qids[0], dtype=object), seg.docids[docs], scores, np.arange(1, n + 1), queries
+            )
         return self._merge(qids, [result], queries)
 
     def search_weighted(
