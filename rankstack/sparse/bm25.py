@@ -51,7 +51,7 @@ def _kernels() -> ModuleType:
     if _state["kernels"] is None:
         from rankstack.sparse import topk
 
-        jit.announce(topk.batch_topk, topk.serial_topk)
+        jit.announce(topk.batch_topk, topk.serial_topk, topk.serial_topk_terms)
         _state["kernels"] = topk
     return _state["kernels"]
 
@@ -258,15 +258,16 @@ class BM25(Stage):
     def _run_kernel(self, seg: Segment, imp: _SegmentImpacts, q_offsets, local, weights):
         nq = len(q_offsets) - 1
         k = max(1, min(self.k, seg.num_docs))
-        starts, ends = imp.offsets[local], imp.offsets[local + 1]
         maxscore = self.algorithm == "maxscore"
         if nq <= FEW_QUERIES:
             if _numpy_first(seg.num_docs):
+                starts, ends = imp.offsets[local], imp.offsets[local + 1]
                 return topk_numpy.few_topk(imp.docs, imp.imps, q_offsets, starts, ends, weights, seg.num_docs, k)
-            ubs = weights * imp.max_impact[local]
-            return _kernels().serial_topk(
-                imp.docs, imp.imps, q_offsets, starts, ends, weights, ubs, k, maxscore, *imp.scratch(k, maxscore)
-            )
+            return _kernels().serial_topk_terms(
+                imp.docs, imp.imps, imp.offsets, imp.max_impact, q_offsets, local, weights, k, maxscore,
+                imp.scratch(k, maxscore),
+            )  # fmt: skip
+        starts, ends = imp.offsets[local], imp.offsets[local + 1]
         import numba
 
         topk = _kernels()

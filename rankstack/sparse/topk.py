@@ -482,6 +482,25 @@ def serial_topk(
     return _flatten(keys_out, counts)
 
 
+@njit()
+def serial_topk_terms(docs, imps, offsets, max_impact, q_offsets, terms, weights, k, use_maxscore, work):  # pragma: no cover
+    """``serial_topk`` given term ids: the postings ranges and upper bounds are gathered here, not by
+    numpy calls before the kernel, and the scratch comes as one tuple (fewer arguments to dispatch)."""
+    n = len(terms)
+    starts = np.empty(n, dtype=np.int64)
+    ends = np.empty(n, dtype=np.int64)
+    ubs = np.empty(n, dtype=np.float64)
+    for i in range(n):
+        t = terms[i]
+        starts[i] = offsets[t]
+        ends[i] = offsets[t + 1]
+        ubs[i] = weights[i] * max_impact[t]
+    acc, cand, score32, keys, sel, tmp = work
+    return serial_topk(
+        docs, imps, q_offsets, starts, ends, weights, ubs, k, use_maxscore, acc, cand, score32, keys, sel, tmp
+    )
+
+
 @njit(parallel=True)
 def batch_topk(
     docs, imps, q_offsets, starts, ends, weights, ubs, num_docs, k, use_maxscore, num_chunks
