@@ -700,7 +700,9 @@ def _feed(
 
     total = len(documents) if isinstance(documents, Corpus) and documents._size is not None else None
     seen: set[str] = set()
-    docs = tqdm(documents, total=total, desc=desc, unit="doc", disable=not show_progress, mininterval=1.0)
+    # an iterator, not the corpus: given a sized iterable without a total, tqdm calls len(), and a corpus of
+    # unknown size answers that by reading itself once more (every document parsed twice)
+    docs = tqdm(iter(documents), total=total, desc=desc, unit="doc", disable=not show_progress, mininterval=1.0)
     docs = _unique(docs, seen, on_duplicate)
     for batch, bags in _analysed(docs, analyzer, threads, writer.vocab):
         records = [_document_record(d) for d in batch] if writer.store else None

@@ -218,3 +218,19 @@ def _batch_index(tmp_path_factory):
         ]
         _BATCH_INDEX["idx"] = build_inverted_index(docs, tmp_path_factory.mktemp("b") / "idx", show_progress=False)
     return _BATCH_INDEX["idx"]
+
+
+@pytest.mark.parametrize("show_progress", [False, True])
+def test_a_corpus_of_unknown_size_is_read_once(tmp_path, show_progress):
+    """The progress bar must not ask a corpus its length: a corpus of unknown size would count itself by
+    reading every document (parsing the whole file twice)."""
+    from rankstack.types import Corpus
+
+    reads = []
+
+    def documents():
+        reads.append(1)
+        yield from random_docs(30, seed=4)
+
+    idx = build(Corpus(documents, name="c"), tmp_path / "idx", show_progress=show_progress)
+    assert len(reads) == 1 and idx.num_docs == 30
