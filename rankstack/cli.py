@@ -870,6 +870,8 @@ def experiment(
 
     if rerank_depth < 1:
         _fail(f"--rerank-depth must be at least 1, not {rerank_depth}")
+    if plot is not None:  # before any system runs: a missing extra or a bad folder must not waste the run
+        _check_plot_dir(plot)
     try:
         col = _load_collection(collection)
         path = index_dir or Path(".cache") / "indexes" / col.name
@@ -905,7 +907,6 @@ def experiment(
             runs, queries, qrels, metrics or DEFAULT_METRICS, baseline=0, test=test, per_query=True
         )
         elapsed = time.perf_counter() - start
-        pictures = _experiment_plots(runs, qrels, plot, (metrics or DEFAULT_METRICS)[0], per_query) if plot else []
     except (RankstackError, ValueError) as e:
         _fail(str(e))
     if runs_dir is not None:
@@ -923,22 +924,34 @@ def experiment(
             else "\n▲/▼: better/worse than BM25, paired permutation test p < 0.05 after Holm correction"
         )
     typer.echo(f"{len(runs)} systems run and evaluated in {elapsed:.1f}s")
+    pictures = _experiment_plots(runs, qrels, plot, (metrics or DEFAULT_METRICS)[0], per_query) if plot else []
     if pictures:
         typer.echo(f"\n{len(pictures)} plots written:")
         for picture in pictures:
             typer.echo(f"  {picture}")
 
 
+def _check_plot_dir(out_dir: Path) -> None:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        _fail(str(MissingExtraError("matplotlib", "plot")))
+    if out_dir.exists() and not out_dir.is_dir():
+        _fail(f"--plot {out_dir}: exists and is not a folder")
+
+
 def _experiment_plots(runs, qrels, out_dir: Path, measure: str, per_query) -> list[Path]:
     """The experiment's PNGs; matplotlib draws into files only (no window, works without a display)."""
+    import matplotlib
+
     from rankstack.eval import write_experiment_plots
 
-    try:
-        import matplotlib
-    except ImportError:
-        raise MissingExtraError("matplotlib", "plot") from None
     matplotlib.use("Agg")
-    return write_experiment_plots(runs, qrels, out_dir, measure, per_query=per_query)
+    try:
+        return write_experiment_plots(runs, qrels, out_dir, measure, per_query=per_query)
+    except (OSError, ValueError) as e:
+        typer.secho(f"error: the plots could not be written: {e}", fg=typer.colors.RED, err=True)
+        return []
 
 
 def _dense_for_experiment(col, model: str, backend: str, path: Path):

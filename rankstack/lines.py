@@ -24,19 +24,29 @@ def iter_lines(path: str | Path) -> Iterator[tuple[int, str]]:
     """Yield ``(lineno, line)`` without the line ending, 1-based.
 
     Lines are decoded one at a time (not in 8 KiB chunks as a text wrapper does), so a bad UTF-8 byte is
-    reported on the line that holds it. CRLF files (common in old test collections) read like LF files.
+    reported on the line that holds it. CRLF and CR-only files (common in old test collections) read like LF
+    files, and a UTF-8 byte-order mark at the start is dropped.
     """
     with open_binary(path) as fh:
         lineno = 0
         try:
-            for lineno, raw in enumerate(fh, 1):
+            for raw in fh:
+                lineno += 1
                 try:
                     line = raw.decode("utf-8")
                 except UnicodeDecodeError as exc:
                     raise InputFormatError(
                         path, lineno, f"not valid UTF-8 ({exc.reason} at byte {exc.start})"
                     ) from None
-                yield lineno, line.rstrip("\r\n")
+                if lineno == 1 and line.startswith("\ufeff"):  # a byte-order mark is no part of the first id
+                    line = line[1:]
+                line = line.rstrip("\r\n")
+                if "\r" in line:  # old Mac line ends (a bare CR), as text mode's universal newlines read them
+                    *first, line = line.split("\r")
+                    for part in first:
+                        yield lineno, part
+                        lineno += 1
+                yield lineno, line
         except (EOFError, OSError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError; bad deflate data is not
             raise InputFormatError(path, lineno + 1, f"file is truncated or corrupt ({exc})") from None
 

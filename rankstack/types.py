@@ -125,7 +125,7 @@ class Ranking:
 
     # ---- constructors
     @classmethod
-    def trusted(
+    def _trusted(
         cls, qid: np.ndarray, docid: np.ndarray, score: np.ndarray, rank: np.ndarray, queries: Queries | None
     ) -> Ranking:
         """For retrievers: columns already sorted, ids already object arrays of str, no checks (at one query

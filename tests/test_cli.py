@@ -400,11 +400,11 @@ def test_index_clean_removes_what_killed_builds_and_updates_left(beir: Path, tmp
     dead_build.mkdir()
     live_build = tmp_path / f".idx.tmp-{os.getpid()}-cafecafe"  # a build still running: left alone
     live_build.mkdir()
-    orphan = idx / "seg-000002"  # an update killed after writing its segment, before committing it
-    orphan.mkdir()
-    (orphan / "terms.txt").write_text("x")
     with rankstack.open(idx) as reader:
         reader.add([Document("new", "fresh words")]).merge().close()
+        orphan = idx / "seg-000099"  # an update killed after writing its segment, before committing it
+        orphan.mkdir()
+        (orphan / "terms.txt").write_text("x")
         old = {p.name for p in idx.iterdir() if p.name.startswith("seg-")}
         result = invoke("index", "--clean", "--index-dir", idx)
         assert result.exit_code == 0, result.output

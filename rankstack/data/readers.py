@@ -184,6 +184,7 @@ def _tsv_documents(path: str | Path) -> Iterator[tuple[int, Document]]:
 
 def _parquet_documents(path: str | Path, batch_size: int = 8192) -> Iterator[tuple[int, Document]]:
     """Rows of a Parquet file, read ``batch_size`` rows at a time; the "line" is the 1-based row."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
@@ -207,7 +208,7 @@ def _parquet_documents(path: str | Path, batch_size: int = 8192) -> Iterator[tup
             if batch is None:
                 break
             columns = batch.to_pydict()
-        except Exception as exc:  # damaged pages or strings: OSError, ArrowInvalid, UnicodeDecodeError, ...
+        except (OSError, ValueError, pa.ArrowException) as exc:  # damaged pages or strings (UnicodeDecodeError)
             raise InputFormatError(path, None, f"damaged Parquet data after row {row} ({exc})".strip()) from None
         for i in range(batch.num_rows):
             row += 1

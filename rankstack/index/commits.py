@@ -13,13 +13,15 @@ A process killed at any point leaves either the old or the new generation curren
 did not commit is unreferenced and removed by the next writer (or ``rankstack index --clean``). Locks
 are released by the operating system when a process dies, so a kill -9 never leaves a stale lock.
 
-Where ``fcntl`` is missing (Windows), pins and the writer lock are no-ops and old files are kept until
-the next ``collect`` finds them unused by the current generation.
+Where ``fcntl`` is missing (Windows), there are no locks: writers must take turns themselves, and old
+generations are kept (readers cannot be seen) until ``rankstack index --clean`` (``collect(force=True)``),
+to be run when no one is reading.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
@@ -28,6 +30,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from rankstack.errors import IndexFormatError
 from rankstack.index.manifest import MANIFEST, write_json_atomic
 
 try:
@@ -90,14 +93,22 @@ def pinned_manifest(root: Path, read: Callable[[], dict[str, Any]], attempts: in
         gen = generation(manifest)
         try:
             fd = os.open(root / f".gen-{gen}.lock", os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError:
-            return manifest, Pin(None)
-        fcntl.flock(fd, fcntl.LOCK_SH)
-        if generation(read()) == gen or history_path(root, gen).exists():
-            # still current, or a writer committed after we read but has not collected us: we hold it now
-            return manifest, Pin(fd)
+        except (PermissionError, OSError) as e:
+            if isinstance(e, PermissionError) or e.errno == errno.EROFS:
+                return manifest, Pin(None)  # a read-only index: no writer can change it either
+            raise
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            if generation(read()) == gen or history_path(root, gen).exists():
+                # still current, or a writer committed after we read but has not collected us: we hold it now
+                return manifest, Pin(fd)
+        except BaseException:
+            os.close(fd)
+            raise
         os.close(fd)  # collected between our read and our lock: read the newer manifest
-    raise RuntimeError(f"{root}: could not pin a generation after {attempts} attempts (writers too busy?)")
+    raise IndexFormatError(
+        f"{root}: could not open a consistent state after {attempts} tries; writers keep replacing it"
+    )
 
 
 def commit(root: Path, base: dict[str, Any], manifest: dict[str, Any]) -> dict[str, Any]:
@@ -115,7 +126,9 @@ def commit(root: Path, base: dict[str, Any], manifest: dict[str, Any]) -> dict[s
     return manifest
 
 
-def collect(root: Path, current: dict[str, Any], files_of: Callable[[dict[str, Any]], Iterable[str]]) -> list[str]:
+def collect(
+    root: Path, current: dict[str, Any], files_of: Callable[[dict[str, Any]], Iterable[str]], force: bool = False
+) -> list[str]:
     """Delete what no reader can need: files of unpinned old generations, uncommitted leftovers of killed
     writers. The caller holds ``writer_lock``. ``files_of(manifest)`` names a generation's paths relative
     to ``root`` (directories or files). Returns the removed names."""
@@ -132,7 +145,7 @@ def collect(root: Path, current: dict[str, Any], files_of: Callable[[dict[str, A
             if gen > cur:  # a commit that was killed before manifest.json moved: never current
                 doomed.append(path)
                 continue
-            fd = _try_exclusive(root / f".gen-{gen}.lock")
+            fd = _try_exclusive(root / f".gen-{gen}.lock") if fcntl is not None or force else None
             if fd is None:
                 pinned = _read_json(path)
                 if pinned is None:  # a reader's generation we cannot read: keep everything this time

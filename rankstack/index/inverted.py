@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import uuid
 import warnings
 from array import array
 from collections import Counter
@@ -355,7 +356,9 @@ class InvertedIndex:
                         verify_files(self.path / seg["name"], {seg["deleted"]: seg["deleted_file"]}, _REBUILD)
             self.analyzer = Analyzer.from_config(self.manifest["analyzer"])
             self.segments = [Segment(self.path, e) for e in self.manifest["segments"]]
-        except (KeyError, TypeError, ValueError, AttributeError, IndexError, OSError) as e:
+        except OSError as e:  # a data file the manifest names is missing or unreadable (opened with verify=False)
+            raise IndexFormatError(f"index {self.path}: {e}. {_REBUILD}") from None
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
             # only a manifest written before manifests were sealed, or edited by hand and resealed, gets here
             raise IndexFormatError(
                 f"{self.path / MANIFEST} does not describe a valid index ({type(e).__name__}: {e}). {_REBUILD}"
@@ -594,11 +597,10 @@ class InvertedIndex:
         files_of = _generation_files
         with commits.writer_lock(self.path):
             on_disk = read_manifest(self.path, INDEX_TYPE, (FORMAT_VERSION,))
-            base = (
-                self
-                if commits.generation(on_disk) == commits.generation(self.manifest)
-                else InvertedIndex(self.path, verify=False)
-            )
+            same = commits.generation(on_disk) == commits.generation(self.manifest) and on_disk.get(
+                "index_id"
+            ) == self.manifest.get("index_id")  # a rebuild (--overwrite) starts again at generation 0
+            base = self if same else InvertedIndex(self.path, verify=False)
             commits.collect(self.path, base.manifest, files_of)
             manifest = change(base)
             if manifest is None:
@@ -753,20 +755,26 @@ def _analysed(
     from collections import deque
     from concurrent.futures import ProcessPoolExecutor
 
-    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    ctx = multiprocessing.get_context(method)
+    # fork where there is one: a forkserver's start (importing numpy again) costs more than a small corpus's
+    # analysis. Children only analyse text (no locks, no threads of the parent are needed there).
+    ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
+    here = TermMapper(analyzer, _TermIds())  # this process analyses every (threads + 1)-th batch itself
     with ProcessPoolExecutor(threads, mp_context=ctx, initializer=_worker_init, initargs=(analyzer.config(),)) as pool:
         pending: deque = deque()
+        sent = 0
         while True:
-            while len(pending) < 2 * threads:
+            while len(pending) < 2 * threads + 1:
                 batch = list(islice(docs, _BATCH_DOCS))
                 if not batch:
                     break
-                pending.append((batch, pool.submit(_worker_bags, [d.contents() for d in batch])))
+                texts = [d.contents() for d in batch]
+                job = texts if sent % (threads + 1) == 0 else pool.submit(_worker_bags, texts)
+                pending.append((batch, job))
+                sent += 1
             if not pending:
                 return
-            batch, future = pending.popleft()
-            terms, tfs, distinct, doclen = future.result()
+            batch, job = pending.popleft()
+            terms, tfs, distinct, doclen = _named_bags(here, job) if isinstance(job, list) else job.result()
             ids = np.fromiter(map(vocab.__getitem__, terms), dtype=np.int64, count=len(terms))
             yield batch, (ids, tfs, distinct, doclen)
 
@@ -780,10 +788,14 @@ def _worker_init(config: dict[str, Any]) -> None:
 
 
 def _worker_bags(texts: list[str]) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
-    """A batch's bags, terms as strings (the ids here are this process's own)."""
     assert _WORKER is not None
-    local, tfs, distinct, doclen = term_bags(*_WORKER.map(texts))
-    names = _WORKER.vocab.names  # type: ignore[attr-defined]
+    return _named_bags(_WORKER, texts)
+
+
+def _named_bags(mapper: TermMapper, texts: list[str]) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+    """A batch's bags with terms as strings (``mapper``'s ids are its own, not the index's)."""
+    local, tfs, distinct, doclen = term_bags(*mapper.map(texts))
+    names = mapper.vocab.names  # type: ignore[attr-defined]
     return [names[i] for i in local.tolist()], tfs, distinct, doclen
 
 
@@ -885,6 +897,7 @@ def _write_index(
             "segments": [entry],
             "next_segment": 2,
             "generation": 0,
+            "index_id": uuid.uuid4().hex,  # tells a rebuild in the same place from the index a handle opened
         }
         write_json_atomic(tmp / MANIFEST, _refresh_counts(manifest))
     return InvertedIndex(path)
@@ -951,7 +964,8 @@ def clean_index(path: str | Path) -> list[str]:
     if (path / MANIFEST).exists() and read_manifest(path).get("type") == INDEX_TYPE:
         with commits.writer_lock(path):
             current = read_manifest(path, INDEX_TYPE, (FORMAT_VERSION,))
-            done += [f"removed {name}" for name in commits.collect(path, current, _generation_files)]
+            removed = commits.collect(path, current, _generation_files, force=True)
+            done += [f"removed {name}" for name in removed]
     return done
 
 

@@ -160,8 +160,17 @@ def atomic_directory(target: str | Path, overwrite: bool = False) -> Iterator[Pa
         raise
     if target.exists():
         old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
-        target.rename(old)
-        tmp.rename(target)
+        with _writer_lock_if_index(target):  # an update in flight finishes first; later ones see the new index
+            target.rename(old)
+            tmp.rename(target)
         shutil.rmtree(old, ignore_errors=True)
     else:
         tmp.rename(target)
+
+
+def _writer_lock_if_index(target: Path) -> contextlib.AbstractContextManager:
+    if not (target / MANIFEST).exists():
+        return contextlib.nullcontext()
+    from rankstack.index.commits import writer_lock  # commits builds on this module
+
+    return writer_lock(target)

@@ -215,7 +215,7 @@ class BM25(Stage):
         if len(qids) == 1:  # one query, one segment: the ranking's columns directly
             docs, scores, _ = result
             n = len(docs)
-            return Ranking.trusted(
+            return Ranking._trusted(
                 np.full(n, qids[0], dtype=object), seg.docids[docs], scores, np.arange(1, n + 1), queries
             )
         return self._merge(qids, [result], queries)

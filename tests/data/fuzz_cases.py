@@ -20,6 +20,7 @@ import gzip
 import json
 import os
 import random
+import re
 import warnings
 import zipfile
 from collections.abc import Callable
@@ -211,7 +212,8 @@ def check(case: Case, seed: bytes, mutations: list[Mutation], tmp: Path) -> str 
         data = gzip.compress(data, mtime=0)
     path = tmp / f"input{case.suffix}"
     path.write_bytes(data)
-    lines = data.count(b"\n") + 1 if not (case.suffix.endswith(".gz") or case.binary) else None
+    # lines as the readers count them: LF, CRLF and a bare CR each end one
+    lines = len(re.split(rb"\r\n|\r|\n", data)) if not (case.suffix.endswith(".gz") or case.binary) else None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -28,7 +28,7 @@ SYNTHETIC = {
     "post_docs.npy": 3348651194,
     "post_offsets.npy": 180185044,
     "post_tfs.npy": 4206154682,
-    "terms.txt": 333041233
+    "terms.txt": 333041233,
 }
 SCIFACT_2000 = {
     "docid_bytes.npy": 3680176268,
@@ -42,7 +42,7 @@ SCIFACT_2000 = {
     "post_docs.npy": 2389068484,
     "post_offsets.npy": 3627036835,
     "post_tfs.npy": 529283599,
-    "terms.txt": 990411914
+    "terms.txt": 990411914,
 }
 
 
@@ -80,21 +80,27 @@ def test_scifact_build_is_byte_identical(tmp_path, threads):
 
 
 _TEXTS = st.text(
-    alphabet="aZ09_ .,;:'-sS\n\u00e9\u00c9\u0301\u2019\u00b7\u00a0\u200b\u4e2dthe of and runs running",
+    alphabet="aZ09_ .,;:'-sSTHE\n\u00e9\u00c9\u0301\u2019\u00b7\u00a0\u200b\u4e2dthe of and runs running",
     max_size=80,
 )
 
 
 @settings(max_examples=150, deadline=None)
-@given(texts=st.lists(_TEXTS, max_size=12), stemmer=st.sampled_from(["porter", "english", None]))
-def test_batch_analysis_equals_document_by_document(tmp_path_factory, texts, stemmer):
+@given(
+    texts=st.lists(_TEXTS, max_size=12),
+    stemmer=st.sampled_from(["porter", "english", None]),
+    lowercase=st.booleans(),
+    possessive=st.booleans(),
+    stopwords=st.sampled_from(["lucene", "none"]),
+)
+def test_batch_analysis_equals_document_by_document(tmp_path_factory, texts, stemmer, lowercase, possessive, stopwords):
     """The batched build (one lookup per token) gives the terms ``analyzer(text)`` gives, in the same
     order and with the same ids as adding each document's bag of terms."""
     from rankstack.index.inverted import _SegmentWriter, term_bags
     from rankstack.text import Analyzer
     from rankstack.text.analysis import TermMapper
 
-    analyzer = Analyzer(stemmer=stemmer)
+    analyzer = Analyzer(stemmer=stemmer, lowercase=lowercase, possessive=possessive, stopwords=stopwords)
     texts = [*texts, "x" * 300 + " the end's"]  # and an over-long token (the exact path)
     root = tmp_path_factory.mktemp("w")
     batch, single = _SegmentWriter(root / "a", store_docs=False), _SegmentWriter(root / "b", store_docs=False)
