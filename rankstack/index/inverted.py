@@ -284,7 +284,15 @@ class Segment:
 
     @cached_property
     def store(self) -> DocStoreReader | None:
-        return DocStoreReader(self.dir) if (self.dir / "docs.bin").exists() else None
+        if "docs.bin" not in self.entry["files"]:
+            return None  # built with store_docs=False
+        try:
+            return DocStoreReader(self.dir)
+        except FileNotFoundError:
+            raise IndexFormatError(
+                f"index {self.root}: {self.entry['name']}/docs.bin is gone. If this index was closed, or updated "
+                "since it was opened and this handle dropped, open it again (rankstack.open); else rebuild it."
+            ) from None
 
     @property
     def live(self) -> np.ndarray:
@@ -368,6 +376,7 @@ class InvertedIndex:
     def docs(self) -> DocumentLookup:
         """Documents by docid: ``index.docs["d1"]`` (made on access: an attribute would be a reference cycle
         that keeps this index, and the generation it pins, alive until the cyclic garbage collector runs)."""
+        self._check_open()
         return DocumentLookup(self)
 
     # ---- statistics
@@ -522,6 +531,7 @@ class InvertedIndex:
     # ---- stage factories
     def bm25(self, k1: float = 0.9, b: float = 0.4, k: int = 1000, **kwargs: Any):
         """A Lucene-BM25 retriever over this index (see ``rankstack.sparse.BM25``)."""
+        self._check_open()
         from rankstack.sparse.bm25 import BM25
 
         return BM25(self, k1=k1, b=b, k=k, **kwargs)
@@ -631,8 +641,14 @@ class InvertedIndex:
         return manifest
 
     def close(self) -> None:
-        """Let writers reclaim this generation's files once no one else reads them (also on garbage collection)."""
+        """Let writers reclaim this generation's files once no one else reads them (also on garbage collection).
+        A closed index makes no more stages: its files may be gone after the next update."""
         self._pin.release()
+        self._closed = True
+
+    def _check_open(self) -> None:
+        if self.__dict__.get("_closed"):
+            raise RankstackError(f"index {self.path} was closed; open it again with rankstack.open({str(self.path)!r})")
 
     def __enter__(self) -> InvertedIndex:
         return self
@@ -758,23 +774,18 @@ def _analysed(
     # fork where there is one: a forkserver's start (importing numpy again) costs more than a small corpus's
     # analysis. Children only analyse text (no locks, no threads of the parent are needed there).
     ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
-    here = TermMapper(analyzer, _TermIds())  # this process analyses every (threads + 1)-th batch itself
     with ProcessPoolExecutor(threads, mp_context=ctx, initializer=_worker_init, initargs=(analyzer.config(),)) as pool:
         pending: deque = deque()
-        sent = 0
         while True:
-            while len(pending) < 2 * threads + 1:
+            while len(pending) < 2 * threads:
                 batch = list(islice(docs, _BATCH_DOCS))
                 if not batch:
                     break
-                texts = [d.contents() for d in batch]
-                job = texts if sent % (threads + 1) == 0 else pool.submit(_worker_bags, texts)
-                pending.append((batch, job))
-                sent += 1
+                pending.append((batch, pool.submit(_worker_bags, [d.contents() for d in batch])))
             if not pending:
                 return
-            batch, job = pending.popleft()
-            terms, tfs, distinct, doclen = _named_bags(here, job) if isinstance(job, list) else job.result()
+            batch, future = pending.popleft()
+            terms, tfs, distinct, doclen = future.result()
             ids = np.fromiter(map(vocab.__getitem__, terms), dtype=np.int64, count=len(terms))
             yield batch, (ids, tfs, distinct, doclen)
 

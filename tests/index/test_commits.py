@@ -144,3 +144,14 @@ def test_a_handle_opened_before_a_rebuild_updates_the_rebuilt_index(tmp_path):
     added.verify()
     assert added.num_docs == 11 and "n3" in added.docs and "d3" not in added.docs
     rankstack.open(path).verify()
+
+
+def test_a_closed_index_says_so(tmp_path):
+    from rankstack import RankstackError
+
+    with _build(random_docs(10, seed=1), tmp_path / "idx") as idx:
+        assert idx.docs["d1"].docid == "d1"
+    with pytest.raises(RankstackError, match="closed; open it again"):
+        idx.bm25()
+    with pytest.raises(RankstackError, match="closed; open it again"):
+        idx.docs["d1"]
