@@ -18,6 +18,7 @@ import numpy as np
 from rankstack.errors import MissingExtraError
 from rankstack.eval.encode import encode_qrels
 from rankstack.eval.evaluate import per_query_values
+from rankstack.eval.experiment import Experiment
 from rankstack.eval.measure import parse_measure
 from rankstack.types import Qrels, Ranking
 
@@ -113,7 +114,7 @@ def write_experiment_plots(
     if baseline not in runs:
         raise ValueError(f"baseline {baseline!r} is not one of the runs: {list(runs)}")
     if per_query is None:
-        per_query = _per_query_table(runs, qrels, measure)
+        _, per_query = Experiment(dict(runs), None, qrels, [measure], per_query=True)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = []
@@ -127,25 +128,6 @@ def write_experiment_plots(
     plot_recall_at_depth(recall_at_depth(runs, qrels), ax=ax)
     written.append(_save(fig, out / "recall-at-depth.png"))
     return written
-
-
-def _per_query_table(runs: Mapping[str, Ranking], qrels: Qrels, measure: str) -> pd.DataFrame:
-    import pandas as pd
-
-    encoded = encode_qrels(qrels)
-    parsed = parse_measure(measure)
-    frames = [
-        pd.DataFrame(
-            {
-                "name": name,
-                "qid": encoded.qids,
-                "measure": measure,
-                "value": per_query_values(run, encoded, [parsed])[:, 0],
-            }
-        )
-        for name, run in runs.items()
-    ]
-    return pd.concat(frames, ignore_index=True)
 
 
 def _save(fig: Any, path: Path) -> Path:

@@ -93,7 +93,7 @@ def pinned_manifest(root: Path, read: Callable[[], dict[str, Any]], attempts: in
         gen = generation(manifest)
         try:
             fd = os.open(root / f".gen-{gen}.lock", os.O_RDWR | os.O_CREAT, 0o644)
-        except (PermissionError, OSError) as e:
+        except OSError as e:
             if isinstance(e, PermissionError) or e.errno == errno.EROFS:
                 return manifest, Pin(None)  # a read-only index: no writer can change it either
             raise

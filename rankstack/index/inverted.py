@@ -577,7 +577,7 @@ class InvertedIndex:
         def change(base: InvertedIndex) -> dict[str, Any] | None:
             store_docs = base.manifest.get("store_docs", True)
 
-            def fill(writer: _SegmentWriter) -> int:
+            def fill(writer: _SegmentWriter) -> None:
                 for seg in base.segments:
                     offs, terms, tfs = seg.forward
                     vocab = seg.terms
@@ -586,7 +586,6 @@ class InvertedIndex:
                         s, e = int(offs[local]), int(offs[local + 1])
                         record = seg.store.get(local) if (store_docs and seg.store is not None) else None
                         writer.add(docids[local], [vocab[t] for t in terms[s:e]], tfs[s:e].tolist(), record)
-                return 0
 
             entry = _write_segment(base.path, base.manifest["next_segment"], store_docs, fill, keep_empty=True)
             assert entry is not None
@@ -717,11 +716,10 @@ def _feed(
     from tqdm.auto import tqdm
 
     total = len(documents) if isinstance(documents, Corpus) and documents._size is not None else None
-    seen: set[str] = set()
     # an iterator, not the corpus: given a sized iterable without a total, tqdm calls len(), and a corpus of
     # unknown size answers that by reading itself once more (every document parsed twice)
     docs = tqdm(iter(documents), total=total, desc=desc, unit="doc", disable=not show_progress, mininterval=1.0)
-    docs = _unique(docs, seen, on_duplicate)
+    docs = _unique(docs, on_duplicate)
     for batch, bags in _analysed(docs, analyzer, threads, writer.vocab):
         records = [_document_record(d) for d in batch] if writer.store else None
         writer.add_bags([d.docid for d in batch], bags, records)
@@ -734,8 +732,10 @@ _BATCH_DOCS = 256  # documents analysed together (on this thread, or sent to an 
 class _unique:
     """Documents with docids not seen before; counts (keep-first) or refuses (error) the others."""
 
-    def __init__(self, docs: Iterable[Document], seen: set[str], on_duplicate: str):
-        self.docs, self.seen, self.on_duplicate, self.duplicates = iter(docs), seen, on_duplicate, 0
+    def __init__(self, docs: Iterable[Document], on_duplicate: str):
+        self.docs, self.on_duplicate = iter(docs), on_duplicate
+        self.seen: set[str] = set()
+        self.duplicates = 0
 
     def __iter__(self) -> Iterator[Document]:
         return self
@@ -799,14 +799,10 @@ def _worker_init(config: dict[str, Any]) -> None:
 
 
 def _worker_bags(texts: list[str]) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+    """A batch's bags with terms as strings (this process's term ids are its own, not the index's)."""
     assert _WORKER is not None
-    return _named_bags(_WORKER, texts)
-
-
-def _named_bags(mapper: TermMapper, texts: list[str]) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
-    """A batch's bags with terms as strings (``mapper``'s ids are its own, not the index's)."""
-    local, tfs, distinct, doclen = term_bags(*mapper.map(texts))
-    names = mapper.vocab.names  # type: ignore[attr-defined]
+    local, tfs, distinct, doclen = term_bags(*_WORKER.map(texts))
+    names = _WORKER.vocab.names  # type: ignore[attr-defined]
     return [names[i] for i in local.tolist()], tfs, distinct, doclen
 
 
@@ -827,7 +823,7 @@ def _write_segment(root: Path, number: int, store_docs: bool, fill, keep_empty: 
     shutil.rmtree(tmp, ignore_errors=True)
     writer = _SegmentWriter(tmp, store_docs=store_docs)
     try:
-        replaced = fill(writer)
+        fill(writer)
         if len(writer) == 0 and not keep_empty:
             shutil.rmtree(tmp, ignore_errors=True)
             return None
@@ -835,8 +831,6 @@ def _write_segment(root: Path, number: int, store_docs: bool, fill, keep_empty: 
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    if replaced:
-        log.info("%d duplicate docids inside the added batch: the last copy of each was kept", replaced)
     entry["name"] = name
     entry["docids"] = writer.docids
     _fsync_tree(tmp)

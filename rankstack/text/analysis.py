@@ -84,10 +84,7 @@ class Analyzer:
     def tokenize(self, text: str) -> list[str]:
         """Surface tokens before stopping and stemming (lowercased if configured)."""
         lowered = self.lowercase and text.isascii()
-        if text.isascii():  # the common case, about six times faster (equivalence is tested)
-            tokens = _ASCII_TOKEN_RE.findall(text.lower() if lowered else text)
-        else:
-            tokens = self._mixed_tokens(text)
+        tokens = self._surface_tokens(text)
         if "_" in text:  # a run of connectors alone ("____") is no word: Lucene emits nothing for it
             tokens = [t for t in tokens if "_" not in t or _HAS_WORD.search(t)]
         if tokens and max(map(len, tokens)) > _MAX_TOKEN_LENGTH:
@@ -97,6 +94,13 @@ class Analyzer:
         if self.lowercase and not lowered:
             tokens = [t.lower() for t in tokens]
         return tokens
+
+    def _surface_tokens(self, text: str) -> list[str]:
+        """The tokenizer's matches, before any filter; ASCII text comes out lowercased already (when the
+        analyzer lowercases), other text only in its ASCII stretches."""
+        if text.isascii():  # the common case, about six times faster (equivalence is tested)
+            return _ASCII_TOKEN_RE.findall(text.lower() if self.lowercase else text)
+        return self._mixed_tokens(text)
 
     def _mixed_tokens(self, text: str) -> list[str]:
         """Tokens of text with some non-ASCII: the whitespace-delimited chunks that hold a non-ASCII
@@ -119,9 +123,13 @@ class Analyzer:
 
     def term_of_raw(self, token: str) -> str | None:
         """``term`` for a surface token from the compiled batch scan (``query_scan.py``): possessive removed first."""
+        return self.term(self._without_possessive(token))
+
+    def _without_possessive(self, token: str) -> str:
+        """EnglishPossessiveFilter on one token (``tokenize`` inlines the same test over a list)."""
         if self.possessive and len(token) > 2 and token[-1] in "sS" and token[-2] in _APOSTROPHES:
-            token = token[:-2]
-        return self.term(token)
+            return token[:-2]
+        return token
 
     def __call__(self, text: str) -> list[str]:
         """Index terms for ``text``, in order (repeats kept: term frequency matters)."""
@@ -169,26 +177,19 @@ class TermMapper:
         a = self.analyzer
         if "_" in token and not _HAS_WORD.search(token):
             return -1
-        if a.possessive and len(token) > 2 and token[-1] in "sS" and token[-2] in _APOSTROPHES:
-            token = token[:-2]
-        if a.lowercase:
-            token = token.lower()
-        term = a.term(token)
+        token = a._without_possessive(token)
+        term = a.term(token.lower() if a.lowercase else token)
         return -1 if term is None else self.vocab[term]
 
     def map(self, texts: list[str]) -> tuple[array, list[int]]:
         """(term ids of all texts, one after another, -1 for dropped tokens, as a compact int64 array;
         tokens per text). Ids of new terms are given in the order the terms first occur, as a
         document-by-document build gives them."""
-        lower = self.analyzer.lowercase
         lookup = self.cache.__getitem__
         ids = array("q")
         counts: list[int] = []
         for text in texts:
-            if text.isascii():
-                found = _ASCII_TOKEN_RE.findall(text.lower() if lower else text)
-            else:
-                found = self.analyzer._mixed_tokens(text)
+            found = self.analyzer._surface_tokens(text)
             if found and max(map(len, found)) > _MAX_TOKEN_LENGTH:  # rare: split as Lucene does, exactly
                 found = [self.vocab[t] for t in self.analyzer(text)]
                 ids.extend(found)
