@@ -152,9 +152,26 @@ def _keep_missing(inp: Ranking, present: np.ndarray, scores: np.ndarray) -> Rank
     """Scores for every row of ``inp``: the model's where present, below the query's lowest elsewhere."""
     full = np.empty(len(inp), dtype=np.float64)
     full[present] = scores
-    for _, rows in inp.groups():
-        block = present[rows]
-        floor = float(full[rows][block].min()) if block.any() else 0.0
-        missing_rows = np.flatnonzero(~block) + rows.start  # in first-stage rank order
-        full[missing_rows] = floor - np.arange(1, len(missing_rows) + 1)
+    place_missing(full, missing_blocks(inp, present))
     return Ranking(inp.qid, inp.docid, full, queries=inp.queries)
+
+
+def missing_blocks(ranking: Ranking, present: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """For each query with documents the source lacks: (its present rows, its missing rows in rank order)."""
+    if present.all():
+        return []
+    out = []
+    for _, rows in ranking.groups():
+        block = present[rows]
+        if not block.all():
+            idx = np.arange(rows.start, rows.stop)
+            out.append((idx[block], idx[~block]))
+    return out
+
+
+def place_missing(full: np.ndarray, blocks: list[tuple[np.ndarray, np.ndarray]]) -> None:
+    """``missing="keep"``, in place: a query's missing rows go below its lowest score, in first-stage order
+    (scores 1, 2, … under it; a query with no scored document starts at 0)."""
+    for have, lack in blocks:
+        floor = float(full[have].min()) if len(have) else 0.0
+        full[lack] = floor - np.arange(1, len(lack) + 1)

@@ -28,6 +28,7 @@ import numpy as np
 from rankstack.models import lazy, model_dir
 from rankstack.models.model_dir import ModelDirectoryError
 from rankstack.rerank.base import Missing, PointwiseReranker
+from rankstack.rerank.batching import longest_first, pad_rows
 from rankstack.rerank.prompts import cut_to_tokens
 from rankstack.rerank.settings import load_classifier, read_reranker_config, write_reranker_config
 from rankstack.rerank.texts import DocSource
@@ -196,26 +197,11 @@ class CrossEncoder(PointwiseReranker):
             )
         return {k: enc[k] for k in ("input_ids", "token_type_ids") if k in enc}
 
-    def _pad(self, rows: list[int], enc: dict[str, list[list[int]]]) -> dict[str, np.ndarray]:
-        width = max(len(enc["input_ids"][i]) for i in rows)
-        pad_id = self.tokenizer.pad_token_id or 0
-        out = {"input_ids": np.full((len(rows), width), pad_id, dtype=np.int64)}
-        out["attention_mask"] = np.zeros((len(rows), width), dtype=np.int64)
-        if "token_type_ids" in enc:
-            out["token_type_ids"] = np.zeros((len(rows), width), dtype=np.int64)
-        for r, i in enumerate(rows):
-            n = len(enc["input_ids"][i])
-            out["input_ids"][r, :n] = enc["input_ids"][i]
-            out["attention_mask"][r, :n] = 1
-            if "token_type_ids" in enc:
-                out["token_type_ids"][r, :n] = enc["token_type_ids"][i]
-        return out
-
     def features(self, queries: Sequence[str], docs: Sequence[str]) -> dict[str, Any]:
         """A padded torch batch of pairs on the model's device: what training feeds ``logits``."""
         torch = lazy.torch()
         enc = self.encode_pairs(queries, docs)
-        batch = self._pad(list(range(len(queries))), enc)
+        batch = pad_rows(range(len(queries)), enc, self.tokenizer.pad_token_id)
         return {k: torch.from_numpy(v).to(self.device) for k, v in batch.items()}
 
     # ------------------------------------------------------------------------------------ scoring
@@ -240,12 +226,10 @@ class CrossEncoder(PointwiseReranker):
         if not len(queries):
             return np.zeros(0, dtype=np.float64)
         enc = self.encode_pairs(queries, docs)
-        order = np.argsort([-len(x) for x in enc["input_ids"]], kind="stable")
         out = np.empty(len(queries), dtype=np.float64)
         with lazy.progress(len(queries), "re-ranking", self.show_progress, unit="pair") as bar:
-            for lo in range(0, len(order), self.batch_size):
-                rows = order[lo : lo + self.batch_size].tolist()
-                out[rows] = self._forward(self._pad(rows, enc))
+            for rows in longest_first([len(x) for x in enc["input_ids"]], self.batch_size):
+                out[rows] = self._forward(pad_rows(rows, enc, self.tokenizer.pad_token_id))
                 bar.update(len(rows))
         return out
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from collections.abc import Hashable, Iterator, Sequence
+from collections.abc import Hashable, Sequence
 from itertools import combinations
 from pathlib import Path
 from typing import Any, Literal
@@ -37,6 +37,7 @@ import numpy as np
 from rankstack.models import lazy, model_dir
 from rankstack.models.model_dir import ModelDirectoryError
 from rankstack.rerank.base import Missing, Reranker
+from rankstack.rerank.batching import pad_rows, symmetric_batches
 from rankstack.rerank.settings import load_classifier, read_reranker_config, write_reranker_config
 from rankstack.rerank.texts import DocSource
 from rankstack.types import Ranking
@@ -91,20 +92,6 @@ def aggregate_preferences(p: np.ndarray, method: str = "sum") -> np.ndarray:
     if method == "max":
         return np.where(off, p, -np.inf).max(1)
     return np.where(off, p + (1.0 - p.T), 0.0).sum(1)  # sym-sum
-
-
-def symmetric_batches(lengths: Sequence[int], batch_size: int) -> Iterator[list[int]]:
-    """Row indices of batches over inputs that come in couples ``(2m, 2m + 1)`` = orders (i, j), (j, i).
-
-    A couple never splits (both orders of a pair share a batch, so they see the same padding and are
-    computed together); couples are sorted longest first, so a batch is padded only to its own longest input.
-    An odd last row (a caller's lone pair) forms a unit of its own.
-    """
-    units = [list(range(lo, min(lo + 2, len(lengths)))) for lo in range(0, len(lengths), 2)]
-    order = np.argsort([-max(lengths[i] for i in u) for u in units], kind="stable").tolist()
-    per = max(1, int(batch_size) // 2)
-    for lo in range(0, len(order), per):
-        yield [i for m in order[lo : lo + per] for i in units[m]]
 
 
 # ------------------------------------------------------------------------------------ the pairwise stage
@@ -344,21 +331,8 @@ class DuoCrossEncoder(PairwiseReranker):
 
     def _pad(self, rows: Sequence[int], enc: dict[str, list[list[int]]]) -> dict[str, Any]:
         torch = lazy.torch()
-        width = max(len(enc["input_ids"][i]) for i in rows)
-        pad_id = self.tokenizer.pad_token_id or 0
-        ids = np.full((len(rows), width), pad_id, dtype=np.int64)
-        mask = np.zeros((len(rows), width), dtype=np.int64)
-        types = np.zeros((len(rows), width), dtype=np.int64)
-        for r, i in enumerate(rows):
-            n = len(enc["input_ids"][i])
-            ids[r, :n] = enc["input_ids"][i]
-            mask[r, :n] = 1
-            if "token_type_ids" in enc:
-                types[r, :n] = enc["token_type_ids"][i]
-        out = {"input_ids": ids, "attention_mask": mask}
-        if "token_type_ids" in enc:
-            out["token_type_ids"] = types
-        return {k: torch.from_numpy(v).to(self.device) for k, v in out.items()}
+        batch = pad_rows(rows, enc, self.tokenizer.pad_token_id)
+        return {k: torch.from_numpy(v).to(self.device) for k, v in batch.items()}
 
     def features(self, queries: Sequence[str], docs_a: Sequence[str], docs_b: Sequence[str]) -> dict[str, Any]:
         """A padded torch batch of (query, a, b) rows on the model's device: what training feeds ``logits``."""

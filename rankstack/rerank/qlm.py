@@ -46,6 +46,7 @@ import numpy as np
 from rankstack.models import lazy, model_dir
 from rankstack.models.model_dir import ModelDirectoryError
 from rankstack.rerank.base import Missing, PointwiseReranker
+from rankstack.rerank.batching import longest_first
 from rankstack.rerank.prompts import cut_to_tokens, fit_documents, resolve_template
 from rankstack.rerank.settings import read_reranker_config, write_reranker_config
 from rankstack.rerank.texts import DocSource
@@ -308,11 +309,9 @@ class QueryLikelihood(PointwiseReranker):
             return np.zeros(0, dtype=np.float64)
         torch = lazy.torch()
         rows = self.encode(queries, docs)
-        order = np.argsort([-(len(a) + len(b)) for a, b in rows], kind="stable").tolist()
         out = np.empty(len(rows), dtype=np.float64)
         with lazy.progress(len(rows), "query likelihood", self.show_progress, unit="pair") as bar:
-            for lo in range(0, len(order), self.batch_size):
-                batch = order[lo : lo + self.batch_size]
+            for batch in longest_first([len(a) + len(b) for a, b in rows], self.batch_size):
                 with torch.inference_mode():
                     s = self._log_likelihoods([rows[i] for i in batch], dtype=torch.float64)
                 out[batch] = s.cpu().numpy()

@@ -49,7 +49,8 @@ import numpy as np
 from rankstack.models import lazy, model_dir
 from rankstack.models.model_dir import ModelDirectoryError
 from rankstack.rerank.base import Missing, PointwiseReranker
-from rankstack.rerank.duo import PairwiseReranker, check_aggregate, symmetric_batches
+from rankstack.rerank.batching import longest_first, pad_rows, symmetric_batches
+from rankstack.rerank.duo import PairwiseReranker, check_aggregate
 from rankstack.rerank.prompts import TEMPLATES, cut_to_tokens, fit_documents, label_token_id, resolve_template
 from rankstack.rerank.settings import read_reranker_config, write_reranker_config
 from rankstack.rerank.texts import DocSource
@@ -163,17 +164,8 @@ class _LabelModel:
 
     def _pad(self, rows: Sequence[int], ids: Sequence[Sequence[int]]) -> dict[str, Any]:
         torch = lazy.torch()
-        width = max(len(ids[i]) for i in rows)
-        pad_id = self.tokenizer.pad_token_id or 0
-        x = np.full((len(rows), width), pad_id, dtype=np.int64)
-        mask = np.zeros((len(rows), width), dtype=np.int64)
-        for r, i in enumerate(rows):
-            x[r, : len(ids[i])] = ids[i]
-            mask[r, : len(ids[i])] = 1
-        return {
-            "input_ids": torch.from_numpy(x).to(self.device),
-            "attention_mask": torch.from_numpy(mask).to(self.device),
-        }
+        batch = pad_rows(rows, {"input_ids": ids}, self.tokenizer.pad_token_id)
+        return {k: torch.from_numpy(v).to(self.device) for k, v in batch.items()}
 
     # ------------------------------------------------------------------------------------ scoring
     def label_logits(self, features: dict[str, Any]) -> Any:
@@ -192,11 +184,7 @@ class _LabelModel:
         torch = lazy.torch()
         out = np.empty(len(ids), dtype=np.float64)
         lengths = [len(x) for x in ids]
-        if lengths_in_couples:
-            batches = symmetric_batches(lengths, self.batch_size)
-        else:
-            order = np.argsort([-n for n in lengths], kind="stable").tolist()
-            batches = (order[lo : lo + self.batch_size] for lo in range(0, len(order), self.batch_size))
+        batches = (symmetric_batches if lengths_in_couples else longest_first)(lengths, self.batch_size)
         with lazy.progress(len(ids), desc, self.show_progress, unit="pair") as bar:
             for rows in batches:
                 with torch.inference_mode():

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from rankstack.eval import encode_qrels, evaluate, parse_measure
+from rankstack.rerank.base import missing_blocks, place_missing
 from rankstack.rerank.birch import Birch
 from rankstack.types import Qrels, Ranking
 
@@ -91,14 +92,14 @@ def tune_birch(
     contribution = evidence @ weights.T  # [rows, settings]
 
     enc = encode_qrels(qrels)
-    blocks = _missing_blocks(ranking, present)
+    blocks = missing_blocks(ranking, present)
     values = np.empty((len(alphas), len(weights)))
     full = np.empty(len(ranking), dtype=np.float64)
     for a, alpha in enumerate(alphas.tolist()):
         scores = alpha * first[:, None] + (1.0 - alpha) * contribution
         for w in range(len(weights)):
             full[present] = scores[:, w]
-            _place_missing(full, present, blocks)
+            place_missing(full, blocks)
             run = Ranking(ranking.qid, ranking.docid, full, ranking.rank, presorted=True)
             values[a, w] = evaluate(run, enc, name)[name]
 
@@ -125,23 +126,3 @@ def _rows(ranking: Ranking, mask: np.ndarray) -> Ranking:
         ranking.qid[mask], ranking.docid[mask], ranking.score[mask], ranking.rank[mask],
         queries=ranking.queries, presorted=True,
     )  # fmt: skip
-
-
-def _missing_blocks(ranking: Ranking, present: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
-    """For each query with documents the source lacks: (its present rows, its missing rows in rank order)."""
-    if present.all():
-        return []
-    out = []
-    for _, rows in ranking.groups():
-        block = present[rows]
-        if not block.all():
-            idx = np.arange(rows.start, rows.stop)
-            out.append((idx[block], idx[~block]))
-    return out
-
-
-def _place_missing(full: np.ndarray, present: np.ndarray, blocks: list[tuple[np.ndarray, np.ndarray]]) -> None:
-    """What ``Reranker`` does with ``missing="keep"``: below the query's lowest score, in first-stage order."""
-    for have, lack in blocks:
-        floor = float(full[have].min()) if len(have) else 0.0
-        full[lack] = floor - np.arange(1, len(lack) + 1)
