@@ -13,6 +13,7 @@ So the Expando-Mono-Duo design of Pradeep et al. (2021) is one line::
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Hashable, Sequence
 from typing import Literal
@@ -116,6 +117,7 @@ class PointwiseReranker(Reranker):
         super().__init__(docs, missing=missing, show_progress=show_progress)
         self.cache = cache
         self._cache: dict[tuple[Hashable, str, str], float] = {}
+        self._text_cache: dict[tuple[Hashable, str, str], float] = {}
 
     @property
     def cache_key(self) -> Hashable:
@@ -129,23 +131,44 @@ class PointwiseReranker(Reranker):
         if not self.cache:
             return np.asarray(self.score_pairs(queries, texts), dtype=np.float64)
         model = self.cache_key
-        keys = [(model, q, d) for q, d in zip(queries, ranking.docid.tolist(), strict=True)]
-        scores = np.array([self._cache.get(k, np.nan) for k in keys], dtype=np.float64)
+        return self._cached(self._cache, [(model, q, d) for q, d in zip(queries, ranking.docid.tolist(), strict=True)], queries, texts)
+
+    def score_texts(self, queries: Sequence[str], texts: Sequence[str]) -> np.ndarray:
+        """``score_pairs`` through a cache keyed by (model, query, a digest of the text): for inputs that have
+        no docid, such as the passages of a document, so that FirstP, MaxP, SumP and PCGM over one scorer
+        and one window score each passage once between them."""
+        if not self.cache:
+            return np.asarray(self.score_pairs(queries, texts), dtype=np.float64)
+        model = self.cache_key
+        keys = [(model, q, hashlib.blake2b(t.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest())
+                for q, t in zip(queries, texts, strict=True)]  # fmt: skip
+        return self._cached(self._text_cache, keys, queries, texts)
+
+    def _cached(
+        self,
+        cache: dict[tuple[Hashable, str, str], float],
+        keys: list[tuple[Hashable, str, str]],
+        queries: Sequence[str],
+        texts: Sequence[str],
+    ) -> np.ndarray:
+        """Scores for ``keys`` from ``cache``, the missing ones computed in one ``score_pairs`` call (a pair
+        repeated within the input, the same query twice, is scored once) and kept."""
+        scores = np.array([cache.get(k, np.nan) for k in keys], dtype=np.float64)
         todo = np.flatnonzero(np.isnan(scores))
         if len(todo):
-            # a pair repeated within the input (the same query twice) is scored once
             first: dict[tuple[Hashable, str, str], int] = {}
             for i in todo.tolist():
                 first.setdefault(keys[i], i)
             rows = list(first.values())
             fresh = np.asarray(self.score_pairs([queries[i] for i in rows], [texts[i] for i in rows]), np.float64)
             for i, s in zip(rows, fresh.tolist(), strict=True):
-                self._cache[keys[i]] = s
-            scores[todo] = [self._cache[keys[i]] for i in todo.tolist()]
+                cache[keys[i]] = s
+            scores[todo] = [cache[keys[i]] for i in todo.tolist()]
         return scores
 
     def clear_cache(self) -> None:
         self._cache.clear()
+        self._text_cache.clear()
 
 
 def _keep_missing(inp: Ranking, present: np.ndarray, scores: np.ndarray) -> Ranking:

@@ -342,7 +342,9 @@ class PassageReranker(PointwiseReranker):
     ``"prepend"``/``"own"``), scored as the model sees it.
 
     Document scores are cached by (``cache_key``, query, docid); the key holds the scorer's key and every
-    splitting and aggregation setting, so two configurations never share scores.
+    splitting and aggregation setting, so two configurations never share document scores. Passage scores
+    are the scorer's (``score_texts``, keyed by query and passage text): FirstP, MaxP, SumP and PCGM over
+    one scorer and one window score each passage once between them.
     """
 
     def __init__(
@@ -473,5 +475,5 @@ class PassageReranker(PointwiseReranker):
         counts = [len(p) for p in passages]
         flat_q = [q for q, c in zip(queries, counts, strict=True) for _ in range(c)]
         flat_p = [p for ps in passages for p in ps]
-        scores = np.asarray(self.scorer.score_pairs(flat_q, flat_p), dtype=np.float64)
+        scores = np.asarray(self.scorer.score_texts(flat_q, flat_p), dtype=np.float64)
         return aggregate_scores(scores, counts, self.aggregate, patience=self.patience, gain=self._gain())

@@ -216,13 +216,32 @@ def test_one_scorer_call_per_stage_call_and_a_cache():
     out = rr(ranking)
     assert len(scorer.calls) == 1
     texts = _mapping()
-    expected_pairs = sum(len(_expected_passages(texts[d], 5, 3)) for d in ranking.docid.tolist())
-    assert len(scorer.calls[0][1]) == expected_pairs
     query = toy_queries().to_dict()
+    expected_pairs = {(query[q], p) for q, d in zip(ranking.qid.tolist(), ranking.docid.tolist(), strict=True)
+                      for p in _expected_passages(texts[d], 5, 3)}  # fmt: skip
+    assert sorted(zip(*scorer.calls[0], strict=True)) == sorted(expected_pairs)  # a repeated passage: once
     for q, d, s in zip(out.qid.tolist(), out.docid.tolist(), out.score.tolist(), strict=True):
         ref = sum(len(_words(query[q]) & _words(p)) for p in _expected_passages(texts[d], 5, 3))
         assert s == ref
     assert rr(ranking) == out and len(scorer.calls) == 1  # cached: no second call
+
+
+def test_aggregations_over_one_scorer_share_passage_scores():
+    """MaxP after SumP over the same scorer and window asks the model for no passage twice; a scorer with
+    ``cache=False`` is asked again, and gives the same scores."""
+    scorer = WordOverlap()
+    ranking = toy_ranking(4)
+    sums = PassageReranker(scorer, _mapping(), aggregate="sum", window=5, stride=3, title="inline")(ranking)
+    maxes = PassageReranker(scorer, _mapping(), aggregate="max", window=5, stride=3, title="inline")(ranking)
+    assert len(scorer.calls) == 1
+    PassageReranker(scorer, _mapping(), aggregate="max", window=4, stride=2, title="inline")(ranking)
+    assert len(scorer.calls) == 2  # another window: other passages
+    fresh = WordOverlap(cache=False)
+    again = PassageReranker(fresh, _mapping(), aggregate="max", window=5, stride=3, title="inline")(ranking)
+    assert len(fresh.calls) == 1 and again == maxes and sums != maxes
+    scorer.clear_cache()
+    PassageReranker(scorer, _mapping(), aggregate="first", window=5, stride=3, title="inline")(ranking)
+    assert len(scorer.calls) == 3
 
 
 def test_cache_key_holds_the_scorer_and_every_setting():
