@@ -4,12 +4,14 @@ Usage::
 
     RANKSTACK_DATA=../shared/data nice -n 5 .venv/bin/python benchmarks/bench_rerank.py --collections scifact
     RANKSTACK_DATA=../shared/data .venv/bin/python benchmarks/bench_rerank.py --collections scifact nfcorpus \
-        --systems mono mono-int8 duo maxp firstp sump pcgm birch bertqe distilled curriculum
+        --systems mono mono-int8 duo maxp firstp sump pcgm birch bertqe distilled curriculum seq2seq
 
 No cross-encoder weights can be downloaded here, so each model starts from the packaged all-MiniLM-L6-v2 (a
 6-layer bi-encoder) with a fresh one-logit head and is trained on the collection's own training split with
 BM25 hard negatives (``rankstack.train.train_reranker``), then re-ranks the BM25 top ``--depth`` of every test
-query. Every trained model and every run is kept in ``--workdir`` (a re-run reuses them and computes only
+query. ``seq2seq`` is the monoT5 recipe without T5 weights: a BERT2BERT encoder-decoder warm-started from the
+same MiniLM (``rankstack.train.seq2seq_from_encoder``, a ``--decoder-layers`` decoder) trained to answer
+"true"/"false". Every trained model and every run is kept in ``--workdir`` (a re-run reuses them and computes only
 what is missing), and the table is made by ``rankstack.eval.Experiment`` against BM25 with Holm-corrected
 paired t-tests. Writes ``benchmarks/results/rerank.md``.
 """
@@ -33,7 +35,9 @@ from _common import git_revision, machine_info, markdown_table, versions
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("RANKSTACK_DATA", "").split(":")[0] or REPO.parent / "shared" / "data")
 METRICS = ["nDCG@10", "R@100", "RR@10"]
-SYSTEMS = ["mono", "mono-int8", "duo", "firstp", "maxp", "sump", "pcgm", "birch", "bertqe", "distilled", "curriculum"]
+SYSTEMS = [
+    "mono", "mono-int8", "duo", "firstp", "maxp", "sump", "pcgm", "birch", "bertqe", "distilled", "curriculum", "seq2seq",
+]
 PUBLISHED = {"scifact": 0.688, "nfcorpus": 0.350}  # BEIR: MS MARCO MiniLM-L6 cross-encoder over BM25 top-100
 
 
@@ -86,7 +90,7 @@ class Bench:
             log_every=5,
             save_every=20,
             max_examples=a.max_examples or None,
-        ).replace(**{k: v for k, v in overrides.items() if k not in ("teacher", "duo")})
+        ).replace(**{k: v for k, v in overrides.items() if k not in ("teacher", "duo", "seq2seq")})
         out = self.work / f"model-{name}"
         if (out / "final" / "config.json").exists():
             return out / "final"
@@ -106,6 +110,14 @@ class Bench:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 start = DuoCrossEncoder(minilm_dir(), max_length=config.max_length)
+        if overrides.get("seq2seq"):
+            from rankstack.rerank import MonoT5
+            from rankstack.train import seq2seq_from_encoder
+
+            init = self.work / f"model-{name}-init"
+            if not (init / "config.json").exists():
+                seq2seq_from_encoder(minilm_dir(), init, decoder_layers=self.args.decoder_layers)
+            start = MonoT5(init, max_length=config.max_length)
         final = train_reranker(
             start, queries, qrels, self.index, out, config=config, teacher=overrides.get("teacher"), resume=True
         )
@@ -211,6 +223,15 @@ def systems_for(bench: Bench, wanted: list[str]) -> tuple[dict[str, Any], dict[s
             )
 
         main["BM25 >> mono + curriculum"] = bench.run("curriculum", curriculum)
+
+    if "seq2seq" in wanted:
+        def seq2seq():
+            from rankstack.rerank import MonoT5
+
+            model = bench.train("seq2seq", seq2seq=True)
+            return bench.bm25 % a.depth >> MonoT5(model, docs=bench.index, max_length=a.max_length, show_progress=True)
+
+        main[f"BM25 >> monoT5-style (MiniLM encoder, {a.decoder_layers}-layer decoder)"] = bench.run("seq2seq", seq2seq)
 
     variants: dict[str, Any] = {}
     rest = [w for w in wanted if w in ("duo", "firstp", "maxp", "sump", "pcgm", "birch", "bertqe")]
@@ -378,6 +399,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--variant-queries", type=int, default=50, help="test queries of the variants table")
     parser.add_argument("--variant-depth", type=int, default=20, help="BM25 candidates in the variants table")
     parser.add_argument("--variant-backend", default="onnx", choices=["torch", "onnx"], help="the variants' mono")
+    parser.add_argument("--decoder-layers", type=int, default=2, help="seq2seq: MiniLM layers its decoder starts from")
     parser.add_argument("--passage-window", type=int, default=64, help="words per passage (stride: half)")
     parser.add_argument("--duo-depth", type=int, default=10, help="mono's top documents that duo compares")
     parser.add_argument("--qe-docs", type=int, default=5, help="BERT-QE: feedback documents (kd)")

@@ -10,6 +10,7 @@ from rankstack.train.rerank import RerankConfig, RerankerTrainer, train_reranker
 from rankstack.train.scoring import BiEncoderScorer, Scorer, score_pools
 from rankstack.train.trainer import TrainConfig, Trainer, TrainingLoop, TrainingStateError
 from rankstack.train.tune import BirchTuning, tune_birch
+from rankstack.train.warmstart import seq2seq_from_encoder
 
 __all__ = [
     "AnceRefresh",
@@ -34,6 +35,7 @@ __all__ = [
     "exact_top_k",
     "ict_pairs",
     "score_pools",
+    "seq2seq_from_encoder",
     "split_sentences",
     "train_biencoder",
     "train_reranker",
