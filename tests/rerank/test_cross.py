@@ -349,6 +349,16 @@ def test_model_directory_without_tokenizer(tiny_ce: Path, tmp_path: Path) -> Non
     assert str(bare) in str(err.value) and "save_pretrained" in str(err.value)
 
 
+def test_int8_export_keeps_the_lower_feed_forward_outputs_in_fp32(exported) -> None:
+    """A cross-encoder's int8 graph leaves layers 0-2's feed-forward output MatMuls unquantised (of 6)."""
+    import onnx
+
+    graph = onnx.load(str(exported("minilm") / "onnx" / "model_qint8.onnx")).graph
+    plain = sorted(n.name for n in graph.node if n.op_type == "MatMul" and "/output/dense/" in n.name)
+    assert plain == [f"/inner/bert/encoder/layer.{i}/output/dense/MatMul" for i in range(3)]
+    assert sum(n.op_type in ("MatMulInteger", "DynamicQuantizeMatMul") for n in graph.node) >= 6
+
+
 def test_onnx_backend_without_an_export_says_how_to_make_one(tiny_ce: Path, tmp_path: Path) -> None:
     with pytest.raises(ModelDirectoryError, match=r"onnx/model_qint8\.onnx") as err:
         CrossEncoder(tiny_ce, backend="onnx")
