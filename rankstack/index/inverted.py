@@ -152,30 +152,56 @@ def term_bags(ids: Sequence[int], counts: list[int]) -> Bags:
     return uniq & 0xFFFFFFFF, tfs, np.bincount(uniq >> 32, minlength=n), np.bincount(doc, minlength=n)
 
 
+IMPACT_BITS = range(1, 17)
+
+
+def quantize_impacts(weights: np.ndarray, bits: int | None) -> tuple[np.ndarray, float]:
+    """(integer impacts, scale): ``round(w * scale)`` with the largest weight at ``2**bits - 1``, as Anserini
+    quantises learned weights (uint8 up to 8 bits, else uint16); ``bits=None`` keeps float32 weights, scale 1.
+
+    A segment's scale is its own; a score divides each impact by it, so segments with different largest
+    weights still score alike (and ``merge`` re-quantises the exact weights the forward index keeps)."""
+    weights = np.asarray(weights, dtype=np.float32)
+    if bits is None:
+        return weights.copy(), 1.0
+    if bits not in IMPACT_BITS:
+        raise ValueError(f"impact bits must be 1..16 or None (float32), not {bits!r}")
+    top = float(weights.max()) if weights.size else 0.0
+    scale = (2**bits - 1) / top if top > 0 else 1.0
+    dtype = np.uint8 if bits <= 8 else np.uint16
+    return np.clip(np.rint(weights.astype(np.float64) * scale), 0, 2**bits - 1).astype(dtype), scale
+
+
 class _SegmentWriter:
     """Accumulates analysed documents and writes one segment directory."""
 
-    def __init__(self, directory: Path, store_docs: bool = True, background: bool = False):
+    def __init__(
+        self, directory: Path, store_docs: bool = True, background: bool = False, impact: dict[str, Any] | None = None
+    ):
         self.dir = directory
         self.dir.mkdir(parents=True, exist_ok=True)
         self.vocab: dict[str, int] = _TermIds()
+        # an impact segment (``impact``: the manifest's settings) stores each document's token weights
+        # (float32) where a BM25 segment stores term counts; its postings carry them quantised
+        self.impact = impact
         # flat, growable C arrays: no per-document Python or numpy objects while a corpus streams in
         self.fwd_terms = array("I")
-        self.fwd_tfs = array("I")
+        self.fwd_tfs = array("f" if impact is not None else "I")
         self.doc_ends = array("q")
         self.doclen = array("q")
         self.docids: list[str] = []
         self.store = DocStoreWriter(directory, background=background) if store_docs else None
 
     def add(self, docid: str, terms: list[str], tfs: list[int] | None, record: dict[str, Any] | None) -> None:
-        """Add one document given its terms (with ``tfs``: distinct terms and their counts)."""
+        """Add one document given its terms (with ``tfs``: distinct terms and their counts, or in an impact
+        segment their weights)."""
         if tfs is None:
             counts = Counter(terms)
             terms, tfs = list(counts.keys()), list(counts.values())
         self.fwd_terms.extend(map(self.vocab.__getitem__, terms))  # new terms get the next id
         self.fwd_tfs.extend(tfs)
         self.doc_ends.append(len(self.fwd_terms))
-        self.doclen.append(sum(tfs))
+        self.doclen.append(len(terms) if self.impact is not None else sum(tfs))
         self.docids.append(docid)
         if self.store is not None:
             self.store.add(record or {})
@@ -204,11 +230,22 @@ class _SegmentWriter:
         fwd_offsets = np.zeros(n + 1, dtype=np.int64)
         fwd_offsets[1:] = np.frombuffer(self.doc_ends, dtype=np.int64) if n else 0
         fwd_terms = np.frombuffer(self.fwd_terms, dtype=np.uint32) if len(self.fwd_terms) else np.zeros(0, np.uint32)
-        fwd_tfs = np.frombuffer(self.fwd_tfs, dtype=np.uint32) if len(self.fwd_tfs) else np.zeros(0, np.uint32)
-        tf_dtype = np.uint16 if (fwd_tfs.size == 0 or fwd_tfs.max() < 65536) else np.uint32
-        fwd_tfs = fwd_tfs.astype(tf_dtype)
-        self.fwd_terms = self.fwd_tfs = array("I")  # free the growable buffers before inverting
-        offsets, post_docs, post_tfs = _invert(fwd_terms, fwd_tfs, fwd_offsets, len(self.vocab))
+        extra: dict[str, Any] = {}
+        if self.impact is not None:
+            fwd_tfs = np.frombuffer(self.fwd_tfs, dtype=np.float32) if len(self.fwd_tfs) else np.zeros(0, np.float32)
+            self.fwd_terms, self.fwd_tfs = array("I"), array("f")
+            impacts, extra["impact_scale"] = quantize_impacts(fwd_tfs, self.impact.get("bits"))
+            keep = impacts > 0  # a weight that quantises to 0 adds nothing: no posting (the forward index keeps it)
+            docs_of = np.repeat(np.arange(n, dtype=np.int64), np.diff(fwd_offsets))[keep]
+            kept_offsets = np.zeros(n + 1, dtype=np.int64)
+            np.cumsum(np.bincount(docs_of, minlength=n), out=kept_offsets[1:])
+            offsets, post_docs, post_tfs = _invert(fwd_terms[keep], impacts[keep], kept_offsets, len(self.vocab))
+        else:
+            fwd_tfs = np.frombuffer(self.fwd_tfs, dtype=np.uint32) if len(self.fwd_tfs) else np.zeros(0, np.uint32)
+            tf_dtype = np.uint16 if (fwd_tfs.size == 0 or fwd_tfs.max() < 65536) else np.uint32
+            fwd_tfs = fwd_tfs.astype(tf_dtype)
+            self.fwd_terms = self.fwd_tfs = array("I")  # free the growable buffers before inverting
+            offsets, post_docs, post_tfs = _invert(fwd_terms, fwd_tfs, fwd_offsets, len(self.vocab))
         doclen = np.frombuffer(self.doclen, dtype=np.int64).astype(np.uint32) if n else np.zeros(0, np.uint32)
         np.save(d / "post_offsets.npy", offsets)
         np.save(d / "post_docs.npy", post_docs)
@@ -238,6 +275,7 @@ class _SegmentWriter:
             "deleted": None,
             "num_deleted": 0,
             "files": files,
+            **extra,
         }
 
 
@@ -529,16 +567,29 @@ class InvertedIndex:
                     yield _record_to_document(docid, seg.store.get(local))
 
     # ---- stage factories
+    @property
+    def impact(self) -> dict[str, Any] | None:
+        """An impact index's settings (``bits``, ``encoder``); None for a BM25 index of analysed text."""
+        return self.manifest.get("impact")
+
     def bm25(self, k1: float = 0.9, b: float = 0.4, k: int = 1000, **kwargs: Any):
         """A Lucene-BM25 retriever over this index (see ``rankstack.sparse.BM25``)."""
         self._check_open()
+        self._refuse_impact("BM25 (it scores term counts)", "rankstack.sparse.Impact(index, encoder)")
         from rankstack.sparse.bm25 import BM25
 
         return BM25(self, k1=k1, b=b, k=k, **kwargs)
 
+    def _refuse_impact(self, what: str, instead: str) -> None:
+        if self.impact is not None:
+            raise RankstackError(
+                f"{self.path} is an impact index (token weights, not analysed text): {what} does not apply; use {instead}"
+            )
+
     # ---- updates
     def add(self, documents: Iterable[Document] | Corpus, show_progress: bool = False) -> InvertedIndex:
         """Add documents as a new segment. A docid already in the index replaces the old document."""
+        self._refuse_impact("adding text", "index.add_vectors(vectors) with the encoder that built it")
 
         def change(base: InvertedIndex) -> dict[str, Any] | None:
             store_docs = base.manifest.get("store_docs", True)
@@ -546,6 +597,28 @@ class InvertedIndex:
             label = f"adding to {base.path.name}"
             fill = lambda w: _feed(w, docs, base.analyzer, "keep-first", show_progress, label)  # noqa: E731
             entry = _write_segment(base.path, base.manifest["next_segment"], store_docs, fill)
+            if entry is None:
+                return None
+            manifest = dict(base.manifest)
+            manifest["segments"] = [*base.manifest["segments"], entry]
+            manifest["next_segment"] = int(entry["name"].split("-")[1]) + 1
+            replaced = [d for d in entry.pop("docids") if d in base._docid_locations]
+            return base._with_tombstones(manifest, replaced)
+
+        return self._update(change)
+
+    def add_vectors(self, vectors: Iterable[Any], show_progress: bool = False) -> InvertedIndex:
+        """Add documents to an impact index as a new segment: ``SparseVector``s (or ``(docid, {token: weight})``
+        pairs) from the same encoder. A docid already in the index replaces the old document."""
+        if self.impact is None:
+            raise RankstackError(f"{self.path} is a BM25 index of analysed text; add documents with index.add(docs)")
+
+        def change(base: InvertedIndex) -> dict[str, Any] | None:
+            store_docs = base.manifest.get("store_docs", True)
+            items = list({v.docid: v for v in map(_as_vector, vectors)}.values())  # the last of a docid wins
+            label = f"adding to {base.path.name}"
+            fill = lambda w: _feed_vectors(w, items, "keep-first", show_progress, label)  # noqa: E731
+            entry = _write_segment(base.path, base.manifest["next_segment"], store_docs, fill, impact=base.impact)
             if entry is None:
                 return None
             manifest = dict(base.manifest)
@@ -587,7 +660,9 @@ class InvertedIndex:
                         record = seg.store.get(local) if (store_docs and seg.store is not None) else None
                         writer.add(docids[local], [vocab[t] for t in terms[s:e]], tfs[s:e].tolist(), record)
 
-            entry = _write_segment(base.path, base.manifest["next_segment"], store_docs, fill, keep_empty=True)
+            entry = _write_segment(
+                base.path, base.manifest["next_segment"], store_docs, fill, keep_empty=True, impact=base.impact
+            )
             assert entry is not None
             entry.pop("docids")
             manifest = dict(base.manifest)
@@ -726,6 +801,43 @@ def _feed(
     return docs.duplicates
 
 
+def _as_vector(item: Any) -> Any:
+    """A ``SparseVector`` from itself or a ``(docid, {token: weight})`` pair, its weights checked."""
+    from rankstack.data.vectors import SparseVector, clean_weights
+
+    if isinstance(item, SparseVector):
+        vector = item
+    elif isinstance(item, tuple) and len(item) == 2:
+        vector = SparseVector(str(item[0]), dict(item[1]))
+    else:
+        raise TypeError(f"expected a SparseVector or a (docid, {{token: weight}}) pair, got {type(item).__name__}")
+    try:
+        return SparseVector(vector.docid, clean_weights(vector.weights), vector.contents, vector.fields)
+    except ValueError as e:
+        raise RankstackError(f"document {vector.docid!r}: {e}") from None
+
+
+def _feed_vectors(
+    writer: _SegmentWriter, vectors: Iterable[Any], on_duplicate: Literal["error", "keep-first"], show_progress: bool, desc: str
+) -> int:
+    """Add sparse vectors to an impact segment; returns how many duplicate docids were skipped (keep-first)."""
+    from tqdm.auto import tqdm
+
+    seen: set[str] = set()
+    duplicates = 0
+    for item in tqdm(iter(vectors), desc=desc, unit="doc", disable=not show_progress, mininterval=1.0):
+        vector = _as_vector(item)
+        if vector.docid in seen:
+            duplicates += 1
+            if on_duplicate == "error":
+                raise _duplicate_error(vector.docid, len(seen) + duplicates)
+            continue
+        seen.add(vector.docid)
+        record = _document_record(Document(vector.docid, vector.contents, None, vector.fields)) if writer.store else None
+        writer.add(vector.docid, list(vector.weights), list(vector.weights.values()), record)
+    return duplicates
+
+
 _BATCH_DOCS = 256  # documents analysed together (on this thread, or sent to an analysis process)
 
 
@@ -813,7 +925,9 @@ def _duplicate_error(docid: str, position: int) -> RankstackError:
     )
 
 
-def _write_segment(root: Path, number: int, store_docs: bool, fill, keep_empty: bool = False) -> dict[str, Any] | None:
+def _write_segment(
+    root: Path, number: int, store_docs: bool, fill, keep_empty: bool = False, impact: dict[str, Any] | None = None
+) -> dict[str, Any] | None:
     """Write a segment beside the committed ones (aside, then renamed): its manifest entry, or None when
     ``fill(writer)`` added no documents. The entry carries ``docids`` for the caller to take out."""
     while (root / f"seg-{number:06d}").exists():  # cannot happen after collect(); never overwrite a segment
@@ -821,7 +935,7 @@ def _write_segment(root: Path, number: int, store_docs: bool, fill, keep_empty: 
     name = f"seg-{number:06d}"
     tmp = root / f".{name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    writer = _SegmentWriter(tmp, store_docs=store_docs)
+    writer = _SegmentWriter(tmp, store_docs=store_docs, impact=impact)
     try:
         fill(writer)
         if len(writer) == 0 and not keep_empty:
@@ -885,6 +999,7 @@ def _write_index(
     store_docs: bool,
     overwrite: bool,
     built_from: str | None = None,
+    impact: dict[str, Any] | None = None,
 ) -> InvertedIndex:
     from rankstack import __version__
 
@@ -904,6 +1019,9 @@ def _write_index(
             "generation": 0,
             "index_id": uuid.uuid4().hex,  # tells a rebuild in the same place from the index a handle opened
         }
+        if impact is not None:
+            manifest["impact"] = impact
+            manifest["contents"] = "token weights (the stored text is the vectors' contents)"
         write_json_atomic(tmp / MANIFEST, _refresh_counts(manifest))
     return InvertedIndex(path)
 
@@ -949,6 +1067,52 @@ def build_inverted_index(
         return entry
 
     return _write_index(path, write, analyzer, store_docs, overwrite, getattr(corpus, "name", None))
+
+
+def build_impact_index(
+    vectors: Iterable[Any] | str | Path,
+    path: str | Path,
+    *,
+    bits: int | None = 8,
+    encoder: dict[str, Any] | None = None,
+    overwrite: bool = False,
+    on_duplicate: OnDuplicate = "error",
+    store_docs: bool = True,
+    show_progress: bool = True,
+) -> InvertedIndex:
+    """Index sparse document vectors into directory ``path``, atomically: an *impact* index.
+
+    ``vectors``: ``SparseVector``s or ``(docid, {token: weight})`` pairs (an encoder's output), or the path
+    of a JsonVectorCollection file (``rankstack.data.vectors``). Postings carry the weights quantised to
+    ``bits`` (8 by default, as Anserini quantises learned weights; ``None`` keeps float32), and a score is
+    ``sum of query weight x weight``. ``encoder`` describes what made the vectors (recorded in the manifest;
+    ``rankstack.sparse.Impact`` refuses a query encoder that does not match it). Stored text (for
+    re-rankers) is each vector's ``contents``. Updates (``add_vectors``, ``delete``, ``merge``) work as for
+    a BM25 index.
+    """
+    if bits is not None and bits not in IMPACT_BITS:
+        raise ValueError(f"bits must be 1..16 or None (float32 impacts), not {bits!r}")
+    if on_duplicate not in ("error", "keep-first", "keep-last"):
+        raise ValueError(f"on_duplicate must be 'error', 'keep-first' or 'keep-last', not {on_duplicate!r}")
+    built_from = None
+    if isinstance(vectors, str | Path):
+        from rankstack.data.vectors import read_json_vectors
+
+        built_from, vectors = str(vectors), read_json_vectors(vectors)
+    if on_duplicate == "keep-last":
+        vectors = list({v.docid: v for v in map(_as_vector, vectors)}.values())
+        on_duplicate = "keep-first"
+    impact = {"bits": bits, "encoder": encoder}
+    path = Path(path)
+
+    def write(tmp: Path) -> dict[str, Any]:
+        writer = _SegmentWriter(tmp / "seg-000001", store_docs=store_docs, impact=impact)
+        dups = _feed_vectors(writer, vectors, on_duplicate, show_progress, f"indexing {path.name}")  # type: ignore[arg-type]
+        if dups:
+            warnings.warn(f"{dups} documents had a docid seen before and were skipped ({on_duplicate})", stacklevel=3)
+        return writer.close()
+
+    return _write_index(path, write, Analyzer(), store_docs, overwrite, built_from, impact=impact)
 
 
 def _keep_last(corpus: Iterable[Document]) -> list[Document]:

@@ -69,17 +69,21 @@ def lucene_idf(df: np.ndarray | int, num_docs: int) -> np.ndarray:
     return np.log1p((num_docs - df + 0.5) / (df + 0.5)).astype(np.float32)
 
 
-class _SegmentImpacts:
-    """A segment's postings turned into BM25 impacts for one (k1, b, avgdl)."""
+class SegmentImpacts:
+    """A segment's postings with one float32 impact each, ready for the top-k kernels: BM25's for one
+    (k1, b, avgdl) (``bm25``), or an impact index's stored impacts."""
 
-    def __init__(self, seg: Segment, k1: float, b: float, avgdl: float):
+    @classmethod
+    def bm25(cls, seg: Segment, k1: float, b: float, avgdl: float) -> SegmentImpacts:
         length = NORM_DECODE_TABLE.astype(np.float32)
         k1f, bf, avg = np.float32(k1), np.float32(b), np.float32(avgdl if avgdl > 0 else 1.0)
         with np.errstate(divide="ignore"):  # k1 = 0 (or an empty document with b = 1): tf saturates at once
             ninv = (np.float32(1.0) / (k1f * ((np.float32(1.0) - bf) + bf * length / avg))).astype(np.float32)
         tf = np.asarray(seg.post_tfs, dtype=np.float32)
         s = tf * ninv[np.asarray(seg.norms)[np.asarray(seg.post_docs)]]
-        imps = (np.float32(1.0) - np.float32(1.0) / (np.float32(1.0) + s)).astype(np.float32)
+        return cls(seg, (np.float32(1.0) - np.float32(1.0) / (np.float32(1.0) + s)).astype(np.float32))
+
+    def __init__(self, seg: Segment, imps: np.ndarray):
         if seg.entry.get("num_deleted"):
             imps[seg.deleted[np.asarray(seg.post_docs)]] = 0.0  # deleted documents never score above zero
         self.imps = imps
@@ -125,15 +129,80 @@ def _idf_table64(index: InvertedIndex) -> np.ndarray:
     return cache["idf64"]
 
 
-def _impacts(index: InvertedIndex, k1: float, b: float) -> list[_SegmentImpacts]:
+def _impacts(index: InvertedIndex, k1: float, b: float) -> list[SegmentImpacts]:
     cache = index.__dict__.setdefault("_bm25_impacts", {})
     key = (float(k1), float(b))
     if key not in cache:
-        cache[key] = [_SegmentImpacts(s, k1, b, index.stats.avgdl) for s in index.segments]
+        cache[key] = [SegmentImpacts.bm25(s, k1, b, index.stats.avgdl) for s in index.segments]
     return cache[key]
 
 
-class BM25(Stage):
+class PostingsSearch(Stage):
+    """What BM25 and impact retrieval share: the top-k kernels over each segment's postings and the merge
+    of the segments' results into one ranking (``index``, ``k``, ``algorithm``, ``num_threads``)."""
+
+    index: InvertedIndex
+    k: int
+    algorithm: Algorithm
+    num_threads: int | None
+
+    def _run_kernel(self, seg: Segment, imp: SegmentImpacts, q_offsets, local, weights):
+        nq = len(q_offsets) - 1
+        k = max(1, min(self.k, seg.num_docs))
+        maxscore = self.algorithm == "maxscore"
+        if nq <= FEW_QUERIES:
+            if _numpy_first(seg.num_docs):
+                starts, ends = imp.offsets[local], imp.offsets[local + 1]
+                return topk_numpy.few_topk(imp.docs, imp.imps, q_offsets, starts, ends, weights, seg.num_docs, k)
+            return _kernels().serial_topk_terms(
+                imp.docs, imp.imps, imp.offsets, imp.max_impact, q_offsets, local, weights, k, maxscore,
+                imp.scratch(k, maxscore),
+            )  # fmt: skip
+        starts, ends = imp.offsets[local], imp.offsets[local + 1]
+        import numba
+
+        topk = _kernels()
+        threads = numba.get_num_threads()
+        if self.num_threads:
+            numba.set_num_threads(min(self.num_threads, numba.config.NUMBA_NUM_THREADS))
+        try:
+            chunks = 1 if numba.get_num_threads() == 1 else 4 * numba.get_num_threads()
+            ubs = weights * imp.max_impact[local]
+            return topk.batch_topk(
+                imp.docs, imp.imps, q_offsets, starts, ends, weights, ubs, seg.num_docs, k, maxscore, chunks
+            )
+        finally:
+            numba.set_num_threads(threads)
+
+    def _merge(self, qids: Sequence[str], per_segment, queries: Queries | None) -> Ranking:
+        segments = self.index.segments
+        qid_array = np.asarray(qids, dtype=object)
+        if len(segments) == 1:
+            docs, scores, counts = per_segment[0]
+            starts = np.cumsum(counts) - counts
+            rank = np.arange(len(docs)) - np.repeat(starts, counts) + 1
+            docid_col = segments[0].docids[docs] if len(docs) else np.zeros(0, dtype=object)
+            return Ranking(np.repeat(qid_array, counts), docid_col, scores, rank, queries=queries, presorted=True)
+        bases = self.index._segment_bases
+        q = np.concatenate([np.repeat(np.arange(len(qids)), c) for _, _, c in per_segment])
+        s = np.concatenate([sc for _, sc, _ in per_segment])
+        o = np.concatenate([d + bases[si] for si, (d, _, _) in enumerate(per_segment)])
+        sg = np.concatenate([np.full(len(d), si) for si, (d, _, _) in enumerate(per_segment)])
+        order = np.lexsort((o, -s, q))  # ties break by global ordinal, as a single merged segment would
+        q, s, o, sg = q[order], s[order], o[order], sg[order]
+        starts = np.searchsorted(q, np.arange(len(qids)))
+        rank = np.arange(len(q)) - starts[q] + 1
+        keep = rank <= self.k
+        q, s, o, sg, rank = q[keep], s[keep], o[keep], sg[keep], rank[keep]
+        docid_col = np.empty(len(o), dtype=object)
+        for si, seg in enumerate(segments):
+            m = sg == si
+            if m.any():
+                docid_col[m] = seg.docids[o[m] - bases[si]]
+        return Ranking(qid_array[q], docid_col, s, rank, queries=queries, presorted=True)
+
+
+class BM25(PostingsSearch):
     """Retrieve the top ``k`` documents per query by Lucene BM25.
 
     ``algorithm="exhaustive"`` (the default) accumulates every posting of the query terms into a dense
@@ -254,58 +323,3 @@ class BM25(Stage):
             np.cumsum(np.bincount(seg_rows, minlength=len(qids)), out=q_offsets[1:])
             per_segment.append(self._run_kernel(seg, imp, q_offsets, local, w.astype(np.float64)))
         return self._merge(qids, per_segment, queries)
-
-    def _run_kernel(self, seg: Segment, imp: _SegmentImpacts, q_offsets, local, weights):
-        nq = len(q_offsets) - 1
-        k = max(1, min(self.k, seg.num_docs))
-        maxscore = self.algorithm == "maxscore"
-        if nq <= FEW_QUERIES:
-            if _numpy_first(seg.num_docs):
-                starts, ends = imp.offsets[local], imp.offsets[local + 1]
-                return topk_numpy.few_topk(imp.docs, imp.imps, q_offsets, starts, ends, weights, seg.num_docs, k)
-            return _kernels().serial_topk_terms(
-                imp.docs, imp.imps, imp.offsets, imp.max_impact, q_offsets, local, weights, k, maxscore,
-                imp.scratch(k, maxscore),
-            )  # fmt: skip
-        starts, ends = imp.offsets[local], imp.offsets[local + 1]
-        import numba
-
-        topk = _kernels()
-        threads = numba.get_num_threads()
-        if self.num_threads:
-            numba.set_num_threads(min(self.num_threads, numba.config.NUMBA_NUM_THREADS))
-        try:
-            chunks = 1 if numba.get_num_threads() == 1 else 4 * numba.get_num_threads()
-            ubs = weights * imp.max_impact[local]
-            return topk.batch_topk(
-                imp.docs, imp.imps, q_offsets, starts, ends, weights, ubs, seg.num_docs, k, maxscore, chunks
-            )
-        finally:
-            numba.set_num_threads(threads)
-
-    def _merge(self, qids: Sequence[str], per_segment, queries: Queries | None) -> Ranking:
-        segments = self.index.segments
-        qid_array = np.asarray(qids, dtype=object)
-        if len(segments) == 1:
-            docs, scores, counts = per_segment[0]
-            starts = np.cumsum(counts) - counts
-            rank = np.arange(len(docs)) - np.repeat(starts, counts) + 1
-            docid_col = segments[0].docids[docs] if len(docs) else np.zeros(0, dtype=object)
-            return Ranking(np.repeat(qid_array, counts), docid_col, scores, rank, queries=queries, presorted=True)
-        bases = self.index._segment_bases
-        q = np.concatenate([np.repeat(np.arange(len(qids)), c) for _, _, c in per_segment])
-        s = np.concatenate([sc for _, sc, _ in per_segment])
-        o = np.concatenate([d + bases[si] for si, (d, _, _) in enumerate(per_segment)])
-        sg = np.concatenate([np.full(len(d), si) for si, (d, _, _) in enumerate(per_segment)])
-        order = np.lexsort((o, -s, q))  # ties break by global ordinal, as a single merged segment would
-        q, s, o, sg = q[order], s[order], o[order], sg[order]
-        starts = np.searchsorted(q, np.arange(len(qids)))
-        rank = np.arange(len(q)) - starts[q] + 1
-        keep = rank <= self.k
-        q, s, o, sg, rank = q[keep], s[keep], o[keep], sg[keep], rank[keep]
-        docid_col = np.empty(len(o), dtype=object)
-        for si, seg in enumerate(segments):
-            m = sg == si
-            if m.any():
-                docid_col[m] = seg.docids[o[m] - bases[si]]
-        return Ranking(qid_array[q], docid_col, s, rank, queries=queries, presorted=True)

@@ -1,0 +1,141 @@
+"""Impact retrieval: learned sparse vectors (SPLADE, uniCOIL, DeepCT …) over an impact index.
+
+An impact index (``rankstack.index.build_impact_index``) stores each document's token weights, quantised
+per segment to integers (``bits``, 8 by default); a query is a bag of weighted tokens, from an encoder or
+written out. A document's score is ``sum over query tokens of query weight x impact / scale`` (the scale
+turns a segment's integers back into the encoder's units, so segments quantised apart score alike), summed
+in float64 and rounded once to float32 by the same compiled top-k kernels as BM25, with the same exact
+top-k guarantee (ties by document order).
+
+Without an encoder a query's text is taken as already tokenised (Anserini's ``--pretokenized``): tokens
+separated by whitespace, each occurrence adding 1 to that token's weight.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from rankstack.errors import RankstackError
+from rankstack.index.inverted import InvertedIndex
+from rankstack.pipeline import as_queries
+from rankstack.sparse.bm25 import Algorithm, PostingsSearch, SegmentImpacts, _warn_empty
+from rankstack.types import Queries, Ranking
+
+
+@runtime_checkable
+class SparseEncoder(Protocol):
+    """What ``Impact`` needs of a query encoder: ``{token: weight}`` per text, and a description to check
+    against the one the index was built with (``describe()``, a JSON-able dict naming the model)."""
+
+    def encode_queries(self, texts: Sequence[str]) -> list[dict[str, float]]: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+
+def pretokenized(text: str) -> dict[str, float]:
+    """A query written as tokens: each whitespace-separated token weighs its number of occurrences."""
+    return {t: float(c) for t, c in Counter(text.split()).items()}
+
+
+def _segment_impacts(index: InvertedIndex) -> list[SegmentImpacts]:
+    """Each segment's stored impacts as float32, made once per index."""
+    cache = index.__dict__.setdefault("_impact_postings", {})
+    if "segments" not in cache:
+        cache["segments"] = [SegmentImpacts(s, np.array(s.post_tfs, dtype=np.float32)) for s in index.segments]
+    return cache["segments"]
+
+
+class Impact(PostingsSearch):
+    """Retrieve the top ``k`` documents per query from an impact index by learned term weights.
+
+    ``encoder``: a ``SparseEncoder`` for the queries (the one that encoded the documents: its ``describe()``
+    must match the index's record, unless ``check_encoder=False``); ``None`` reads query texts as tokens
+    (``pretokenized``). ``algorithm`` and ``num_threads`` as for ``BM25``. Given a Ranking, it retrieves
+    afresh for that ranking's queries. ``search_weighted`` takes ``{token: weight}`` queries directly.
+    """
+
+    def __init__(
+        self,
+        index: InvertedIndex,
+        encoder: SparseEncoder | None = None,
+        k: int = 1000,
+        algorithm: Algorithm = "exhaustive",
+        num_threads: int | None = None,
+        check_encoder: bool = True,
+    ):
+        if getattr(index, "impact", None) is None:
+            raise RankstackError(
+                f"{getattr(index, 'path', index)} is not an impact index; build one with "
+                "rankstack.index.build_impact_index (or `rankstack index COLL --impact ENCODER`), or search this "
+                "one with index.bm25()"
+            )
+        if algorithm not in ("maxscore", "exhaustive"):
+            raise ValueError(f"algorithm must be 'maxscore' or 'exhaustive', not {algorithm!r}")
+        recorded = index.impact.get("encoder")  # type: ignore[union-attr]
+        if encoder is not None and check_encoder and recorded is not None:
+            mine = encoder.describe()
+            if mine != recorded:
+                raise RankstackError(
+                    f"{index.path} was built with encoder {recorded}, not {mine}: query and document weights would "
+                    "not match. Pass the encoder that built it (or check_encoder=False if they are the same model)."
+                )
+        self.index, self.encoder, self.k = index, encoder, int(k)
+        self.algorithm, self.num_threads, self.check_encoder = algorithm, num_threads, check_encoder
+
+    def with_cutoff(self, k: int) -> Impact:
+        return Impact(self.index, self.encoder, min(k, self.k), self.algorithm, self.num_threads, False)
+
+    def __repr__(self) -> str:
+        enc = f", encoder={self.encoder!r}" if self.encoder is not None else ""
+        extra = "" if self.algorithm == "exhaustive" else f", algorithm={self.algorithm!r}"
+        return f"Impact({self.index!r}{enc}, k={self.k}{extra})"
+
+    def __call__(self, inp: Queries | Ranking) -> Ranking:
+        queries = as_queries(inp)
+        texts = queries.text.tolist()
+        bags = self.encoder.encode_queries(texts) if self.encoder is not None else [pretokenized(t) for t in texts]
+        return self.search_weighted(queries.qid.tolist(), bags, queries)
+
+    def search_weighted(
+        self, qids: Sequence[str], bags: Sequence[Mapping[str, float]], queries: Queries | None = None
+    ) -> Ranking:
+        """Search queries given as ``{token: weight}`` (weights > 0 count; tokens the index lacks match nothing)."""
+        if len(qids) != len(bags):
+            raise ValueError(f"{len(qids)} qids but {len(bags)} query vectors")
+        lookup = self.index.lexicon.ids.get
+        rows, gids, weights, empty = [], [], [], []
+        for row, bag in enumerate(bags):
+            found = False
+            for token, weight in bag.items():
+                w = float(weight)
+                if not math.isfinite(w) or w < 0:
+                    raise ValueError(f"query {qids[row]!r}: token {token!r} has weight {w}; weights must be finite and >= 0")
+                gid = lookup(token)
+                if gid is not None and w > 0:
+                    rows.append(row)
+                    gids.append(gid)
+                    weights.append(w)
+                    found = True
+            if not found:
+                empty.append(qids[row])
+        if empty:
+            _warn_empty(empty)
+        rows_a, gids_a, w_a = np.asarray(rows, np.int64), np.asarray(gids, np.int64), np.asarray(weights, np.float64)
+        per_segment = []
+        lex = self.index.lexicon
+        for seg, imp, to_local in zip(self.index.segments, _segment_impacts(self.index), lex.local, strict=True):
+            local = gids_a if to_local is None else to_local[gids_a]
+            here = local >= 0
+            q_offsets = np.zeros(len(qids) + 1, dtype=np.int64)
+            np.cumsum(np.bincount(rows_a[here], minlength=len(qids)), out=q_offsets[1:])
+            scale = float(seg.entry.get("impact_scale", 1.0))
+            per_segment.append(self._run_kernel(seg, imp, q_offsets, local[here], w_a[here] / scale))
+        return self._merge(list(qids), per_segment, queries)
+
+
+__all__ = ["Impact", "SparseEncoder", "pretokenized"]
