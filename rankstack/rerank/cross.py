@@ -26,9 +26,9 @@ from typing import Any, Literal
 import numpy as np
 
 from rankstack.models import lazy, model_dir
+from rankstack.models.batching import longest_first, pad_rows
 from rankstack.models.model_dir import ModelDirectoryError
 from rankstack.rerank.base import Missing, PointwiseReranker
-from rankstack.rerank.batching import longest_first, pad_rows
 from rankstack.rerank.prompts import cut_to_tokens
 from rankstack.rerank.settings import load_classifier, read_reranker_config, write_reranker_config
 from rankstack.rerank.texts import DocSource

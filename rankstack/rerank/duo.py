@@ -35,9 +35,9 @@ from typing import Any, Literal
 import numpy as np
 
 from rankstack.models import lazy, model_dir
+from rankstack.models.batching import pad_rows, symmetric_batches
 from rankstack.models.model_dir import ModelDirectoryError
 from rankstack.rerank.base import Missing, Reranker
-from rankstack.rerank.batching import pad_rows, symmetric_batches
 from rankstack.rerank.settings import load_classifier, read_reranker_config, write_reranker_config
 from rankstack.rerank.texts import DocSource
 from rankstack.types import Ranking

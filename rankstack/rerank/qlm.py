@@ -44,9 +44,9 @@ from typing import Any, Literal
 import numpy as np
 
 from rankstack.models import lazy, model_dir
+from rankstack.models.batching import longest_first
 from rankstack.models.model_dir import ModelDirectoryError
 from rankstack.rerank.base import Missing, PointwiseReranker
-from rankstack.rerank.batching import longest_first
 from rankstack.rerank.prompts import cut_to_tokens, fit_documents, resolve_template
 from rankstack.rerank.settings import read_reranker_config, write_reranker_config
 from rankstack.rerank.texts import DocSource

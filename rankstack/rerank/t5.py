@@ -47,9 +47,9 @@ from typing import Any
 import numpy as np
 
 from rankstack.models import lazy, model_dir
+from rankstack.models.batching import longest_first, pad_rows, symmetric_batches
 from rankstack.models.model_dir import ModelDirectoryError
 from rankstack.rerank.base import Missing, PointwiseReranker
-from rankstack.rerank.batching import longest_first, pad_rows, symmetric_batches
 from rankstack.rerank.duo import PairwiseReranker, check_aggregate
 from rankstack.rerank.prompts import TEMPLATES, cut_to_tokens, fit_documents, label_token_id, resolve_template
 from rankstack.rerank.settings import read_reranker_config, write_reranker_config

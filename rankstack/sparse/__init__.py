@@ -4,4 +4,15 @@ from rankstack.sparse.bm25 import BM25, lucene_idf
 from rankstack.sparse.impact import Impact, SparseEncoder, pretokenized
 from rankstack.sparse.rm3 import RM3
 
-__all__ = ["BM25", "RM3", "Impact", "SparseEncoder", "lucene_idf", "pretokenized"]
+_LAZY = {"Splade": "rankstack.sparse.splade", "packaged_splade_tiny": "rankstack.sparse.splade"}
+
+
+def __getattr__(name: str):
+    """SPLADE loads torch: only when asked for."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+__all__ = ["BM25", "RM3", "Impact", "SparseEncoder", "Splade", "lucene_idf", "packaged_splade_tiny", "pretokenized"]

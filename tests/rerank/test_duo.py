@@ -10,9 +10,9 @@ import warnings
 import numpy as np
 import pytest
 
+from rankstack.models.batching import symmetric_batches
 from rankstack.models.model_dir import ModelDirectoryError
 from rankstack.pipeline import Stage
-from rankstack.rerank.batching import symmetric_batches
 from rankstack.rerank.duo import DuoCrossEncoder, aggregate_preferences
 from rankstack.rerank.settings import CONFIG_FILE
 from tests.rerank.conftest import make_tiny_cross_encoder, minilm_path, tiny_bert_config, toy_docs, toy_ranking

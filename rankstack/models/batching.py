@@ -1,4 +1,4 @@
-"""Batching of tokenised model inputs, shared by every transformer re-ranker.
+"""Batching of tokenised model inputs, shared by every transformer re-ranker and encoder.
 
 Inputs are sorted longest first and cut into batches, so each batch is padded only to its own longest
 input (length bucketing: little padding, and memory peaks on the first batch rather than mid-run).

