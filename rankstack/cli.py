@@ -11,7 +11,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -171,13 +171,35 @@ def index(
             help="Dense: texts per forward pass (default 32; 8 with --backend onnx).", rich_help_panel="Dense"
         ),
     ] = None,
+    impact: Annotated[
+        str | None,
+        typer.Option(
+            help="Build an impact index of learned sparse vectors made by this SPLADE model: a directory, a Hugging "
+            "Face id (naver/splade-cocondenser-ensembledistil) or 'splade-tiny' (the packaged SPLADE-tiny).",
+            rich_help_panel="Learned sparse",
+        ),
+    ] = None,
+    vectors: Annotated[
+        Path | None,
+        typer.Option(
+            help="Build an impact index from vectors made elsewhere: a JsonVectorCollection file (one "
+            '{"id", "contents", "vector": {token: weight}} a line, .jsonl or .jsonl.gz). No corpus needed.',
+            rich_help_panel="Learned sparse",
+        ),
+    ] = None,
+    bits: Annotated[
+        int,
+        typer.Option(help="Impact: bits per quantised weight (1-16; 0 keeps float32).", rich_help_panel="Learned sparse"),
+    ] = 8,
 ) -> None:
-    """Build a BM25 inverted index, or with --dense a vector index.
+    """Build a BM25 inverted index, with --dense a vector index, or with --impact / --vectors an impact index.
 
     Examples:
       rankstack index scifact --index-dir idx/scifact
       rankstack index scifact --index-dir idx/scifact-minilm --dense sentence-transformers/all-MiniLM-L6-v2
       rankstack index scifact --index-dir idx/scifact-hnsw --dense MODEL_DIR --ann hnsw --dtype float16
+      rankstack index scifact --index-dir idx/scifact-splade --impact splade-tiny
+      rankstack index --vectors splade-vectors.jsonl.gz --index-dir idx/splade --bits 8
       rankstack index --clean --index-dir idx/scifact    # tidy up after a killed build or update
     """
     from rankstack.index import build_inverted_index
@@ -187,6 +209,9 @@ def index(
         _fail("--index-dir is required: where the index is (or is to be) written")
     if clean:
         _clean(index_dir)
+        return
+    if vectors is not None or impact is not None:
+        _index_impact(corpus, index_dir, impact, vectors, bits, overwrite, on_duplicate, store_docs, max_length, batch_size)
         return
     if corpus is None:
         _fail("give the corpus to index: a collection name (scifact), a BEIR folder or a corpus file")
@@ -228,6 +253,52 @@ def index(
         f"indexed {counts['documents']:,} documents ({counts['postings']:,} postings, "
         f"{counts['empty_documents']} empty) into {index_dir} in {time.perf_counter() - start:.1f}s"
     )
+
+
+def _impact_encoder(model: str, **kwargs: Any):
+    from rankstack.sparse.splade import Splade, packaged_splade_tiny
+
+    return Splade(packaged_splade_tiny() if model == "splade-tiny" else model, **kwargs)
+
+
+def _index_impact(corpus, index_dir: Path, model, vectors, bits, overwrite, on_duplicate, store_docs, max_length, batch_size):
+    from rankstack.index import build_impact_index
+
+    if (vectors is None) == (model is None):
+        _fail("give one of --impact MODEL (encode the corpus) or --vectors FILE (vectors made elsewhere)")
+    if not 0 <= bits <= 16:
+        _fail(f"--bits must be 1..16, or 0 for float32 weights, not {bits}")
+    start = time.perf_counter()
+    try:
+        if vectors is not None:
+            if not vectors.exists():
+                _fail(f"{vectors}: no such file (a JsonVectorCollection .jsonl or .jsonl.gz)")
+            source, encoder = vectors, None
+        else:
+            if corpus is None:
+                _fail("give the corpus to encode: a collection name (scifact), a BEIR folder or a corpus file")
+            docs = _load_collection(corpus).corpus if _is_collection(corpus) else _read_corpus(corpus)
+            _quiet_model_loading()
+            options = {k: v for k, v in (("max_length", max_length), ("batch_size", batch_size)) if v}
+            enc = _impact_encoder(model, **options)
+            source, encoder = enc.encode_corpus(docs), {**enc.describe(), "model": model}
+        idx = build_impact_index(
+            source, index_dir, bits=bits or None, encoder=encoder, overwrite=overwrite,
+            on_duplicate=on_duplicate, store_docs=store_docs,  # type: ignore[arg-type]
+        )  # fmt: skip
+    except (RankstackError, FileExistsError, ValueError) as e:
+        _fail(str(e))
+    counts = idx.manifest["counts"]
+    typer.echo(
+        f"indexed {counts['documents']:,} documents ({counts['postings']:,} postings, "
+        f"{'float32' if not bits else f'{bits}-bit'} impacts) into {index_dir} in {time.perf_counter() - start:.1f}s"
+    )
+
+
+def _read_corpus(path: str):
+    from rankstack.data import read_corpus
+
+    return read_corpus(path)
 
 
 def _cores() -> int:
@@ -274,7 +345,8 @@ def search(
     model: Annotated[
         str | None,
         typer.Option(
-            help="Dense index: query encoder (default: the model recorded in the index).", rich_help_panel="Dense"
+            help="Dense or impact index: query encoder (default: the model recorded in the index).",
+            rich_help_panel="Dense"
         ),
     ] = None,
     backend: Annotated[str, typer.Option(help="Dense: 'torch' or 'onnx'.", rich_help_panel="Dense")] = "torch",
@@ -292,9 +364,10 @@ def search(
         typer.Option(help="Dense: search with a model other than the index's (warns).", rich_help_panel="Dense"),
     ] = False,
 ) -> None:
-    """Search an index (BM25, optionally + RM3; or dense) and write a TREC run.
+    """Search an index (BM25, optionally + RM3; dense; or impact) and write a TREC run.
 
-    The index's manifest says which kind it is.
+    The index's manifest says which kind it is. An impact index encodes queries with the model that built it
+    (or --model); one built from --vectors reads queries as space-separated tokens unless --model is given.
 
     Examples:
       rankstack search idx/scifact --queries scifact --output bm25.trec
@@ -320,6 +393,17 @@ def search(
             stage = idx.dense(
                 encoder, k=k, exact=exact, ef_search=ef_search, nprobe=nprobe, allow_other_model=allow_other_model
             )
+        elif idx.impact is not None:
+            from rankstack.sparse import Impact
+
+            if rm3:
+                _fail("--rm3 expands BM25 queries; it does not apply to an impact index")
+            recorded = (idx.impact.get("encoder") or {}).get("model")
+            encoder = None
+            if model or recorded:
+                _quiet_model_loading()
+                encoder = _impact_encoder(model or recorded)
+            stage = Impact(idx, encoder, k=k, num_threads=threads)
         else:
             stage = idx.bm25(k1=k1, b=b, k=k, num_threads=threads)
         if rm3:

