@@ -224,17 +224,8 @@ def systems_for(bench: Bench, wanted: list[str]) -> tuple[dict[str, Any], dict[s
 
         main["BM25 >> mono + curriculum"] = bench.run("curriculum", curriculum)
 
-    if "seq2seq" in wanted:
-        def seq2seq():
-            from rankstack.rerank import MonoT5
-
-            model = bench.train("seq2seq", seq2seq=True)
-            return bench.bm25 % a.depth >> MonoT5(model, docs=bench.index, max_length=a.max_length, show_progress=True)
-
-        main[f"BM25 >> monoT5-style (MiniLM encoder, {a.decoder_layers}-layer decoder)"] = bench.run("seq2seq", seq2seq)
-
     variants: dict[str, Any] = {}
-    rest = [w for w in wanted if w in ("duo", "firstp", "maxp", "sump", "pcgm", "birch", "bertqe")]
+    rest = [w for w in wanted if w in ("duo", "firstp", "maxp", "sump", "pcgm", "birch", "bertqe", "seq2seq")]
     if not rest:
         return main, variants
     sub = bench.queries.subset(bench.queries.qid[: a.variant_queries])
@@ -262,6 +253,14 @@ def systems_for(bench: Bench, wanted: list[str]) -> tuple[dict[str, Any], dict[s
         variants["BM25 >> BERT-QE (mono)"] = on_subset("bertqe", lambda: first >> BertQE(
             mono, docs=bench.index, kd=a.qe_docs, kc=a.qe_chunks
         ))
+    if "seq2seq" in rest:
+        def seq2seq():
+            from rankstack.rerank import MonoT5
+
+            model = bench.train("seq2seq", seq2seq=True)
+            return first >> MonoT5(model, docs=bench.index, max_length=a.max_length, show_progress=True)
+
+        variants[f"BM25 >> monoT5-style (MiniLM encoder, {a.decoder_layers}-layer decoder)"] = on_subset("seq2seq", seq2seq)
     if "duo" in rest:
         variants[f"BM25 >> mono % {a.duo_depth} >> duo"] = on_subset("duo", lambda: first >> mono % a.duo_depth >> bench.duo())
     return main, {k: v for k, v in variants.items() if v is not None}
