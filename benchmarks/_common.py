@@ -228,3 +228,13 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str
 
 def mib(nbytes: float | None) -> str:
     return "–" if nbytes is None else f"{nbytes / 2**20:,.0f}"
+
+
+def experiment_markdown(table: Any) -> str:
+    """An ``Experiment`` table as markdown: metrics to 4 decimals, p-values in scientific notation (0.0000
+    would hide how small they are)."""
+    table = table.copy()
+    for col in table.columns:
+        if "p-value" in col:
+            table[col] = [("–" if v != v else f"{v:.1e}") for v in table[col]]
+    return table.to_markdown(index=False, floatfmt=".4f")

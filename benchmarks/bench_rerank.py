@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import git_revision, machine_info, markdown_table, versions
+from _common import experiment_markdown, git_revision, machine_info, markdown_table, versions
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("RANKSTACK_DATA", "").split(":")[0] or REPO.parent / "shared" / "data")
@@ -444,15 +444,6 @@ def main(argv: list[str] | None = None) -> None:
     write_report(args, sections, started)
 
 
-def _markdown(table: Any) -> str:
-    """Metrics to 4 decimals, p-values in scientific notation (0.0000 would hide how small they are)."""
-    table = table.copy()
-    for col in table.columns:
-        if "p-value" in col:
-            table[col] = [("–" if v != v else f"{v:.1e}") for v in table[col]]
-    return table.to_markdown(index=False, floatfmt=".4f")
-
-
 def write_report(args: argparse.Namespace, sections: list, started: float) -> None:
     lines = [
         "# Re-ranking BM25 with cross-encoders trained here",
@@ -473,7 +464,7 @@ def write_report(args: argparse.Namespace, sections: list, started: float) -> No
                 "NFCorpus (no MS MARCO training data is here: this is a transfer result), beside every run in "
                 "`../shared/data/trec-dl-2019-passage-subset/runs`. Paired t-tests against BM25, Holm-corrected.",
                 "",
-                _markdown(tables[0][cols]),
+                experiment_markdown(tables[0][cols]),
                 "",
             ]
             continue
@@ -486,7 +477,7 @@ def write_report(args: argparse.Namespace, sections: list, started: float) -> No
         ]
         for caption, table in zip(captions, tables):
             cols = [c for c in table.columns if c in ("name", *METRICS) or c.endswith("(holm)") or c.endswith(("+", "-"))]
-            lines += [caption, "", _markdown(table[cols]), ""]
+            lines += [caption, "", experiment_markdown(table[cols]), ""]
         if name in PUBLISHED:
             lines.append(f"Published reference (BEIR, MS MARCO-trained MiniLM-L6 cross-encoder over BM25 top-100): "
                          f"{PUBLISHED[name]}.")
