@@ -54,6 +54,7 @@ from rankstack.index.manifest import (
     verify_files,
     write_json_atomic,
 )
+from rankstack.index.stages import stage_factory
 from rankstack.text.analysis import Analyzer, TermMapper
 from rankstack.types import Corpus, Document
 
@@ -576,9 +577,7 @@ class InvertedIndex:
         """A Lucene-BM25 retriever over this index (see ``rankstack.sparse.BM25``)."""
         self._check_open()
         self._refuse_impact("BM25 (it scores term counts)", "rankstack.sparse.Impact(index, encoder)")
-        from rankstack.sparse.bm25 import BM25
-
-        return BM25(self, k1=k1, b=b, k=k, **kwargs)
+        return stage_factory("bm25")(self, k1=k1, b=b, k=k, **kwargs)
 
     def _refuse_impact(self, what: str, instead: str) -> None:
         if self.impact is not None:

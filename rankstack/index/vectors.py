@@ -43,6 +43,7 @@ from rankstack.index.manifest import (
     write_json_atomic,
 )
 from rankstack.index.select import TopK
+from rankstack.index.stages import stage_factory
 
 log = logging.getLogger(__name__)
 
@@ -435,9 +436,7 @@ class VectorIndex:
 
     def dense(self, model: Any = None, k: int = 1000, **kwargs: Any) -> Any:
         """A ``DenseRetriever`` over this index; ``model`` defaults to the one recorded in the manifest."""
-        from rankstack.dense.retriever import DenseRetriever
-
-        return DenseRetriever(self, model, k=k, **kwargs)
+        return stage_factory("dense")(self, model, k=k, **kwargs)
 
 
 def _top_k(pos: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -1,8 +1,11 @@
 """Sparse retrieval: BM25 and impact scoring with dynamic pruning, pseudo-relevance feedback."""
 
+from rankstack.index.stages import register_stage
 from rankstack.sparse.bm25 import BM25, lucene_idf
 from rankstack.sparse.impact import Impact, SparseEncoder, pretokenized
 from rankstack.sparse.rm3 import RM3
+
+register_stage("bm25", BM25)
 
 _LAZY = {"Splade": "rankstack.sparse.splade", "packaged_splade_tiny": "rankstack.sparse.splade"}
 

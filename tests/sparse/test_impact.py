@@ -159,12 +159,13 @@ class FakeEncoder:
         return [pretokenized(t.lower()) for t in texts]
 
     def describe(self):
-        return {"model": self.name}
+        return {"model": f"/some/path/{self.name}", "fingerprint": self.name}
 
 
 def test_the_index_knows_its_encoder_and_kind(tmp_path):
     vectors = random_vectors(10, 1)
-    index = build_impact_index(vectors, tmp_path / "i", encoder={"model": "splade"}, show_progress=False)
+    recorded = {"model": "splade", "fingerprint": "splade"}  # the same weights loaded from another path match
+    index = build_impact_index(vectors, tmp_path / "i", encoder=recorded, show_progress=False)
     assert len(Impact(index, FakeEncoder("splade"))(Queries(["1"], ["T1 T2"]))) >= 0
     with pytest.raises(RankstackError, match="built with encoder"):
         Impact(index, FakeEncoder("other"))
