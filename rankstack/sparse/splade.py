@@ -208,8 +208,22 @@ class Splade:
                 z = z + bias[lo : lo + step]
             if not bool(mask.all()):
                 z = z.masked_fill(~mask[:, :, None], float("-inf"))
-            parts.append(z.amax(dim=1))
+            parts.append(z.max(dim=1).values)  # its backward keeps indices [B, C], not the chunk's logits
         return torch.log1p(torch.relu(torch.cat(parts, dim=1)))
+
+    def features(self, texts: Sequence[str], max_length: int | None = None) -> dict[str, Any]:
+        """A padded torch batch of ``texts`` (cut at ``max_length``, default the document limit): what
+        ``forward`` takes, for training."""
+        enc = self.tokenizer(list(texts), truncation=True, max_length=max_length or self.max_length)
+        return self._pad({k: enc[k] for k in enc})
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """A Hugging Face masked-LM directory (with its tokenizer) that ``Splade`` and transformers load."""
+        out = Path(path)
+        out.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(out)
+        self.tokenizer.save_pretrained(out)
+        return out
 
     def _transformed(self, features: Mapping[str, Any]) -> Any:
         """The hidden states the output projection reads: the model run with that projection made the identity."""

@@ -8,6 +8,7 @@ from rankstack.train.losses import InBatchContrastiveLoss, MarginMSELoss
 from rankstack.train.negatives import AnceRefresh, denoise, dense_negatives, exact_top_k
 from rankstack.train.rerank import RerankConfig, RerankerTrainer, train_reranker
 from rankstack.train.scoring import BiEncoderScorer, Scorer, score_pools
+from rankstack.train.splade import SpladeConfig, SpladeTrainer, train_splade
 from rankstack.train.trainer import TrainConfig, Trainer, TrainingLoop, TrainingStateError
 from rankstack.train.tune import BirchTuning, tune_birch
 from rankstack.train.warmstart import seq2seq_from_encoder
@@ -23,6 +24,8 @@ __all__ = [
     "RerankConfig",
     "RerankerTrainer",
     "Scorer",
+    "SpladeConfig",
+    "SpladeTrainer",
     "TrainConfig",
     "Trainer",
     "TrainingLoop",
@@ -39,5 +42,6 @@ __all__ = [
     "split_sentences",
     "train_biencoder",
     "train_reranker",
+    "train_splade",
     "tune_birch",
 ]

@@ -7,9 +7,10 @@ the encoder the caller keeps, so what gets saved still records the inference lim
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from rankstack.dense.encoder import TextEncoder
@@ -35,3 +36,11 @@ def encode(encoder: TextEncoder, texts: Sequence[str], show_progress: bool = Fal
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r".*were truncated")
         return encoder.encode(texts, show_progress, desc=desc)
+
+
+@contextlib.contextmanager
+def quiet_truncation() -> Iterator[None]:
+    """A context in which truncation warnings are silent (in training, truncation is the intent)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*were truncated")
+        yield

@@ -1,0 +1,128 @@
+"""Training SPLADE: the bi-encoder loop on sparse vectors, plus FLOPS regularisation.
+
+Formal et al. (2021) train SPLADE like a dense bi-encoder (in-batch negatives plus BM25 hard negatives, or
+MarginMSE distillation from a cross-encoder teacher) with one addition that keeps the vectors sparse: the
+FLOPS regulariser of Paria et al. (2020), ``sum_v (mean over the batch of w_v)^2``, which penalises
+vocabulary entries that are active across many texts (they make posting lists long, and search slow).
+Its weights (``flops_query``, ``flops_doc``) grow quadratically from 0 over the first ``flops_warmup_ratio``
+of the steps, as in SPLADE's training, so the model first learns to rank and then to be sparse.
+Scores are raw dot products of the vectors (``scale`` 1).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rankstack.sparse.splade import Splade
+from rankstack.train import _views
+from rankstack.train.api import _bm25_index, _documents
+from rankstack.train.examples import DocSource, Example, TrainingSet, bm25_negatives, doc_texts
+from rankstack.train.losses import InBatchContrastiveLoss, MarginMSELoss
+from rankstack.train.scoring import Scorer, score_pools
+from rankstack.train.trainer import TrainConfig, Trainer, TrainingLoop, _check_teacher
+from rankstack.types import Qrels, Queries
+
+
+@dataclass(frozen=True)
+class SpladeConfig(TrainConfig):
+    """``TrainConfig`` plus the FLOPS regulariser's weights and ramp (module docstring)."""
+
+    scale: float = 1.0
+    flops_query: float = 3e-4
+    flops_doc: float = 1e-4
+    flops_warmup_ratio: float = 0.3
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if min(self.flops_query, self.flops_doc) < 0 or not 0.0 <= self.flops_warmup_ratio <= 1.0:
+            raise ValueError("flops_query and flops_doc must be >= 0 and flops_warmup_ratio in [0, 1]")
+
+    def replace(self, **changes: Any) -> SpladeConfig:
+        return dataclasses.replace(self, **changes)
+
+
+def flops(weights: torch.Tensor) -> torch.Tensor:
+    """The FLOPS regulariser of a batch of vectors ``[B, V]``: ``sum_v (mean_i |w_iv|)^2``."""
+    return (weights.abs().mean(dim=0) ** 2).sum()
+
+
+class SpladeTrainer(Trainer):
+    """Fine-tune a ``Splade`` encoder in place (``Trainer``'s loop and losses on its vectors, plus FLOPS)."""
+
+    def __init__(self, encoder: Splade, data: TrainingSet, config: SpladeConfig, output_dir: str | os.PathLike[str]):
+        if config.loss == "margin_mse":
+            _check_teacher(data)
+        self.encoder = encoder
+        self._query, self._doc = "query", "doc"  # type: ignore[assignment]
+        self.loss_fn = InBatchContrastiveLoss(config.scale) if config.loss == "contrastive" else MarginMSELoss()
+        self._reps: dict[str, list[torch.Tensor]] = {"query": [], "doc": []}
+        TrainingLoop.__init__(self, encoder, [encoder.model], data, config, output_dir)
+
+    def _embed(self, encoder: Any, texts: Sequence[str]) -> torch.Tensor:
+        limit = self.config.query_max_length if encoder == "query" else self.config.doc_max_length
+        reps = self.encoder.forward(self.encoder.features(texts, limit))
+        self._reps[encoder].append(reps)
+        return reps
+
+    def flops_weight(self, step: int) -> float:
+        """The regulariser's ramp at ``step``: ``(step / warm-up steps)^2`` up to 1."""
+        ramp = max(1, round(self.config.flops_warmup_ratio * self.total_steps))
+        return min(1.0, (step + 1) / ramp) ** 2
+
+    def loss(self, examples: Sequence[Example], step: int) -> torch.Tensor:
+        self._reps = {"query": [], "doc": []}
+        ranking = super().loss(examples, step)
+        ramp = self.flops_weight(step)
+        reg = sum(
+            (weight * ramp * flops(torch.cat(self._reps[side])) for side, weight in
+             (("query", self.config.flops_query), ("doc", self.config.flops_doc)) if self._reps[side]),
+            torch.zeros((), dtype=ranking.dtype),
+        )  # fmt: skip
+        return ranking + reg
+
+
+def train_splade(
+    model: str | os.PathLike[str] | Splade,
+    queries: Queries,
+    qrels: Qrels,
+    corpus: DocSource,
+    output_dir: str | os.PathLike[str],
+    *,
+    config: SpladeConfig | None = None,
+    negatives: bool = True,
+    bm25_index: Any = None,
+    teacher: Scorer | None = None,
+    resume: bool = False,
+) -> Path:
+    """Fine-tune a SPLADE encoder on ``qrels`` and return the directory of the final model.
+
+    ``model``: a masked-LM directory or Hub id, or a ``Splade`` (trained in place). ``negatives``: add each
+    query's BM25 hard negatives (``config.num_negatives`` drawn from the top ``config.negative_depth``) to the
+    in-batch ones. ``teacher``: a scorer (any stage wrapped by ``rankstack.train.scoring``) distilled with
+    MarginMSE (``config.loss="margin_mse"``). ``resume`` continues an interrupted run in ``output_dir``.
+    """
+    config = config or SpladeConfig()
+    if (teacher is None) != (config.loss != "margin_mse"):
+        raise ValueError("a teacher is needed exactly when config.loss='margin_mse'")
+    if teacher is not None and not negatives:
+        raise ValueError("MarginMSE distils margins against hard negatives; keep negatives=True")
+    encoder = model if isinstance(model, Splade) else Splade(model)
+    output_dir = Path(output_dir)
+    docs = _documents(corpus)
+    texts = doc_texts(docs)
+    data = TrainingSet.from_qrels(queries, qrels, texts)
+    if negatives:
+        index = _bm25_index(bm25_index if bm25_index is not None else (corpus if hasattr(corpus, "bm25") else None),
+                            docs, output_dir / "bm25-index")  # fmt: skip
+        data = data.with_negatives(bm25_negatives(data.query_texts(), data.positives, index, config.negative_depth))
+    if teacher is not None:
+        data.teacher = score_pools(data.query_texts(), data.positives, data.negatives, texts, teacher)
+    with _views.quiet_truncation():
+        return SpladeTrainer(encoder, data, config, output_dir).train(resume=resume)
