@@ -7,15 +7,19 @@ from rankstack.sparse.rm3 import RM3
 
 register_stage("bm25", BM25)
 
-_LAZY = {"Splade": "rankstack.sparse.splade", "packaged_splade_tiny": "rankstack.sparse.splade"}
+_LAZY = {
+    "Splade": "rankstack.sparse.splade",
+    "UniCoil": "rankstack.sparse.unicoil",
+    "packaged_splade_tiny": "rankstack.sparse.splade",
+}
 
 
 def __getattr__(name: str):
-    """SPLADE loads torch: only when asked for."""
+    """The neural encoders load torch: only when asked for."""
     if name in _LAZY:
         import importlib
 
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-__all__ = ["BM25", "RM3", "Impact", "SparseEncoder", "Splade", "lucene_idf", "packaged_splade_tiny", "pretokenized"]
+__all__ = ["BM25", "RM3", "Impact", "SparseEncoder", "Splade", "UniCoil", "lucene_idf", "packaged_splade_tiny", "pretokenized"]
