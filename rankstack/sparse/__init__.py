@@ -8,6 +8,7 @@ from rankstack.sparse.rm3 import RM3
 register_stage("bm25", BM25)
 
 _LAZY = {
+    "Doc2Query": "rankstack.sparse.doc2query",
     "Splade": "rankstack.sparse.splade",
     "UniCoil": "rankstack.sparse.unicoil",
     "packaged_splade_tiny": "rankstack.sparse.splade",
@@ -22,4 +23,4 @@ def __getattr__(name: str):
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-__all__ = ["BM25", "RM3", "Impact", "SparseEncoder", "Splade", "UniCoil", "lucene_idf", "packaged_splade_tiny", "pretokenized"]
+__all__ = ["BM25", "RM3", "Doc2Query", "Impact", "SparseEncoder", "Splade", "UniCoil", "lucene_idf", "packaged_splade_tiny", "pretokenized"]
