@@ -32,7 +32,7 @@ import uuid
 import warnings
 from array import array
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from itertools import islice
@@ -1112,6 +1112,46 @@ def build_impact_index(
         return writer.close()
 
     return _write_index(path, write, Analyzer(), store_docs, overwrite, built_from, impact=impact)
+
+
+def build_term_index(
+    bags: Iterable[tuple[str, Mapping[str, int], Document | None]],
+    path: str | Path,
+    analyzer: Analyzer | None = None,
+    *,
+    overwrite: bool = False,
+    store_docs: bool = True,
+    show_progress: bool = True,
+) -> InvertedIndex:
+    """A BM25 index of documents given as analysed terms with their (integer) frequencies, atomically.
+
+    For term weighting that rewrites a document's term frequencies before indexing (DeepCT-Index: each
+    term's frequency becomes its predicted importance x 100): ``bags`` yields ``(docid, {term: tf},
+    document or None)``, the terms already analysed by ``analyzer`` (recorded in the manifest, so queries are
+    analysed alike); a document's length is the sum of its frequencies, as if it had been written out with
+    each term repeated. The stored text is the document's, when given.
+    """
+    from tqdm.auto import tqdm
+
+    analyzer = analyzer or Analyzer()
+    path = Path(path)
+
+    def write(tmp: Path) -> dict[str, Any]:
+        writer = _SegmentWriter(tmp / "seg-000001", store_docs=store_docs)
+        seen: set[str] = set()
+        for docid, bag, doc in tqdm(bags, desc=f"indexing {path.name}", unit="doc", disable=not show_progress):
+            if docid in seen:
+                raise _duplicate_error(docid, len(seen) + 1)
+            seen.add(docid)
+            terms = [t for t, tf in bag.items() if tf > 0]
+            tfs = [int(bag[t]) for t in terms]
+            if any(not isinstance(t, str) or not t or "\n" in t for t in terms) or any(tf != bag[t] for t, tf in zip(terms, tfs, strict=True)):
+                raise RankstackError(f"document {docid!r}: terms must be non-empty strings and frequencies integers")
+            record = _document_record(doc) if (doc is not None and writer.store) else ({} if writer.store else None)
+            writer.add(docid, terms, tfs, record)
+        return writer.close()
+
+    return _write_index(path, write, analyzer, store_docs, overwrite)
 
 
 def _keep_last(corpus: Iterable[Document]) -> list[Document]:

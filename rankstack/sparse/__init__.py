@@ -8,6 +8,7 @@ from rankstack.sparse.rm3 import RM3
 register_stage("bm25", BM25)
 
 _LAZY = {
+    "DeepCT": "rankstack.sparse.deepct",
     "Doc2Query": "rankstack.sparse.doc2query",
     "Splade": "rankstack.sparse.splade",
     "UniCoil": "rankstack.sparse.unicoil",

@@ -2,6 +2,7 @@
 
 from rankstack.train.api import train_biencoder
 from rankstack.train.checkpoint import CheckpointError
+from rankstack.train.deepct import DeepCTTrainer, train_deepct
 from rankstack.train.examples import Example, TrainingSet, bm25_negatives, doc_texts
 from rankstack.train.ict import ict_pairs, split_sentences
 from rankstack.train.losses import InBatchContrastiveLoss, MarginMSELoss
@@ -18,6 +19,7 @@ __all__ = [
     "BiEncoderScorer",
     "BirchTuning",
     "CheckpointError",
+    "DeepCTTrainer",
     "Example",
     "InBatchContrastiveLoss",
     "MarginMSELoss",
@@ -41,6 +43,7 @@ __all__ = [
     "seq2seq_from_encoder",
     "split_sentences",
     "train_biencoder",
+    "train_deepct",
     "train_reranker",
     "train_splade",
     "tune_birch",
