@@ -191,6 +191,32 @@ def index(
         int,
         typer.Option(help="Impact: bits per quantised weight (1-16; 0 keeps float32).", rich_help_panel="Learned sparse"),
     ] = 8,
+    doc2query: Annotated[
+        str | None,
+        typer.Option(
+            help="BM25: first expand each document with queries sampled from this seq2seq model "
+            "(castorini/doc2query-t5-base-msmarco); cached in --doc2query-cache.",
+            rich_help_panel="Learned sparse",
+        ),
+    ] = None,
+    doc2query_queries: Annotated[
+        int, typer.Option(help="doc2query: queries sampled per document.", rich_help_panel="Learned sparse")
+    ] = 10,
+    doc2query_cache: Annotated[
+        Path,
+        typer.Option(
+            help="doc2query: where expansions are kept (re-indexing samples nothing twice).",
+            rich_help_panel="Learned sparse",
+        ),
+    ] = Path(".cache/doc2query"),
+    deepct: Annotated[
+        str | None,
+        typer.Option(
+            help="BM25 over DeepCT-rewritten term frequencies (round(weight x 100)) predicted by this trained "
+            "DeepCT model directory.",
+            rich_help_panel="Learned sparse",
+        ),
+    ] = None,
 ) -> None:
     """Build a BM25 inverted index, with --dense a vector index, or with --impact / --vectors an impact index.
 
@@ -200,6 +226,7 @@ def index(
       rankstack index scifact --index-dir idx/scifact-hnsw --dense MODEL_DIR --ann hnsw --dtype float16
       rankstack index scifact --index-dir idx/scifact-splade --impact splade-tiny
       rankstack index --vectors splade-vectors.jsonl.gz --index-dir idx/splade --bits 8
+      rankstack index scifact --index-dir idx/scifact-d2q --doc2query castorini/doc2query-t5-base-msmarco
       rankstack index --clean --index-dir idx/scifact    # tidy up after a killed build or update
     """
     from rankstack.index import build_inverted_index
@@ -237,15 +264,29 @@ def index(
         analyzer = Analyzer(stopwords=stopwords, stemmer=None if stemmer == "none" else stemmer)
         start = time.perf_counter()
         workers = threads or _cores()
-        idx = build_inverted_index(
-            docs,
-            index_dir,
-            analyzer,
-            overwrite=overwrite,
-            on_duplicate=on_duplicate,  # type: ignore[arg-type]
-            store_docs=store_docs,
-            threads=workers,
-        )
+        if doc2query is not None:
+            from rankstack.sparse.doc2query import Doc2Query
+
+            _quiet_model_loading()
+            expander = Doc2Query(doc2query, num_queries=doc2query_queries, cache_dir=doc2query_cache)
+            docs = expander.expand(docs)
+        if deepct is not None:
+            from rankstack.index import build_term_index
+            from rankstack.sparse.deepct import DeepCT
+
+            _quiet_model_loading()
+            bags = DeepCT(deepct, analyzer=analyzer).bags(docs)
+            idx = build_term_index(bags, index_dir, analyzer, overwrite=overwrite, store_docs=store_docs)
+        else:
+            idx = build_inverted_index(
+                docs,
+                index_dir,
+                analyzer,
+                overwrite=overwrite,
+                on_duplicate=on_duplicate,  # type: ignore[arg-type]
+                store_docs=store_docs,
+                threads=workers,
+            )
     except (RankstackError, FileExistsError, ValueError) as e:
         _fail(str(e))
     counts = idx.manifest["counts"]

@@ -62,3 +62,36 @@ def test_splade_tiny_from_the_command_line(tmp_path: Path) -> None:
     run = Ranking.read_trec(tmp_path / "run.trec")
     assert set(run.qid.tolist()) == set(QUERIES)
     assert run.for_qids(["q2"]).docid[0] in ("d3", "d4") and run.for_qids(["q1"]).docid[0] == "d1"
+
+
+def test_doc2query_and_deepct_indexes_from_the_command_line(tmp_path: Path) -> None:
+    import warnings
+
+    import torch
+    import transformers
+
+    import rankstack
+    from rankstack.sparse.deepct import DeepCT
+    from tests.rerank.conftest import minilm_path, tiny_bert_config
+    from tests.rerank.test_t5 import make_tiny_t5
+
+    beir = write_beir(tmp_path / "tiny")
+    t5 = make_tiny_t5(tmp_path / "t5")
+    result = invoke("index", beir, "--index-dir", tmp_path / "d2q", "--doc2query", t5, "--doc2query-queries", "2",
+                    "--doc2query-cache", tmp_path / "cache")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "cache" / "expansions.jsonl").read_text().count("\n") == 5
+    stored = rankstack.open(tmp_path / "d2q").docs["d1"]
+    assert stored.text.startswith("The cat sat") and len(stored.fields["doc2query"]) == 2
+    bert = tmp_path / "bert"
+    tok = transformers.AutoTokenizer.from_pretrained(minilm_path())
+    torch.manual_seed(0)
+    transformers.BertModel(tiny_bert_config(tok.vocab_size), add_pooling_layer=False).save_pretrained(bert)
+    tok.save_pretrained(bert)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        DeepCT(bert, device="cpu").save(tmp_path / "deepct")
+    result = invoke("index", beir, "--index-dir", tmp_path / "dct", "--deepct", tmp_path / "deepct")
+    assert result.exit_code == 0, result.output
+    result = invoke("search", tmp_path / "dct", "--query", "cat mat", "-k", "3")
+    assert result.exit_code == 0, result.output
