@@ -624,6 +624,17 @@ def train(
             "gets a fresh one-logit head).",
         ),
     ] = False,
+    sparse: Annotated[
+        str | None,
+        typer.Option(
+            help="Train a learned sparse model instead: 'splade' (a masked-LM checkpoint; --model splade-tiny is the "
+            "packaged one; in-batch + BM25 negatives + FLOPS) or 'deepct' (term importance from query term recall).",
+            rich_help_panel="Learned sparse",
+        ),
+    ] = None,
+    flops: Annotated[
+        float, typer.Option(help="SPLADE: FLOPS weight of documents (queries: 3x).", rich_help_panel="Learned sparse")
+    ] = 1e-4,
     split: Annotated[str, typer.Option(help="Judged query set to train on.")] = "train",
     negatives: Annotated[
         str,
@@ -699,11 +710,20 @@ def train(
       rankstack train scifact --reranker --model sentence-transformers/all-MiniLM-L6-v2 -o models/ce-scifact
       rankstack train nfcorpus --reranker --model MODEL --loss margin_mse --teacher bm25 --max-examples 2000 -o m
       rankstack rerank runs/bm25.trec --model models/ce-scifact/final --index idx/scifact -o runs/ce.trec
+      rankstack train scifact --sparse splade --model splade-tiny -o models/splade-scifact
+      rankstack train scifact --sparse deepct --model sentence-transformers/all-MiniLM-L6-v2 -o models/deepct
     """
     try:
         col = _load_collection(collection)
         start = time.perf_counter()
-        if reranker:
+        if sparse is not None:
+            final = _train_sparse(
+                col, sparse, model, output_dir, split=split, epochs=epochs, batch_size=batch_size, lr=lr,
+                num_negatives=num_negatives, negative_depth=negative_depth, flops=flops,
+                query_max_length=query_max_length, doc_max_length=doc_max_length, save_every=save_every, seed=seed,
+                resume=resume,
+            )  # fmt: skip
+        elif reranker:
             bi_only = {"--negatives": negatives != "bm25", "--refresh-every": refresh_every, "--ict-epochs": ict_epochs}
             bi_only |= {"--denoise-margin": denoise_margin is not None, "--ict-docs": ict_docs is not None}
             if any(bi_only.values()):
@@ -762,6 +782,35 @@ def train(
     except (RankstackError, ValueError) as e:
         _fail(str(e))
     typer.echo(f"trained in {time.perf_counter() - start:.0f}s; final model: {final}")
+
+
+def _train_sparse(col, kind: str, model: str, output_dir: Path, *, split: str, flops: float, **o: Any) -> Path:
+    from rankstack.train import SpladeConfig, TrainConfig, train_deepct, train_splade
+
+    if kind not in ("splade", "deepct"):
+        raise ValueError(f"--sparse must be 'splade' or 'deepct', not {kind!r}")
+    _quiet_model_loading()
+    queries, qrels = col.queries_for(split), col.qrels(split)
+    common = dict(
+        epochs=o["epochs"], learning_rate=o["lr"] or 2e-5, save_every=o["save_every"], seed=o["seed"],
+        query_max_length=o["query_max_length"], doc_max_length=o["doc_max_length"],
+    )  # fmt: skip
+    if kind == "deepct":
+        import warnings
+
+        from rankstack.sparse.deepct import DeepCT
+
+        with warnings.catch_warnings():  # a fresh head is what training starts from
+            warnings.filterwarnings("ignore", message=".*no DeepCT head")
+            deepct = DeepCT(model, max_length=o["doc_max_length"])
+        config = TrainConfig(batch_size=o["batch_size"] or 16, **common)  # type: ignore[arg-type]
+        return train_deepct(deepct, queries, qrels, col.corpus, output_dir, config=config, resume=o["resume"])
+    config = SpladeConfig(
+        batch_size=o["batch_size"] or 32, num_negatives=1 if o["num_negatives"] is None else o["num_negatives"],
+        negative_depth=o["negative_depth"] or 30, flops_doc=flops, flops_query=3 * flops, **common,  # type: ignore[arg-type]
+    )  # fmt: skip
+    encoder = _impact_encoder(model)
+    return train_splade(encoder, queries, qrels, col.corpus, output_dir, config=config, resume=o["resume"])
 
 
 def _train_reranker(col, model: str, output_dir: Path, *, teacher: str | None, split: str, **options) -> Path:

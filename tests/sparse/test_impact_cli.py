@@ -95,3 +95,27 @@ def test_doc2query_and_deepct_indexes_from_the_command_line(tmp_path: Path) -> N
     assert result.exit_code == 0, result.output
     result = invoke("search", tmp_path / "dct", "--query", "cat mat", "-k", "3")
     assert result.exit_code == 0, result.output
+
+
+def test_train_splade_and_deepct_from_the_command_line(tmp_path: Path) -> None:
+    import torch
+    import transformers
+
+    from tests.rerank.conftest import minilm_path, tiny_bert_config
+    from tests.test_cli import QRELS
+
+    beir = write_beir(tmp_path / "tiny")
+    (beir / "qrels" / "train.tsv").write_text(
+        "query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{d}\t{r}\n" for q, d, r in QRELS), encoding="utf-8"
+    )
+    tok = transformers.AutoTokenizer.from_pretrained(minilm_path())
+    torch.manual_seed(0)
+    mlm = tmp_path / "mlm"
+    transformers.BertForMaskedLM(tiny_bert_config(tok.vocab_size)).save_pretrained(mlm)
+    tok.save_pretrained(mlm)
+    for kind in ("splade", "deepct"):
+        result = invoke("train", beir, "--sparse", kind, "--model", mlm, "-o", tmp_path / kind, "--batch-size", "2")
+        assert result.exit_code == 0, result.output
+        assert (tmp_path / kind / "final" / "model.safetensors").exists()
+    result = invoke("train", beir, "--sparse", "colbert", "--model", mlm, "-o", tmp_path / "x")
+    assert result.exit_code != 0 and "'splade' or 'deepct'" in result.output
