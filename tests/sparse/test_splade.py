@@ -63,9 +63,12 @@ def as_dense(vectors, tok):
 @pytest.mark.parametrize("batch_size", [1, 2, 32])
 def test_documents_equal_the_plain_computation(tiny_mlm, batch_size, monkeypatch):
     monkeypatch.setattr("rankstack.sparse.splade._CHUNK_FLOATS", 1 << 12)  # many vocabulary chunks
+    monkeypatch.setattr("rankstack.sparse.splade._INFER_CHUNK", 1000)
     enc = Splade(tiny_mlm, max_length=40, batch_size=batch_size, device="cpu")
     got = enc.encode_documents(TEXTS)
     want, tok = plain_splade(tiny_mlm, TEXTS, 40)
+    training_path = enc.forward(enc.features(TEXTS, 40)).detach().numpy()  # the autograd computation
+    np.testing.assert_allclose(training_path, want, rtol=1e-4, atol=1e-5)
     assert (want > 0).sum(1).min() > 0  # every text, even the empty one ([CLS] [SEP]), has weights
     np.testing.assert_allclose(as_dense(got, tok), want, rtol=1e-4, atol=1e-5)
     assert all(w > 0 for vec in got for w in vec.values())
