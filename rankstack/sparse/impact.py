@@ -132,8 +132,17 @@ class Impact(PostingsSearch):
         if empty:
             _warn_empty(empty)
         rows_a, gids_a, w_a = np.asarray(rows, np.int64), np.asarray(gids, np.int64), np.asarray(weights, np.float64)
-        per_segment = []
         lex = self.index.lexicon
+        if len(qids) == 1 and len(self.index.segments) == 1:  # a server's load: no per-segment bookkeeping
+            seg, imp, to_local = self.index.segments[0], _segment_impacts(self.index)[0], lex.local[0]
+            local = gids_a if to_local is None else to_local[gids_a]
+            scale = float(seg.entry.get("impact_scale", 1.0))
+            docs, scores, _ = self._run_kernel(seg, imp, np.array([0, len(local)], np.int64), local, w_a / scale)
+            n = len(docs)
+            qid = np.empty(n, dtype=object)
+            qid[:] = str(qids[0])
+            return Ranking._trusted(qid, seg.docids[docs], scores, np.arange(1, n + 1), queries)
+        per_segment = []
         for seg, imp, to_local in zip(self.index.segments, _segment_impacts(self.index), lex.local, strict=True):
             local = gids_a if to_local is None else to_local[gids_a]
             here = local >= 0
