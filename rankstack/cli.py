@@ -183,7 +183,8 @@ def index(
         Path | None,
         typer.Option(
             help="Build an impact index from vectors made elsewhere: a JsonVectorCollection file (one "
-            '{"id", "contents", "vector": {token: weight}} a line, .jsonl or .jsonl.gz). No corpus needed.',
+            '{"id", "contents", "vector": {token: weight}} a line, .jsonl or .jsonl.gz). No corpus needed; with '
+            "--impact MODEL too, MODEL encodes the queries and every token must be in its vocabulary.",
             rich_help_panel="Learned sparse",
         ),
     ] = None,
@@ -305,16 +306,21 @@ def _impact_encoder(model: str, **kwargs: Any):
 def _index_impact(corpus, index_dir: Path, model, vectors, bits, overwrite, on_duplicate, store_docs, max_length, batch_size):
     from rankstack.index import build_impact_index
 
-    if (vectors is None) == (model is None):
-        _fail("give one of --impact MODEL (encode the corpus) or --vectors FILE (vectors made elsewhere)")
+    if vectors is None and model is None:
+        _fail("give --impact MODEL (encode the corpus) or --vectors FILE (vectors made elsewhere)")
     if not 0 <= bits <= 16:
         _fail(f"--bits must be 1..16, or 0 for float32 weights, not {bits}")
     start = time.perf_counter()
     try:
+        vocabulary = None
         if vectors is not None:
             if not vectors.exists():
                 _fail(f"{vectors}: no such file (a JsonVectorCollection .jsonl or .jsonl.gz)")
             source, encoder = vectors, None
+            if model is not None:  # vectors made elsewhere, queries to be encoded by MODEL: same vocabulary?
+                _quiet_model_loading()
+                enc = _impact_encoder(model)
+                encoder, vocabulary = {**enc.describe(), "model": model}, set(enc._vocab)
         else:
             if corpus is None:
                 _fail("give the corpus to encode: a collection name (scifact), a BEIR folder or a corpus file")
@@ -325,7 +331,7 @@ def _index_impact(corpus, index_dir: Path, model, vectors, bits, overwrite, on_d
             source, encoder = enc.encode_corpus(docs), {**enc.describe(), "model": model}
         idx = build_impact_index(
             source, index_dir, bits=bits or None, encoder=encoder, overwrite=overwrite,
-            on_duplicate=on_duplicate, store_docs=store_docs,  # type: ignore[arg-type]
+            on_duplicate=on_duplicate, store_docs=store_docs, vocabulary=vocabulary,  # type: ignore[arg-type]
         )  # fmt: skip
     except (RankstackError, FileExistsError, ValueError) as e:
         _fail(str(e))

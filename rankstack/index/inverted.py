@@ -32,7 +32,7 @@ import uuid
 import warnings
 from array import array
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from itertools import islice
@@ -1078,6 +1078,7 @@ def build_impact_index(
     on_duplicate: OnDuplicate = "error",
     store_docs: bool = True,
     show_progress: bool = True,
+    vocabulary: Collection[str] | None = None,
 ) -> InvertedIndex:
     """Index sparse document vectors into directory ``path``, atomically: an *impact* index.
 
@@ -1087,7 +1088,8 @@ def build_impact_index(
     ``sum of query weight x weight``. ``encoder`` describes what made the vectors (recorded in the manifest;
     ``rankstack.sparse.Impact`` refuses a query encoder that does not match it). Stored text (for
     re-rankers) is each vector's ``contents``. Updates (``add_vectors``, ``delete``, ``merge``) work as for
-    a BM25 index.
+    a BM25 index. ``vocabulary``: the query encoder's tokens; a document token outside it is refused (vectors
+    made by another model than the one that will encode the queries), naming the document and the token.
     """
     if bits is not None and bits not in IMPACT_BITS:
         raise ValueError(f"bits must be 1..16 or None (float32 impacts), not {bits!r}")
@@ -1103,6 +1105,8 @@ def build_impact_index(
         on_duplicate = "keep-first"
     impact = {"bits": bits, "encoder": encoder}
     path = Path(path)
+    if vocabulary is not None:
+        vectors = _in_vocabulary(vectors, vocabulary)
 
     def write(tmp: Path) -> dict[str, Any]:
         writer = _SegmentWriter(tmp / "seg-000001", store_docs=store_docs, impact=impact)
@@ -1152,6 +1156,19 @@ def build_term_index(
         return writer.close()
 
     return _write_index(path, write, analyzer, store_docs, overwrite)
+
+
+def _in_vocabulary(vectors: Iterable[Any], vocabulary: Collection[str]) -> Iterator[Any]:
+    known = vocabulary if isinstance(vocabulary, set | frozenset | dict) else set(vocabulary)
+    for item in vectors:
+        vector = _as_vector(item)
+        unknown = [t for t in vector.weights if t not in known]
+        if unknown:
+            raise RankstackError(
+                f"document {vector.docid!r}: token {unknown[0]!r} is not in the query encoder's vocabulary "
+                f"({len(unknown)} such tokens): these vectors were made with another tokenizer"
+            )
+        yield vector
 
 
 def _keep_last(corpus: Iterable[Document]) -> list[Document]:
