@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rankstack.data.readers import _jsonl_records  # one JSON-lines parser, one set of line errors
 from rankstack.errors import InputFormatError
-from rankstack.lines import iter_lines
 
 _ID_KEYS = ("id", "_id", "docid")
 
@@ -53,15 +53,7 @@ def clean_weights(weights: Mapping[str, Any]) -> dict[str, float]:
 
 def read_json_vectors(path: str | os.PathLike[str]) -> Iterator[SparseVector]:
     """The vectors of a JsonVectorCollection file, in file order (errors name the file and line)."""
-    for lineno, line in iter_lines(path):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputFormatError(path, lineno, f"invalid JSON: {exc.msg} at column {exc.colno}") from None
-        if not isinstance(record, dict):
-            raise InputFormatError(path, lineno, f"expected a JSON object per line, got {type(record).__name__}")
+    for lineno, record in _jsonl_records(path):
         key = next((k for k in _ID_KEYS if k in record), None)
         docid = record.get(key) if key else None
         if isinstance(docid, bool) or not isinstance(docid, str | int) or not str(docid).strip():

@@ -72,7 +72,6 @@ class DeepCT:
         device: str | None = None,
         revision: str | None = None,
     ):
-        torch = lazy.torch()
         transformers = lazy.transformers()
         self.name = str(model)
         self.path, self.revision = model_dir.resolve(model, revision)
@@ -80,20 +79,10 @@ class DeepCT:
         self.tokenizer = transformers.AutoTokenizer.from_pretrained(self.path)
         if not getattr(self.tokenizer, "is_fast", False):
             raise model_dir.ModelDirectoryError(f"{self.path}: DeepCT needs a fast tokenizer (tokenizer.json) to find words")
-        quiet = logging.getLogger("transformers")
-        level = quiet.level
-        quiet.setLevel(logging.ERROR)
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                self.model, info = transformers.AutoModelForTokenClassification.from_pretrained(
-                    self.path, num_labels=1, output_loading_info=True
-                )
-        finally:
-            quiet.setLevel(level)
+        self.model, info = lazy.from_pretrained_quietly(transformers.AutoModelForTokenClassification, self.path, num_labels=1)
         if info.get("missing_keys"):
             warnings.warn(f"{self.name} has no DeepCT head: a fresh one was made; train it before use", stacklevel=2)
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = lazy.default_device(device)
         self.model.to(self.device).eval()
         self.analyzer = analyzer or Analyzer()
         self.max_length, self.batch_size = int(max_length), int(batch_size)
@@ -171,16 +160,11 @@ class DeepCT:
         """DeepCT-Index input for ``rankstack.index.build_term_index``: ``(docid, {term: round(weight x scale)},
         document)``, terms whose rounded weight is not positive left out."""
         with lazy.progress(None, "DeepCT", show_progress, unit="doc") as bar:
-            batch: list[Document] = []
-            for doc in [*docs, None]:
-                if doc is not None:
-                    batch.append(doc)
-                if batch and (doc is None or len(batch) == chunk):
-                    for d, weights in zip(batch, self.term_weights([x.contents() for x in batch]), strict=True):
-                        tf = {t: round(w * scale) for t, w in weights.items()}
-                        yield d.docid, {t: n for t, n in tf.items() if n > 0}, d
-                    bar.update(len(batch))
-                    batch = []
+            for batch in lazy.chunked(docs, chunk):
+                for d, weights in zip(batch, self.term_weights([x.contents() for x in batch]), strict=True):
+                    tf = {t: round(w * scale) for t, w in weights.items()}
+                    yield d.docid, {t: n for t, n in tf.items() if n > 0}, d
+                bar.update(len(batch))
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         out = Path(path)

@@ -19,7 +19,6 @@ import hashlib
 import json
 import logging
 import os
-import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -55,16 +54,13 @@ class Doc2Query:
     ):
         if num_queries < 1 or top_k < 1 or max_new_tokens < 1:
             raise ValueError("num_queries, top_k and max_new_tokens must be at least 1")
-        torch = lazy.torch()
         transformers = lazy.transformers()
         self.name = str(model)
         self.path, self.revision = model_dir.resolve(model, revision)
         model_dir.check_directory(self.path)
         self.tokenizer = transformers.AutoTokenizer.from_pretrained(self.path)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            self.model = transformers.AutoModelForSeq2SeqLM.from_pretrained(self.path)
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.model, _ = lazy.from_pretrained_quietly(transformers.AutoModelForSeq2SeqLM, self.path)
+        self.device = lazy.default_device(device)
         self.model.to(self.device).eval()
         self.num_queries, self.top_k, self.max_new_tokens = int(num_queries), int(top_k), int(max_new_tokens)
         self.max_length, self.prefix, self.seed = int(max_length), prefix, int(seed)
@@ -149,15 +145,10 @@ class Doc2Query:
         """
         if (scorer is None) != (min_score is None):
             raise ValueError("doc2query-- filtering needs both scorer and min_score")
-        batch: list[Document] = []
         with lazy.progress(None, "doc2query", show_progress, unit="doc") as bar:
-            for doc in [*docs, None]:
-                if doc is not None:
-                    batch.append(doc)
-                if batch and (doc is None or len(batch) == chunk):
-                    yield from self._expanded(batch, scorer, min_score)
-                    bar.update(len(batch))
-                    batch = []
+            for batch in lazy.chunked(docs, chunk):
+                yield from self._expanded(batch, scorer, min_score)
+                bar.update(len(batch))
 
     def _expanded(self, docs: list[Document], scorer: Any, min_score: float | None) -> Iterator[Document]:
         generated = self.generate([d.contents() for d in docs])

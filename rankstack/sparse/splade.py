@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -42,18 +41,10 @@ _HEAD_KEYS = ("cls.predictions", "lm_head", "vocab_projector", "predictions")
 
 def _mlm_model(path: Path) -> Any:
     """The masked-LM model of ``path``; refuses one whose head would be freshly initialised."""
-    transformers = lazy.transformers()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        quiet = logging.getLogger("transformers")
-        level = quiet.level
-        quiet.setLevel(logging.ERROR)
-        try:
-            model, info = transformers.AutoModelForMaskedLM.from_pretrained(path, output_loading_info=True)
-        except ValueError as e:
-            raise ModelDirectoryError(f"{path} has no masked-language-model architecture SPLADE can use ({e})") from None
-        finally:
-            quiet.setLevel(level)
+    try:
+        model, info = lazy.from_pretrained_quietly(lazy.transformers().AutoModelForMaskedLM, path)
+    except ValueError as e:
+        raise ModelDirectoryError(f"{path} has no masked-language-model architecture SPLADE can use ({e})") from None
     missing = [k for k in info.get("missing_keys", []) if any(h in k for h in _HEAD_KEYS)]
     if missing:
         raise ModelDirectoryError(
@@ -86,14 +77,13 @@ class Splade:
     ):
         if query_mode not in ("model", "tokens"):
             raise ValueError(f"query_mode must be 'model' or 'tokens', not {query_mode!r}")
-        torch = lazy.torch()
         transformers = lazy.transformers()
         self.name = str(model)
         self.path, self.revision = model_dir.resolve(model, revision)
         model_dir.check_directory(self.path)
         self.tokenizer = transformers.AutoTokenizer.from_pretrained(self.path)
         self.model = _mlm_model(self.path)
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = lazy.default_device(device)
         self.model.to(self.device).eval()
         self.max_length, self.query_max_length = int(max_length), int(query_max_length)
         self.query_mode: QueryMode = query_mode
@@ -134,14 +124,7 @@ class Splade:
         """``SparseVector``s of ``docs`` (title + text), streamed ``chunk`` documents at a time: what
         ``build_impact_index`` takes. The stored contents are the documents' texts."""
         with lazy.progress(None, "encoding documents", show_progress, unit="doc") as bar:
-            batch: list[Document] = []
-            for doc in docs:
-                batch.append(doc)
-                if len(batch) == chunk:
-                    yield from self._vectors(batch)
-                    bar.update(len(batch))
-                    batch = []
-            if batch:
+            for batch in lazy.chunked(docs, chunk):
                 yield from self._vectors(batch)
                 bar.update(len(batch))
 

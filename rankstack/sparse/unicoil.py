@@ -68,27 +68,18 @@ class UniCoil:
         device: str | None = None,
         revision: str | None = None,
     ):
-        torch = lazy.torch()
         transformers = lazy.transformers()
         self.name = str(model)
         self.path, self.revision = model_dir.resolve(model, revision)
         model_dir.check_directory(self.path)
         self.tokenizer = transformers.AutoTokenizer.from_pretrained(self.path)
-        quiet = logging.getLogger("transformers")
-        level = quiet.level
-        quiet.setLevel(logging.ERROR)
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                self.model, info = _unicoil_class().from_pretrained(self.path, output_loading_info=True)
-        finally:
-            quiet.setLevel(level)
+        self.model, info = lazy.from_pretrained_quietly(_unicoil_class(), self.path)
         if any(k.startswith("tok_proj") for k in info.get("missing_keys", [])):
             warnings.warn(
                 f"{self.name} has no uniCOIL head (tok_proj): a fresh one was made; train it before use",
                 stacklevel=2,
             )
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = lazy.default_device(device)
         self.model.to(self.device).eval()
         self.max_length, self.query_max_length, self.batch_size = int(max_length), int(query_max_length), int(batch_size)
         special = {self.tokenizer.cls_token_id, self.tokenizer.sep_token_id, self.tokenizer.pad_token_id}
@@ -112,15 +103,10 @@ class UniCoil:
     def encode_corpus(self, docs: Iterable[Document], show_progress: bool = True, chunk: int = 1024) -> Iterator[SparseVector]:
         """``SparseVector``s of ``docs`` (title + text), streamed: what ``build_impact_index`` takes."""
         with lazy.progress(None, "encoding documents", show_progress, unit="doc") as bar:
-            batch: list[Document] = []
-            for doc in [*docs, None]:
-                if doc is not None:
-                    batch.append(doc)
-                if batch and (doc is None or len(batch) == chunk):
-                    weights = self._encode([d.contents() for d in batch], self.max_length, False, "")
-                    yield from (SparseVector(d.docid, w, d.contents()) for d, w in zip(batch, weights, strict=True))
-                    bar.update(len(batch))
-                    batch = []
+            for batch in lazy.chunked(docs, chunk):
+                weights = self._encode([d.contents() for d in batch], self.max_length, False, "")
+                yield from (SparseVector(d.docid, w, d.contents()) for d, w in zip(batch, weights, strict=True))
+                bar.update(len(batch))
 
     def _encode(self, texts: Sequence[str], max_length: int, show_progress: bool, desc: str) -> list[dict[str, float]]:
         torch = lazy.torch()
