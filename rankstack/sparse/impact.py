@@ -20,7 +20,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from rankstack.errors import RankstackError
+from rankstack.errors import IndexFormatError, RankstackError
 from rankstack.index.inverted import InvertedIndex
 from rankstack.pipeline import as_queries
 from rankstack.sparse.bm25 import Algorithm, PostingsSearch, SegmentImpacts, _warn_empty
@@ -49,6 +49,20 @@ def _segment_impacts(index: InvertedIndex) -> list[SegmentImpacts]:
     if "segments" not in cache:
         cache["segments"] = [SegmentImpacts(s, np.array(s.post_tfs, dtype=np.float32)) for s in index.segments]
     return cache["segments"]
+
+
+def _check_quantisation(index: InvertedIndex) -> None:
+    """Every segment's postings must be what the manifest's ``bits`` say (a scale > 0, the matching dtype)."""
+    bits = index.impact.get("bits")  # type: ignore[union-attr]
+    want = np.float32 if bits is None else (np.uint8 if isinstance(bits, int) and bits <= 8 else np.uint16)
+    for seg in index.segments:
+        scale = seg.entry.get("impact_scale")
+        ok = (bits is None or (isinstance(bits, int) and 1 <= bits <= 16)) and isinstance(scale, int | float) and scale > 0
+        if not ok or seg.post_tfs.dtype != want:
+            raise IndexFormatError(
+                f"{index.path}: {seg.entry['name']} holds {seg.post_tfs.dtype} impacts (scale {scale}) but the manifest "
+                f"says bits={bits}; the index is inconsistent. Rebuild it with build_impact_index."
+            )
 
 
 def _identity(description: Mapping[str, Any]) -> dict[str, Any]:
@@ -82,6 +96,7 @@ class Impact(PostingsSearch):
             )
         if algorithm not in ("maxscore", "exhaustive"):
             raise ValueError(f"algorithm must be 'maxscore' or 'exhaustive', not {algorithm!r}")
+        _check_quantisation(index)
         recorded = index.impact.get("encoder")  # type: ignore[union-attr]
         if encoder is not None and check_encoder and recorded is not None:
             mine = encoder.describe()

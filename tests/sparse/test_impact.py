@@ -230,3 +230,16 @@ def test_malformed_vector_files_name_the_line(tmp_path, line, message):
     with pytest.raises(InputFormatError, match=message) as err:
         list(read_json_vectors(path))
     assert err.value.line == 3 and str(path) in str(err.value)
+
+
+def test_an_index_whose_postings_contradict_its_quantisation_is_refused(tmp_path):
+    from rankstack.errors import IndexFormatError
+
+    index = build_impact_index(random_vectors(10, 2), tmp_path / "i", bits=8, show_progress=False)
+    index.manifest["impact"] = {**index.manifest["impact"], "bits": 12}  # as if the manifest said 12 bits
+    with pytest.raises(IndexFormatError, match="bits=12"):
+        Impact(index)
+    index.manifest["impact"]["bits"] = 8
+    index.segments[0].entry["impact_scale"] = 0.0
+    with pytest.raises(IndexFormatError, match="inconsistent"):
+        Impact(index)
