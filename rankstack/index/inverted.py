@@ -589,35 +589,33 @@ class InvertedIndex:
     def add(self, documents: Iterable[Document] | Corpus, show_progress: bool = False) -> InvertedIndex:
         """Add documents as a new segment. A docid already in the index replaces the old document."""
         self._refuse_impact("adding text", "index.add_vectors(vectors) with the encoder that built it")
-
-        def change(base: InvertedIndex) -> dict[str, Any] | None:
-            store_docs = base.manifest.get("store_docs", True)
-            docs = _keep_last(documents)
-            label = f"adding to {base.path.name}"
-            fill = lambda w: _feed(w, docs, base.analyzer, "keep-first", show_progress, label)  # noqa: E731
-            entry = _write_segment(base.path, base.manifest["next_segment"], store_docs, fill)
-            if entry is None:
-                return None
-            manifest = dict(base.manifest)
-            manifest["segments"] = [*base.manifest["segments"], entry]
-            manifest["next_segment"] = int(entry["name"].split("-")[1]) + 1
-            replaced = [d for d in entry.pop("docids") if d in base._docid_locations]
-            return base._with_tombstones(manifest, replaced)
-
-        return self._update(change)
+        return self._add_segment(
+            lambda base, writer, label: _feed(
+                writer, _keep_last(documents), base.analyzer, "keep-first", show_progress, label
+            )
+        )
 
     def add_vectors(self, vectors: Iterable[Any], show_progress: bool = False) -> InvertedIndex:
         """Add documents to an impact index as a new segment: ``SparseVector``s (or ``(docid, {token: weight})``
         pairs) from the same encoder. A docid already in the index replaces the old document."""
         if self.impact is None:
             raise RankstackError(f"{self.path} is a BM25 index of analysed text; add documents with index.add(docs)")
+        return self._add_segment(
+            lambda base, writer, label: _feed_vectors(
+                writer, _keep_last(map(_as_vector, vectors)), "keep-first", show_progress, label
+            )
+        )
+
+    def _add_segment(self, feed) -> InvertedIndex:
+        """Commit one new segment filled by ``feed(base, writer, label)``; a docid already in the index is
+        replaced (its old copy gets a tombstone)."""
 
         def change(base: InvertedIndex) -> dict[str, Any] | None:
             store_docs = base.manifest.get("store_docs", True)
-            items = list({v.docid: v for v in map(_as_vector, vectors)}.values())  # the last of a docid wins
             label = f"adding to {base.path.name}"
-            fill = lambda w: _feed_vectors(w, items, "keep-first", show_progress, label)  # noqa: E731
-            entry = _write_segment(base.path, base.manifest["next_segment"], store_docs, fill, impact=base.impact)
+            entry = _write_segment(
+                base.path, base.manifest["next_segment"], store_docs, lambda w: feed(base, w, label), impact=base.impact
+            )
             if entry is None:
                 return None
             manifest = dict(base.manifest)
@@ -1101,7 +1099,7 @@ def build_impact_index(
 
         built_from, vectors = str(vectors), read_json_vectors(vectors)
     if on_duplicate == "keep-last":
-        vectors = list({v.docid: v for v in map(_as_vector, vectors)}.values())
+        vectors = _keep_last(map(_as_vector, vectors))
         on_duplicate = "keep-first"
     impact = {"bits": bits, "encoder": encoder}
     path = Path(path)
@@ -1171,9 +1169,10 @@ def _in_vocabulary(vectors: Iterable[Any], vocabulary: Collection[str]) -> Itera
         yield vector
 
 
-def _keep_last(corpus: Iterable[Document]) -> list[Document]:
-    """Resolve duplicates to their last occurrence, keeping first-occurrence order (needs one pass in memory)."""
-    last: dict[str, Document] = {}
+def _keep_last(corpus: Iterable[Any]) -> list[Any]:
+    """Resolve duplicates (by ``.docid``: documents or sparse vectors) to their last occurrence, keeping
+    first-occurrence order (needs one pass in memory)."""
+    last: dict[str, Any] = {}
     for doc in corpus:
         last[doc.docid] = doc
     return list(last.values())
