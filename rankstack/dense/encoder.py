@@ -194,10 +194,7 @@ class TextEncoder:
         """An ordinary Hugging Face directory plus sentence-transformers' configs (loads in both)."""
         if self.model is None:
             raise ValueError("an ONNX encoder cannot be saved as a trainable model; save the PyTorch encoder")
-        out = Path(path)
-        out.mkdir(parents=True, exist_ok=True)
-        self.model.save_pretrained(out)
-        self.tokenizer.save_pretrained(out)
+        out = model_dir.save_pretrained(path, self.model, self.tokenizer)
         prompts = self.settings.prompts
         model_dir.write_settings(
             out,

@@ -157,3 +157,12 @@ def fingerprint(path: Path) -> str:
                 fh.seek(max(size - (1 << 20), 1 << 20))
                 h.update(fh.read(1 << 20))
     return h.hexdigest()[:16]
+
+
+def save_pretrained(path: str | os.PathLike[str], model: Any, tokenizer: Any) -> Path:
+    """``model`` and ``tokenizer`` written as an ordinary Hugging Face directory at ``path`` (made if needed)."""
+    out = Path(path)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out

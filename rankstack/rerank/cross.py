@@ -251,11 +251,8 @@ class CrossEncoder(PointwiseReranker):
         ``CrossEncoder`` (whose ``predict`` applies a sigmoid to a one-logit head: same order)."""
         if self.model is None:
             raise ValueError("an ONNX cross-encoder cannot be saved as a trainable model; save the PyTorch one")
-        out = Path(path)
-        out.mkdir(parents=True, exist_ok=True)
         self.model.config.architectures = [type(self.model).__name__]
-        self.model.save_pretrained(out)
-        self.tokenizer.save_pretrained(out)
+        out = model_dir.save_pretrained(path, self.model, self.tokenizer)
         write_reranker_config(out, FAMILY, {"max_length": self.max_length, "query_max_length": self.query_max_length})
         return out
 

@@ -373,11 +373,8 @@ class DuoCrossEncoder(PairwiseReranker):
     # ------------------------------------------------------------------------------------ saving
     def save(self, path: str | os.PathLike[str]) -> Path:
         """An ordinary Hugging Face directory plus ``rankstack_reranker.json`` (head, lengths, aggregation)."""
-        out = Path(path)
-        out.mkdir(parents=True, exist_ok=True)
         self.model.config.architectures = [type(self.model).__name__]
-        self.model.save_pretrained(out)
-        self.tokenizer.save_pretrained(out)
+        out = model_dir.save_pretrained(path, self.model, self.tokenizer)
         write_reranker_config(
             out,
             self.family,

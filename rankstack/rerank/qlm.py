@@ -321,10 +321,7 @@ class QueryLikelihood(PointwiseReranker):
     # ------------------------------------------------------------------------------------ saving
     def save(self, path: str | os.PathLike[str]) -> Path:
         """A Hugging Face directory plus ``rankstack_reranker.json`` (templates, normalisation, EOS, lengths)."""
-        out = Path(path)
-        out.mkdir(parents=True, exist_ok=True)
-        self.model.save_pretrained(out)
-        self.tokenizer.save_pretrained(out)
+        out = model_dir.save_pretrained(path, self.model, self.tokenizer)
         write_reranker_config(
             out,
             self.family_name,

@@ -196,10 +196,7 @@ class _LabelModel:
 
     # ------------------------------------------------------------------------------------ saving
     def _save(self, path: str | os.PathLike[str], extra: dict[str, Any]) -> Path:
-        out = Path(path)
-        out.mkdir(parents=True, exist_ok=True)
-        self.model.save_pretrained(out)
-        self.tokenizer.save_pretrained(out)
+        out = model_dir.save_pretrained(path, self.model, self.tokenizer)
         settings = {
             "template": self.template,
             "true_token": self.true_token,

@@ -167,11 +167,7 @@ class DeepCT:
                 bar.update(len(batch))
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        out = Path(path)
-        out.mkdir(parents=True, exist_ok=True)
-        self.model.save_pretrained(out)
-        self.tokenizer.save_pretrained(out)
-        return out
+        return model_dir.save_pretrained(path, self.model, self.tokenizer)
 
 
 __all__ = ["DeepCT", "query_term_recall"]

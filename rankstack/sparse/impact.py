@@ -15,16 +15,18 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from rankstack.data.vectors import SparseVector
 from rankstack.errors import IndexFormatError, RankstackError
 from rankstack.index.inverted import InvertedIndex
+from rankstack.models import lazy
 from rankstack.pipeline import as_queries
 from rankstack.sparse.bm25 import Algorithm, PostingsSearch, SegmentImpacts, _warn_empty
-from rankstack.types import Queries, Ranking
+from rankstack.types import Document, Queries, Ranking
 
 
 @runtime_checkable
@@ -36,6 +38,17 @@ class SparseEncoder(Protocol):
     def encode_queries(self, texts: Sequence[str]) -> list[dict[str, float]]: ...
 
     def describe(self) -> dict[str, Any]: ...
+
+
+def encode_corpus(encoder: Any, docs: Iterable[Document], show_progress: bool = True, chunk: int = 1024) -> Iterator[SparseVector]:
+    """``SparseVector``s of ``docs`` (title + text, by ``encoder.encode_documents``) streamed ``chunk`` documents
+    at a time, the texts kept as contents: what ``build_impact_index`` takes from any sparse encoder."""
+    with lazy.progress(None, "encoding documents", show_progress, unit="doc") as bar:
+        for batch in lazy.chunked(docs, chunk):
+            texts = [d.contents() for d in batch]
+            for doc, text, weights in zip(batch, texts, encoder.encode_documents(texts), strict=True):
+                yield SparseVector(doc.docid, weights, text)
+            bar.update(len(batch))
 
 
 def pretokenized(text: str) -> dict[str, float]:
@@ -168,4 +181,4 @@ class Impact(PostingsSearch):
         return self._merge(list(qids), per_segment, queries)
 
 
-__all__ = ["Impact", "SparseEncoder", "pretokenized"]
+__all__ = ["Impact", "SparseEncoder", "encode_corpus", "pretokenized"]

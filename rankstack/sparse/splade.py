@@ -29,6 +29,7 @@ from rankstack.data.vectors import SparseVector
 from rankstack.models import lazy, model_dir
 from rankstack.models.batching import longest_first
 from rankstack.models.model_dir import ModelDirectoryError
+from rankstack.sparse.impact import encode_corpus
 from rankstack.types import Document
 
 log = logging.getLogger(__name__)
@@ -121,17 +122,8 @@ class Splade:
     def encode_corpus(
         self, docs: Iterable[Document], show_progress: bool = True, chunk: int = 1024
     ) -> Iterator[SparseVector]:
-        """``SparseVector``s of ``docs`` (title + text), streamed ``chunk`` documents at a time: what
-        ``build_impact_index`` takes. The stored contents are the documents' texts."""
-        with lazy.progress(None, "encoding documents", show_progress, unit="doc") as bar:
-            for batch in lazy.chunked(docs, chunk):
-                yield from self._vectors(batch)
-                bar.update(len(batch))
-
-    def _vectors(self, docs: list[Document]) -> Iterator[SparseVector]:
-        weights = self._encode([d.contents() for d in docs], self.max_length, False, "")
-        for doc, w in zip(docs, weights, strict=True):
-            yield SparseVector(doc.docid, w, doc.contents())
+        """``SparseVector``s of ``docs`` for ``build_impact_index`` (``rankstack.sparse.impact.encode_corpus``)."""
+        return encode_corpus(self, docs, show_progress, chunk)
 
     def _token_query(self, text: str) -> dict[str, float]:
         ids = self.tokenizer(text, add_special_tokens=False, truncation=True, max_length=self.query_max_length)["input_ids"]
@@ -223,11 +215,7 @@ class Splade:
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """A Hugging Face masked-LM directory (with its tokenizer) that ``Splade`` and transformers load."""
-        out = Path(path)
-        out.mkdir(parents=True, exist_ok=True)
-        self.model.save_pretrained(out)
-        self.tokenizer.save_pretrained(out)
-        return out
+        return model_dir.save_pretrained(path, self.model, self.tokenizer)
 
     def _transformed(self, features: Mapping[str, Any]) -> Any:
         """The hidden states the output projection reads: the model run with that projection made the identity."""

@@ -24,6 +24,7 @@ import numpy as np
 from rankstack.data.vectors import SparseVector
 from rankstack.models import lazy, model_dir
 from rankstack.models.batching import longest_first, pad_rows
+from rankstack.sparse.impact import encode_corpus
 from rankstack.types import Document
 
 log = logging.getLogger(__name__)
@@ -101,12 +102,8 @@ class UniCoil:
         return self._encode(texts, self.query_max_length, show_progress, "encoding queries")
 
     def encode_corpus(self, docs: Iterable[Document], show_progress: bool = True, chunk: int = 1024) -> Iterator[SparseVector]:
-        """``SparseVector``s of ``docs`` (title + text), streamed: what ``build_impact_index`` takes."""
-        with lazy.progress(None, "encoding documents", show_progress, unit="doc") as bar:
-            for batch in lazy.chunked(docs, chunk):
-                weights = self._encode([d.contents() for d in batch], self.max_length, False, "")
-                yield from (SparseVector(d.docid, w, d.contents()) for d, w in zip(batch, weights, strict=True))
-                bar.update(len(batch))
+        """``SparseVector``s of ``docs`` for ``build_impact_index`` (``rankstack.sparse.impact.encode_corpus``)."""
+        return encode_corpus(self, docs, show_progress, chunk)
 
     def _encode(self, texts: Sequence[str], max_length: int, show_progress: bool, desc: str) -> list[dict[str, float]]:
         torch = lazy.torch()
@@ -156,11 +153,7 @@ class UniCoil:
         return out.scatter_reduce(1, ids, weights, reduce="amax", include_self=True)
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        out = Path(path)
-        out.mkdir(parents=True, exist_ok=True)
-        self.model.save_pretrained(out)
-        self.tokenizer.save_pretrained(out)
-        return out
+        return model_dir.save_pretrained(path, self.model, self.tokenizer)
 
 
 __all__ = ["UniCoil"]
