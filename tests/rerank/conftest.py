@@ -84,6 +84,15 @@ def make_tiny_cross_encoder(path: Path, num_labels: int = 1, seed: int = 0) -> P
     return path
 
 
+def make_tiny_bert_encoder(path: Path, seed: int = 0, **overrides) -> Path:
+    """A random BertModel (no head, no pooler) with MiniLM's tokenizer, saved: a bare encoder to put heads on."""
+    tokenizer = transformers.AutoTokenizer.from_pretrained(minilm_path())
+    torch.manual_seed(seed)
+    transformers.BertModel(tiny_bert_config(tokenizer.vocab_size, **overrides), add_pooling_layer=False).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
 @pytest.fixture(scope="session")
 def minilm() -> Path:
     return minilm_path()

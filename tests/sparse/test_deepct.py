@@ -15,7 +15,7 @@ from rankstack.train.deepct import DeepCTTrainer, train_deepct
 from rankstack.train.trainer import TrainConfig
 from rankstack.types import Document, Qrels, Queries
 from tests.helpers import brute_force_bm25
-from tests.rerank.conftest import minilm_path, tiny_bert_config
+from tests.rerank.conftest import make_tiny_bert_encoder
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -31,12 +31,7 @@ QRELS = Qrels(["q0", "q1", "q2"], ["d0", "d0", "d1"], [1, 1, 2])
 
 @pytest.fixture()
 def encoder_dir(tmp_path):
-    path = tmp_path / "bert"
-    tokenizer = transformers.AutoTokenizer.from_pretrained(minilm_path())
-    torch.manual_seed(0)
-    transformers.BertModel(tiny_bert_config(tokenizer.vocab_size), add_pooling_layer=False).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
+    return make_tiny_bert_encoder(tmp_path / "bert")
 
 
 def fresh(path, **kw) -> DeepCT:

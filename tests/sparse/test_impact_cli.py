@@ -67,12 +67,9 @@ def test_splade_tiny_from_the_command_line(tmp_path: Path) -> None:
 def test_doc2query_and_deepct_indexes_from_the_command_line(tmp_path: Path) -> None:
     import warnings
 
-    import torch
-    import transformers
-
     import rankstack
     from rankstack.sparse.deepct import DeepCT
-    from tests.rerank.conftest import minilm_path, tiny_bert_config
+    from tests.rerank.conftest import make_tiny_bert_encoder
     from tests.rerank.test_t5 import make_tiny_t5
 
     beir = write_beir(tmp_path / "tiny")
@@ -83,11 +80,7 @@ def test_doc2query_and_deepct_indexes_from_the_command_line(tmp_path: Path) -> N
     assert (tmp_path / "cache" / "expansions.jsonl").read_text().count("\n") == 5
     stored = rankstack.open(tmp_path / "d2q").docs["d1"]
     assert stored.text.startswith("The cat sat") and len(stored.fields["doc2query"]) == 2
-    bert = tmp_path / "bert"
-    tok = transformers.AutoTokenizer.from_pretrained(minilm_path())
-    torch.manual_seed(0)
-    transformers.BertModel(tiny_bert_config(tok.vocab_size), add_pooling_layer=False).save_pretrained(bert)
-    tok.save_pretrained(bert)
+    bert = make_tiny_bert_encoder(tmp_path / "bert")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         DeepCT(bert, device="cpu").save(tmp_path / "deepct")

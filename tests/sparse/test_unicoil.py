@@ -11,7 +11,12 @@ import pytest
 from rankstack.sparse.unicoil import UniCoil
 from rankstack.train.examples import TrainingSet, doc_texts
 from rankstack.train.splade import SpladeConfig, SpladeTrainer
-from tests.rerank.conftest import minilm_path, tiny_bert_config, toy_docs, toy_qrels, toy_queries
+from tests.rerank.conftest import (
+    make_tiny_bert_encoder,
+    toy_docs,
+    toy_qrels,
+    toy_queries,
+)
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -21,12 +26,7 @@ TEXTS = ["the cat sat on the cat mat", "Vitamin D and bone density.", "", "dogs 
 
 @pytest.fixture()
 def encoder_dir(tmp_path):
-    path = tmp_path / "bert"
-    tokenizer = transformers.AutoTokenizer.from_pretrained(minilm_path())
-    torch.manual_seed(0)
-    transformers.BertModel(tiny_bert_config(tokenizer.vocab_size), add_pooling_layer=False).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
+    return make_tiny_bert_encoder(tmp_path / "bert")
 
 
 def fresh(path) -> UniCoil:
