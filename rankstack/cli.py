@@ -189,9 +189,13 @@ def index(
         ),
     ] = None,
     bits: Annotated[
-        int,
-        typer.Option(help="Impact: bits per quantised weight (1-16; 0 keeps float32).", rich_help_panel="Learned sparse"),
-    ] = 8,
+        int | None,
+        typer.Option(
+            help="Impact: bits per quantised weight (1-16; 0 keeps float32; default 8). ColBERT: residual bits per "
+            "dimension (1, 2, 4 or 8; 0 keeps float16 vectors; default 2).",
+            rich_help_panel="Learned sparse",
+        ),
+    ] = None,
     doc2query: Annotated[
         str | None,
         typer.Option(
@@ -218,8 +222,18 @@ def index(
             rich_help_panel="Learned sparse",
         ),
     ] = None,
+    colbert: Annotated[
+        str | None,
+        typer.Option(
+            help="Build a compressed ColBERT token index (PLAID) with this model: a ColBERT / PyLate directory, a "
+            "Hugging Face id (colbert-ir/colbertv2.0) or one trained by `rankstack train --colbert`. "
+            "--max-length sets the document length (default: the model's), --bits the compression.",
+            rich_help_panel="Late interaction",
+        ),
+    ] = None,
 ) -> None:
-    """Build a BM25 inverted index, with --dense a vector index, or with --impact / --vectors an impact index.
+    """Build a BM25 inverted index; with --dense a vector index, --impact / --vectors an impact index, --colbert a
+    compressed ColBERT token index.
 
     Examples:
       rankstack index scifact --index-dir idx/scifact
@@ -228,6 +242,7 @@ def index(
       rankstack index scifact --index-dir idx/scifact-splade --impact splade-tiny
       rankstack index --vectors splade-vectors.jsonl.gz --index-dir idx/splade --bits 8
       rankstack index scifact --index-dir idx/scifact-d2q --doc2query castorini/doc2query-t5-base-msmarco
+      rankstack index scifact --index-dir idx/scifact-colbert --colbert models/colbert-scifact/final --bits 2
       rankstack index --clean --index-dir idx/scifact    # tidy up after a killed build or update
     """
     from rankstack.index import build_inverted_index
@@ -239,7 +254,8 @@ def index(
         _clean(index_dir)
         return
     if vectors is not None or impact is not None:
-        _index_impact(corpus, index_dir, impact, vectors, bits, overwrite, on_duplicate, store_docs, max_length, batch_size)
+        _index_impact(corpus, index_dir, impact, vectors, 8 if bits is None else bits, overwrite, on_duplicate,
+                      store_docs, max_length, batch_size)  # fmt: skip
         return
     if corpus is None:
         _fail("give the corpus to index: a collection name (scifact), a BEIR folder or a corpus file")
@@ -250,6 +266,9 @@ def index(
             from rankstack.data import read_corpus
 
             docs = read_corpus(corpus)
+        if colbert is not None:
+            _index_colbert(docs, index_dir, colbert, 2 if bits is None else bits, overwrite, max_length, batch_size)
+            return
         if dense is not None:
             from rankstack.dense import BiEncoder, build_dense_index
 
@@ -294,6 +313,21 @@ def index(
     typer.echo(
         f"indexed {counts['documents']:,} documents ({counts['postings']:,} postings, "
         f"{counts['empty_documents']} empty) into {index_dir} in {time.perf_counter() - start:.1f}s"
+    )
+
+
+def _index_colbert(docs, index_dir: Path, model: str, bits: int, overwrite: bool, max_length, batch_size) -> None:
+    from rankstack.late import ColBERTEncoder, build_colbert_index
+
+    _quiet_model_loading()
+    encoder = ColBERTEncoder(model, doc_length=max_length, batch_size=batch_size or 32)
+    start = time.perf_counter()
+    idx = build_colbert_index(docs, encoder, index_dir, bits=bits, overwrite=overwrite)
+    elapsed = time.perf_counter() - start
+    typer.echo(
+        f"encoded {idx.num_docs:,} documents ({idx.num_tokens:,} token vectors, {idx.bytes_per_token():.0f} bytes "
+        f"each, {idx.manifest['num_centroids']:,} centroids) with {model} into {index_dir} in {elapsed:.1f}s "
+        f"({idx.num_docs / max(elapsed, 1e-9):.1f} docs/s)"
     )
 
 
@@ -392,26 +426,35 @@ def search(
     model: Annotated[
         str | None,
         typer.Option(
-            help="Dense or impact index: query encoder (default: the model recorded in the index).",
+            help="Dense, impact or ColBERT index: query encoder (default: the model recorded in the index).",
             rich_help_panel="Dense"
         ),
     ] = None,
     backend: Annotated[str, typer.Option(help="Dense: 'torch' or 'onnx'.", rich_help_panel="Dense")] = "torch",
     exact: Annotated[
-        bool, typer.Option(help="Dense: score every document, ignoring HNSW / IVF-PQ.", rich_help_panel="Dense")
+        bool,
+        typer.Option(
+            help="Dense: score every document, ignoring HNSW / IVF-PQ. ColBERT: exact MaxSim over every document "
+            "instead of PLAID's candidates.",
+            rich_help_panel="Dense",
+        ),
     ] = False,
     ef_search: Annotated[
         int | None, typer.Option(help="Dense HNSW: candidate list size (recall vs speed).", rich_help_panel="Dense")
     ] = None,
     nprobe: Annotated[
-        int | None, typer.Option(help="Dense IVF-PQ: cells visited (recall vs speed).", rich_help_panel="Dense")
+        int | None,
+        typer.Option(
+            help="Dense IVF-PQ: cells visited. ColBERT: centroids probed per query vector (recall vs speed).",
+            rich_help_panel="Dense",
+        ),
     ] = None,
     allow_other_model: Annotated[
         bool,
         typer.Option(help="Dense: search with a model other than the index's (warns).", rich_help_panel="Dense"),
     ] = False,
 ) -> None:
-    """Search an index (BM25, optionally + RM3; dense; or impact) and write a TREC run.
+    """Search an index (BM25, optionally + RM3; dense; impact; or ColBERT) and write a TREC run.
 
     The index's manifest says which kind it is. An impact index encodes queries with the model that built it
     (or --model); one built from --vectors reads queries as space-separated tokens unless --model is given.
@@ -420,6 +463,7 @@ def search(
       rankstack search idx/scifact --queries scifact --output bm25.trec
       rankstack search idx/scifact --query "vitamin D and bone density" -k 5
       rankstack search idx/scifact-minilm --queries scifact --output dense.trec
+      rankstack search idx/scifact-colbert --queries scifact -k 100 --output colbert.trec
     """
     import rankstack
     from rankstack.sparse import RM3
@@ -431,7 +475,12 @@ def search(
         _fail(f"-k must be at least 1 (documents per query), not {k}")
     try:
         idx = rankstack.open(index_dir)
-        if idx.manifest["type"] == "dense":
+        if idx.manifest["type"] == "colbert":
+            if rm3:
+                _fail("--rm3 expands BM25 queries; it does not apply to a ColBERT index")
+            _quiet_model_loading()
+            stage = idx.colbert(model, k=k, nprobe=nprobe, exhaustive=exact)
+        elif idx.manifest["type"] == "dense":
             from rankstack.dense import BiEncoder
 
             if rm3:
@@ -463,7 +512,7 @@ def search(
         _fail(str(e))
     if query is not None and output is None:
         for docid, score, rank in zip(run.docid.tolist(), run.score.tolist(), run.rank.tolist(), strict=True):
-            doc = idx.docs[docid] if idx.manifest.get("store_docs", idx.manifest["type"] != "dense") else None
+            doc = idx.docs[docid] if idx.manifest.get("store_docs", idx.manifest["type"] == "inverted") else None
             snippet = (doc.contents()[:100] + "...") if doc else ""
             typer.echo(f"{rank:>4}  {score:8.4f}  {docid}  {snippet}")
         return
@@ -638,6 +687,15 @@ def train(
             rich_help_panel="Learned sparse",
         ),
     ] = None,
+    colbert: Annotated[
+        bool,
+        typer.Option(
+            "--colbert",
+            help="Train a ColBERT model instead (a bare encoder such as all-MiniLM-L6-v2 gets a fresh 128-d "
+            "projection): --loss 'lce' (in-batch + BM25 negatives) or 'kl' (distil --teacher, a cross-encoder).",
+            rich_help_panel="Late interaction",
+        ),
+    ] = False,
     flops: Annotated[
         float, typer.Option(help="SPLADE: FLOPS weight of documents (queries: 3x).", rich_help_panel="Learned sparse")
     ] = 1e-4,
@@ -718,11 +776,18 @@ def train(
       rankstack rerank runs/bm25.trec --model models/ce-scifact/final --index idx/scifact -o runs/ce.trec
       rankstack train scifact --sparse splade --model splade-tiny -o models/splade-scifact
       rankstack train scifact --sparse deepct --model sentence-transformers/all-MiniLM-L6-v2 -o models/deepct
+      rankstack train scifact --colbert --model sentence-transformers/all-MiniLM-L6-v2 --epochs 4 -o models/colbert
     """
     try:
         col = _load_collection(collection)
         start = time.perf_counter()
-        if sparse is not None:
+        if colbert:
+            final = _train_colbert(
+                col, model, output_dir, split=split, loss=loss, teacher=teacher, epochs=epochs, batch_size=batch_size,
+                lr=lr, num_negatives=num_negatives, negative_depth=negative_depth, doc_max_length=doc_max_length,
+                save_every=save_every, seed=seed, resume=resume,
+            )  # fmt: skip
+        elif sparse is not None:
             final = _train_sparse(
                 col, sparse, model, output_dir, split=split, epochs=epochs, batch_size=batch_size, lr=lr,
                 num_negatives=num_negatives, negative_depth=negative_depth, flops=flops,
@@ -788,6 +853,29 @@ def train(
     except (RankstackError, ValueError) as e:
         _fail(str(e))
     typer.echo(f"trained in {time.perf_counter() - start:.0f}s; final model: {final}")
+
+
+def _train_colbert(col, model: str, output_dir: Path, *, split: str, loss: str, teacher: str | None, **o: Any) -> Path:
+    from rankstack.train import ColBERTConfig, StageScorer, train_colbert
+
+    if loss not in ("lce", "kl"):
+        raise ValueError(f"--colbert trains with --loss 'lce' (in-batch + BM25 negatives) or 'kl', not {loss!r}")
+    if (loss == "kl") != (teacher is not None):
+        raise ValueError("--loss kl distils a --teacher (a cross-encoder directory); give both or neither")
+    _quiet_model_loading()
+    config = ColBERTConfig(
+        loss="kl" if loss == "kl" else "contrastive", epochs=o["epochs"], batch_size=o["batch_size"] or 16,
+        learning_rate=o["lr"] or 3e-5, num_negatives=1 if o["num_negatives"] is None else o["num_negatives"],
+        negative_depth=o["negative_depth"] or 30, doc_max_length=o["doc_max_length"], save_every=o["save_every"],
+        seed=o["seed"],
+    )  # fmt: skip
+    scorer = None
+    if teacher is not None:
+        from rankstack.rerank import CrossEncoder
+
+        scorer = StageScorer(CrossEncoder(teacher))
+    return train_colbert(model, col.queries_for(split), col.qrels(split), col.corpus, output_dir, config=config,
+                         teacher=scorer, resume=o["resume"])  # fmt: skip
 
 
 def _train_sparse(col, kind: str, model: str, output_dir: Path, *, split: str, flops: float, **o: Any) -> Path:

@@ -43,6 +43,7 @@ import numpy as np
 
 from rankstack.errors import IndexFormatError, RankstackError
 from rankstack.index import commits
+from rankstack.index.arrays import save_docids
 from rankstack.index.docstore import DocStoreReader, DocStoreWriter
 from rankstack.index.manifest import (
     MANIFEST,
@@ -258,11 +259,7 @@ class _SegmentWriter:
         np.save(d / "doclen.npy", doclen)
         np.save(d / "norms.npy", encode_norms(doclen))
         (d / "terms.txt").write_text("\n".join(self.vocab.keys()), encoding="utf-8")
-        encoded = [s.encode("utf-8") for s in self.docids]
-        id_offsets = np.zeros(n + 1, dtype=np.int64)
-        np.cumsum(np.fromiter((len(b) for b in encoded), dtype=np.int64, count=n), out=id_offsets[1:])
-        np.save(d / "docid_offsets.npy", id_offsets)
-        np.save(d / "docid_bytes.npy", np.frombuffer(b"".join(encoded), dtype=np.uint8))
+        save_docids(d, self.docids)
         if self.store is not None:
             self.store.close()
         files = {p.name: file_record(p) for p in sorted(d.iterdir()) if p.is_file()}
@@ -1194,15 +1191,18 @@ def clean_index(path: str | Path) -> list[str]:
 
 
 def open_index(path: str | Path, verify: bool = True) -> Any:
-    """Open an index directory: the manifest's ``type`` picks the class (``inverted`` or ``dense``)."""
+    """Open an index directory: the manifest's ``type`` picks the class (``inverted``, ``dense`` or ``colbert``)."""
     manifest = read_manifest(path)
     kind = manifest.get("type")
     if kind == INDEX_TYPE:
         return InvertedIndex(path, verify=verify)
-    from rankstack.index import vectors  # not before it is needed: it loads compiled kernels
+    from rankstack.index import tokens, vectors  # not before they are needed: vectors loads compiled kernels
 
     if kind == vectors.INDEX_TYPE:
         return vectors.VectorIndex(path, verify=verify)
+    if kind == tokens.INDEX_TYPE:
+        return tokens.TokenIndex(path, verify=verify)
     raise IndexFormatError(
-        f"{path}: unknown index type {kind!r}; this rankstack opens {INDEX_TYPE!r} and {vectors.INDEX_TYPE!r}"
+        f"{path}: unknown index type {kind!r}; this rankstack opens "
+        f"{INDEX_TYPE!r}, {vectors.INDEX_TYPE!r} and {tokens.INDEX_TYPE!r}"
     )

@@ -33,6 +33,7 @@ from typing import Any, Literal
 import numpy as np
 
 from rankstack.errors import IndexFormatError, MissingExtraError, RankstackError
+from rankstack.index.arrays import NpyAppender, load_docids, save_docids
 from rankstack.index.manifest import (
     MANIFEST,
     atomic_directory,
@@ -89,46 +90,6 @@ class AnnConfig:
 
 
 # ------------------------------------------------------------------------------------------ writing
-class _NpyAppender:
-    """Write an ``.npy`` matrix row block by row block without knowing the row count in advance: the
-    header is written with room to spare and rewritten with the final shape at the end."""
-
-    _HEADER = 128
-
-    def __init__(self, path: Path, dim: int, dtype: np.dtype):
-        self.path, self.dim, self.dtype, self.rows = path, dim, np.dtype(dtype), 0
-        self._fh = open(path, "wb")  # noqa: SIM115 - closed by close()
-        self._fh.write(b"\0" * self._HEADER)
-
-    def append(self, block: np.ndarray) -> None:
-        block = np.ascontiguousarray(block, dtype=self.dtype)
-        if block.ndim != 2 or block.shape[1] != self.dim:
-            raise ValueError(f"expected vectors of dimension {self.dim}, got shape {block.shape}")
-        self._fh.write(block.tobytes())
-        self.rows += len(block)
-
-    def close(self) -> None:
-        header = {
-            "descr": np.lib.format.dtype_to_descr(self.dtype),
-            "fortran_order": False,
-            "shape": (self.rows, self.dim),
-        }
-        text = repr(header).encode("latin1")
-        magic = np.lib.format.magic(1, 0)
-        pad = self._HEADER - len(magic) - 2 - len(text) - 1
-        self._fh.seek(0)
-        self._fh.write(magic + (self._HEADER - len(magic) - 2).to_bytes(2, "little") + text + b" " * pad + b"\n")
-        self._fh.close()
-
-
-def _save_docids(directory: Path, docids: Sequence[str]) -> None:
-    encoded = [s.encode("utf-8") for s in docids]
-    offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
-    np.cumsum(np.fromiter((len(b) for b in encoded), dtype=np.int64, count=len(encoded)), out=offsets[1:])
-    np.save(directory / "docid_offsets.npy", offsets)
-    np.save(directory / "docid_bytes.npy", np.frombuffer(b"".join(encoded), dtype=np.uint8))
-
-
 def _train_ann(vectors: np.ndarray, config: AnnConfig, seed: int = 0) -> Any:
     faiss = _faiss()
     n, dim = vectors.shape
@@ -178,7 +139,7 @@ def write_vector_index(
         raise ValueError(f"dtype must be 'float32' or 'float16', not {dtype!r}")
     dim = int(model["dim"])
     with atomic_directory(path, overwrite=overwrite) as tmp:
-        writer = _NpyAppender(tmp / "vectors.npy", dim, np.dtype(dtype))
+        writer = NpyAppender(tmp / "vectors.npy", dim, np.dtype(dtype))
         docids: list[str] = []
         for ids, vecs in blocks:
             if len(ids) != len(vecs):
@@ -186,7 +147,7 @@ def write_vector_index(
             writer.append(vecs)
             docids.extend(str(d) for d in ids)
         writer.close()
-        _save_docids(tmp, docids)
+        save_docids(tmp, docids)
         positions: dict[str, int] = {}
         for i, d in enumerate(docids):
             positions[d] = i
@@ -288,9 +249,7 @@ class VectorIndex:
 
     @cached_property
     def docids(self) -> np.ndarray:
-        raw = bytes(np.load(self.path / "docid_bytes.npy"))
-        offs = np.load(self.path / "docid_offsets.npy")
-        return np.array([raw[offs[i] : offs[i + 1]].decode("utf-8") for i in range(len(offs) - 1)], dtype=object)
+        return load_docids(self.path)
 
     @cached_property
     def _positions(self) -> dict[str, int]:
@@ -371,12 +330,12 @@ class VectorIndex:
         docids = [str(d) for d in docids]
         replaced = [self._positions[d] for d in docids if d in self._positions]
         with atomic_directory(self.path, overwrite=True) as tmp:
-            writer = _NpyAppender(tmp / "vectors.npy", self.dim, self.vectors.dtype)
+            writer = NpyAppender(tmp / "vectors.npy", self.dim, self.vectors.dtype)
             for lo in range(0, len(self.vectors), _CHUNK_ROWS):
                 writer.append(self.vectors[lo : lo + _CHUNK_ROWS])
             writer.append(vectors)
             writer.close()
-            _save_docids(tmp, [*self.docids.tolist(), *docids])
+            save_docids(tmp, [*self.docids.tolist(), *docids])
             mask = np.concatenate([self.deleted, np.zeros(len(docids), dtype=bool)])
             mask[replaced] = True
             last: dict[str, int] = {}

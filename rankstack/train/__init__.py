@@ -2,13 +2,14 @@
 
 from rankstack.train.api import train_biencoder
 from rankstack.train.checkpoint import CheckpointError
+from rankstack.train.colbert import ColBERTConfig, ColBERTTrainer, train_colbert
 from rankstack.train.deepct import DeepCTTrainer, train_deepct
 from rankstack.train.examples import Example, TrainingSet, bm25_negatives, doc_texts
 from rankstack.train.ict import ict_pairs, split_sentences
 from rankstack.train.losses import InBatchContrastiveLoss, MarginMSELoss
 from rankstack.train.negatives import AnceRefresh, denoise, dense_negatives, exact_top_k
 from rankstack.train.rerank import RerankConfig, RerankerTrainer, train_reranker
-from rankstack.train.scoring import BiEncoderScorer, Scorer, score_pools
+from rankstack.train.scoring import BiEncoderScorer, Scorer, StageScorer, score_pools
 from rankstack.train.splade import SpladeConfig, SpladeTrainer, train_splade
 from rankstack.train.trainer import TrainConfig, Trainer, TrainingLoop, TrainingStateError
 from rankstack.train.tune import BirchTuning, tune_birch
@@ -19,6 +20,8 @@ __all__ = [
     "BiEncoderScorer",
     "BirchTuning",
     "CheckpointError",
+    "ColBERTConfig",
+    "ColBERTTrainer",
     "DeepCTTrainer",
     "Example",
     "InBatchContrastiveLoss",
@@ -28,6 +31,7 @@ __all__ = [
     "Scorer",
     "SpladeConfig",
     "SpladeTrainer",
+    "StageScorer",
     "TrainConfig",
     "Trainer",
     "TrainingLoop",
@@ -43,6 +47,7 @@ __all__ = [
     "seq2seq_from_encoder",
     "split_sentences",
     "train_biencoder",
+    "train_colbert",
     "train_deepct",
     "train_reranker",
     "train_splade",

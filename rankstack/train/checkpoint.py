@@ -81,9 +81,12 @@ def load(
 ) -> tuple[dict[str, Any], dict[str, list[str]] | None]:
     """Load a checkpoint's weights into ``encoder`` (a BiEncoder, or any stage with a ``.model`` module)
     and the optimizer, returning the checkpoint's state and negative pools."""
-    for module, directory in _towers(encoder, path):
-        saved = type(module).from_pretrained(directory)  # the same class that saved it: heads included
-        module.load_state_dict(saved.state_dict())
+    if hasattr(encoder, "load_checkpoint"):  # a model with parts outside its transformer (ColBERT's projection)
+        encoder.load_checkpoint(path)
+    else:
+        for module, directory in _towers(encoder, path):
+            saved = type(module).from_pretrained(directory)  # the same class that saved it: heads included
+            module.load_state_dict(saved.state_dict())
     if optimizer is not None:
         if not (path / OPTIMIZER_FILE).exists():
             raise CheckpointError(

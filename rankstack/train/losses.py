@@ -45,16 +45,23 @@ class InBatchContrastiveLoss(nn.Module):
         docs = (
             positives if negatives is None or len(negatives) == 0 else torch.cat([positives, negatives.flatten(0, -2)])
         )
-        scores = queries @ docs.T * self.scale
-        target = torch.arange(len(queries), device=queries.device)
-        if ignore is not None:
-            ignore = ignore.clone()
-            ignore[target, target] = False
-            scores = scores.masked_fill(ignore, float("-inf"))
-        return nn.functional.cross_entropy(scores, target)
+        return in_batch_cross_entropy(queries @ docs.T * self.scale, ignore)
 
     def extra_repr(self) -> str:
         return f"scale={self.scale}"
+
+
+def in_batch_cross_entropy(scores: torch.Tensor, ignore: torch.Tensor | None = None) -> torch.Tensor:
+    """Cross-entropy of row ``i`` of ``scores [B, B + N]`` towards column ``i`` (its positive), with the
+    ``ignore``d columns of each row (other rows' documents that are judged positives of it) left out: the
+    in-batch softmax of ``InBatchContrastiveLoss``, for any model that scores every query against every
+    column (inner products, ColBERT's MaxSim)."""
+    target = torch.arange(len(scores), device=scores.device)
+    if ignore is not None:
+        ignore = ignore.clone()
+        ignore[target, target] = False
+        scores = scores.masked_fill(ignore, float("-inf"))
+    return nn.functional.cross_entropy(scores, target)
 
 
 class MarginMSELoss(nn.Module):

@@ -1,0 +1,184 @@
+"""Training ColBERT: MaxSim scores under in-batch + BM25 hard negatives, or KL distillation from a teacher.
+
+``loss="contrastive"``: each query's MaxSim against its positive, the other queries' positives and every
+sampled hard negative, cross-entropy towards its positive (ColBERT's n-way training, with in-batch
+negatives as in ColBERTv2). ``loss="kl"``: each query's group (its positive and ``num_negatives`` of its
+hard negatives) scored by the student and by a teacher (any stage: a cross-encoder re-ranker, BM25, another
+ColBERT), and the KL divergence of the student's softmax from the teacher's (ColBERTv2's distillation).
+The projection of a model started from a bare encoder is new, so it trains at ``head_learning_rate``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from rankstack.late.colbert import ColBERTEncoder
+from rankstack.late.interaction import maxsim_torch
+from rankstack.train import _views
+from rankstack.train.api import _bm25_index, _documents
+from rankstack.train.examples import DocSource, Example, TrainingSet, bm25_negatives, doc_texts
+from rankstack.train.losses import in_batch_cross_entropy
+from rankstack.train.scoring import Scorer, score_pools
+from rankstack.train.trainer import TrainingLoop
+from rankstack.types import Qrels, Queries
+
+ColBERTLoss = Literal["contrastive", "kl"]
+
+
+@dataclass(frozen=True)
+class ColBERTConfig:
+    """Every knob of a ColBERT training run (saved into ``trainer_state.json``).
+
+    ``doc_max_length``: documents are cut there in training (the model's ``doc_length`` still rules at
+    inference). ``scale`` multiplies MaxSim scores before the softmax (ColBERT uses raw sums of cosines: 1).
+    ``temperature`` divides both teacher and student scores under ``loss="kl"``.
+    """
+
+    epochs: int = 1
+    batch_size: int = 16
+    learning_rate: float = 3e-5
+    head_learning_rate: float | None = 1e-3
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    max_grad_norm: float = 1.0
+    loss: ColBERTLoss = "contrastive"
+    scale: float = 1.0
+    temperature: float = 1.0
+    num_negatives: int = 1
+    negative_depth: int = 30
+    doc_max_length: int = 180
+    seed: int = 42
+    log_every: int = 10
+    save_every: int = 0
+    keep_checkpoints: int | None = 2
+    refresh_every: int = 0
+    show_progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError("epochs and batch_size must be at least 1")
+        if self.loss not in ("contrastive", "kl"):
+            raise ValueError(f"loss must be 'contrastive' or 'kl', not {self.loss!r}")
+        if self.loss == "kl" and self.num_negatives < 1:
+            raise ValueError("loss='kl' compares a positive with hard negatives: num_negatives must be >= 1")
+        if not 0.0 <= self.warmup_ratio < 1.0 or self.temperature <= 0 or self.scale <= 0:
+            raise ValueError("warmup_ratio must be in [0, 1) and temperature, scale > 0")
+        if min(self.num_negatives, self.negative_depth, self.log_every, self.save_every) < 0:
+            raise ValueError("num_negatives, negative_depth, log_every and save_every must be >= 0")
+
+    def replace(self, **changes: Any) -> ColBERTConfig:
+        return dataclasses.replace(self, **changes)
+
+
+def kl_distillation(student: torch.Tensor, teacher: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Mean over rows of ``KL(softmax(teacher) || softmax(student))`` over the ``valid`` columns of each row."""
+    neg_inf = torch.tensor(float("-inf"), dtype=student.dtype)
+    log_q = torch.log_softmax(torch.where(valid, student, neg_inf), dim=-1)
+    log_p = torch.log_softmax(torch.where(valid, teacher.to(student.dtype), neg_inf), dim=-1)
+    terms = torch.where(valid, log_p.exp() * (log_p - log_q), torch.zeros_like(student))
+    return terms.sum(dim=-1).mean()
+
+
+class ColBERTTrainer(TrainingLoop):
+    """Fine-tune a ``ColBERTEncoder`` in place (the shared loop: schedule, checkpoints, exact resume)."""
+
+    def __init__(self, encoder: ColBERTEncoder, data: TrainingSet, config: ColBERTConfig, output_dir: str | os.PathLike[str]):
+        if config.loss == "kl" and not data.teacher:
+            raise ValueError("loss='kl' needs teacher scores (TrainingSet.teacher; train_colbert(teacher=...))")
+        self.encoder = encoder
+        super().__init__(encoder, [encoder.net], data, config, Path(output_dir))
+
+    def _parameter_groups(self) -> list[dict[str, Any]]:
+        """The projection of a bare encoder is new: it gets ``head_learning_rate`` (same schedule)."""
+        groups = super()._parameter_groups()
+        if self.config.head_learning_rate is None or self.encoder.layout != "bare":
+            return groups
+        fresh = {id(p) for p in self.encoder.linear.parameters()}
+        scale = self.config.head_learning_rate / self.config.learning_rate
+        out = []
+        for group in groups:
+            old = [p for p in group["params"] if id(p) not in fresh]
+            new = [p for p in group["params"] if id(p) in fresh]
+            out += [{**group, "params": old}] if old else []
+            out += [{**group, "params": new, "lr_scale": scale}] if new else []
+        return out
+
+    def loss(self, examples: Sequence[Example], step: int) -> torch.Tensor:
+        rng = np.random.default_rng([self.config.seed, step, 1])
+        texts, pools = self.data.texts, self.data.negatives
+        q = self.encoder.query_embeddings([e.query for e in examples])
+        if self.config.loss == "kl":
+            return self._kl(examples, q, rng)
+        negatives = [n for e in examples for n in self._sample(pools.get(e.qid, ()), rng)]
+        columns = [e.positive for e in examples] + negatives
+        docs, mask = self.encoder.doc_embeddings([texts[d] for d in columns], self.config.doc_max_length)
+        scores = maxsim_torch(q, docs, mask) * self.config.scale
+        ignore = torch.tensor([[d in self.data.positives.get(e.qid, ()) for d in columns] for e in examples])
+        return in_batch_cross_entropy(scores, ignore)
+
+    def _kl(self, examples: Sequence[Example], q: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        teacher = self.data.teacher or {}
+        groups = []
+        for e in examples:
+            scored = teacher.get(e.qid, {})
+            pool = [d for d in self.data.negatives.get(e.qid, ()) if d in scored]
+            groups.append([e.positive, *self._sample(pool, rng)])
+        width = max(len(g) for g in groups)
+        columns = list(dict.fromkeys(d for g in groups for d in g))
+        at = {d: i for i, d in enumerate(columns)}
+        docs, mask = self.encoder.doc_embeddings([self.data.texts[d] for d in columns], self.config.doc_max_length)
+        all_scores = maxsim_torch(q, docs, mask)  # [B, distinct documents]
+        index = torch.tensor([[at[g[min(j, len(g) - 1)]] for j in range(width)] for g in groups])
+        valid = torch.tensor([[j < len(g) for j in range(width)] for g in groups])
+        student = all_scores.gather(1, index) / self.config.temperature
+        target = torch.tensor([[teacher[e.qid].get(g[min(j, len(g) - 1)], 0.0) for j in range(width)]
+                               for e, g in zip(examples, groups, strict=True)]) / self.config.temperature  # fmt: skip
+        return kl_distillation(student, target, valid)
+
+
+def train_colbert(
+    model: str | os.PathLike[str] | ColBERTEncoder,
+    queries: Queries,
+    qrels: Qrels,
+    corpus: DocSource,
+    output_dir: str | os.PathLike[str],
+    *,
+    config: ColBERTConfig | None = None,
+    negatives: bool = True,
+    bm25_index: Any = None,
+    teacher: Scorer | None = None,
+    resume: bool = False,
+) -> Path:
+    """Train a ColBERT model on ``qrels`` and return the directory of the final model (a PyLate directory).
+
+    ``model``: a ColBERT checkpoint or a bare encoder (it gets a fresh projection), or a ``ColBERTEncoder``
+    (trained in place). ``negatives``: BM25 hard negatives (``config.num_negatives`` per query from the top
+    ``config.negative_depth``) beside the in-batch ones. ``teacher``: a scorer (``rankstack.train.scoring``:
+    ``StageScorer(any re-ranking stage)``) distilled with ``config.loss="kl"``.
+    """
+    config = config or ColBERTConfig()
+    if (teacher is None) != (config.loss != "kl"):
+        raise ValueError("a teacher is needed exactly when config.loss='kl'")
+    if teacher is not None and not negatives:
+        raise ValueError("KL distillation compares the teacher and student over hard negatives; keep negatives=True")
+    encoder = model if isinstance(model, ColBERTEncoder) else ColBERTEncoder(model)
+    output_dir = Path(output_dir)
+    docs = _documents(corpus)
+    texts = doc_texts(docs)
+    data = TrainingSet.from_qrels(queries, qrels, texts)
+    if negatives:
+        index = _bm25_index(bm25_index if bm25_index is not None else (corpus if hasattr(corpus, "bm25") else None),
+                            docs, output_dir / "bm25-index")  # fmt: skip
+        data = data.with_negatives(bm25_negatives(data.query_texts(), data.positives, index, config.negative_depth))
+    if teacher is not None:
+        data.teacher = score_pools(data.query_texts(), data.positives, data.negatives, texts, teacher)
+    with _views.quiet_truncation():
+        return ColBERTTrainer(encoder, data, config, output_dir).train(resume=resume)
