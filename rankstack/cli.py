@@ -692,7 +692,7 @@ def train(
         typer.Option(
             "--colbert",
             help="Train a ColBERT model instead (a bare encoder such as all-MiniLM-L6-v2 gets a fresh 128-d "
-            "projection): --loss 'lce' (in-batch + BM25 negatives) or 'kl' (distil --teacher, a cross-encoder).",
+            "projection): --loss 'lce' (in-batch + BM25 negatives) or 'kl' (distil --teacher: 'bm25' or a cross-encoder).",
             rich_help_panel="Late interaction",
         ),
     ] = False,
@@ -856,12 +856,12 @@ def train(
 
 
 def _train_colbert(col, model: str, output_dir: Path, *, split: str, loss: str, teacher: str | None, **o: Any) -> Path:
-    from rankstack.train import ColBERTConfig, StageScorer, train_colbert
+    from rankstack.train import ColBERTConfig, train_colbert
 
     if loss not in ("lce", "kl"):
         raise ValueError(f"--colbert trains with --loss 'lce' (in-batch + BM25 negatives) or 'kl', not {loss!r}")
     if (loss == "kl") != (teacher is not None):
-        raise ValueError("--loss kl distils a --teacher (a cross-encoder directory); give both or neither")
+        raise ValueError("--loss kl distils a --teacher ('bm25' or a cross-encoder directory); give both or neither")
     _quiet_model_loading()
     config = ColBERTConfig(
         loss="kl" if loss == "kl" else "contrastive", epochs=o["epochs"], batch_size=o["batch_size"] or 16,
@@ -869,13 +869,10 @@ def _train_colbert(col, model: str, output_dir: Path, *, split: str, loss: str, 
         negative_depth=o["negative_depth"] or 30, doc_max_length=o["doc_max_length"], save_every=o["save_every"],
         seed=o["seed"],
     )  # fmt: skip
-    scorer = None
-    if teacher is not None:
-        from rankstack.rerank import CrossEncoder
-
-        scorer = StageScorer(CrossEncoder(teacher))
-    return train_colbert(model, col.queries_for(split), col.qrels(split), col.corpus, output_dir, config=config,
-                         teacher=scorer, resume=o["resume"])  # fmt: skip
+    index = _training_bm25_index(col, output_dir)
+    return train_colbert(model, col.queries_for(split), col.qrels(split), index, output_dir, config=config,
+                         bm25_index=index, teacher=_teacher_stage(teacher, index, config.negative_depth),
+                         resume=o["resume"])  # fmt: skip
 
 
 def _train_sparse(col, kind: str, model: str, output_dir: Path, *, split: str, flops: float, **o: Any) -> Path:
@@ -907,8 +904,28 @@ def _train_sparse(col, kind: str, model: str, output_dir: Path, *, split: str, f
     return train_splade(encoder, queries, qrels, col.corpus, output_dir, config=config, resume=o["resume"])
 
 
-def _train_reranker(col, model: str, output_dir: Path, *, teacher: str | None, split: str, **options) -> Path:
+def _training_bm25_index(col, output_dir: Path):
+    """BM25 over the training collection, kept in OUTPUT_DIR/bm25-index (negatives, and a BM25 teacher)."""
     from rankstack.index import build_inverted_index, open_index
+
+    index_dir = output_dir / "bm25-index"
+    if (index_dir / "manifest.json").exists():
+        return open_index(index_dir)
+    return build_inverted_index(col.corpus, index_dir, show_progress=True)
+
+
+def _teacher_stage(teacher: str | None, index, depth: int):
+    """--teacher as a stage: 'bm25', or a cross-encoder re-ranking over the index's document store."""
+    if teacher is None:
+        return None
+    if teacher == "bm25":
+        return index.bm25(k=depth + 50)
+    from rankstack.rerank import CrossEncoder
+
+    return CrossEncoder(teacher, docs=index, show_progress=True, require_head=True)
+
+
+def _train_reranker(col, model: str, output_dir: Path, *, teacher: str | None, split: str, **options) -> Path:
     from rankstack.train import RerankConfig, train_reranker
 
     keys = (
@@ -925,19 +942,8 @@ def _train_reranker(col, model: str, output_dir: Path, *, teacher: str | None, s
         "seed",
     )
     config = RerankConfig(learning_rate=options["lr"], **{k: options[k] for k in keys})
-    index_dir = output_dir / "bm25-index"
-    index = (
-        open_index(index_dir)
-        if (index_dir / "manifest.json").exists()
-        else build_inverted_index(col.corpus, index_dir, show_progress=True)
-    )
-    stage = None
-    if teacher == "bm25":
-        stage = index.bm25(k=config.negative_depth + 50)
-    elif teacher is not None:
-        from rankstack.rerank import CrossEncoder
-
-        stage = CrossEncoder(teacher, docs=index, show_progress=True, require_head=True)
+    index = _training_bm25_index(col, output_dir)
+    stage = _teacher_stage(teacher, index, config.negative_depth)
     return train_reranker(
         model,
         col.queries_for(split),

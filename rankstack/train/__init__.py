@@ -9,7 +9,7 @@ from rankstack.train.ict import ict_pairs, split_sentences
 from rankstack.train.losses import InBatchContrastiveLoss, MarginMSELoss
 from rankstack.train.negatives import AnceRefresh, denoise, dense_negatives, exact_top_k
 from rankstack.train.rerank import RerankConfig, RerankerTrainer, train_reranker
-from rankstack.train.scoring import BiEncoderScorer, Scorer, StageScorer, score_pools
+from rankstack.train.scoring import BiEncoderScorer, Scorer, score_pools
 from rankstack.train.splade import SpladeConfig, SpladeTrainer, train_splade
 from rankstack.train.trainer import TrainConfig, Trainer, TrainingLoop, TrainingStateError
 from rankstack.train.tune import BirchTuning, tune_birch
@@ -31,7 +31,6 @@ __all__ = [
     "Scorer",
     "SpladeConfig",
     "SpladeTrainer",
-    "StageScorer",
     "TrainConfig",
     "Trainer",
     "TrainingLoop",

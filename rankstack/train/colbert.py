@@ -22,11 +22,12 @@ import torch
 
 from rankstack.late.colbert import ColBERTEncoder
 from rankstack.late.interaction import maxsim_torch
+from rankstack.pipeline import Stage
 from rankstack.train import _views
 from rankstack.train.api import _bm25_index, _documents
 from rankstack.train.examples import DocSource, Example, TrainingSet, bm25_negatives, doc_texts
 from rankstack.train.losses import in_batch_cross_entropy
-from rankstack.train.scoring import Scorer, score_pools
+from rankstack.train.rerank import teacher_scores
 from rankstack.train.trainer import TrainingLoop
 from rankstack.types import Qrels, Queries
 
@@ -154,15 +155,16 @@ def train_colbert(
     config: ColBERTConfig | None = None,
     negatives: bool = True,
     bm25_index: Any = None,
-    teacher: Scorer | None = None,
+    teacher: Stage | None = None,
     resume: bool = False,
 ) -> Path:
     """Train a ColBERT model on ``qrels`` and return the directory of the final model (a PyLate directory).
 
     ``model``: a ColBERT checkpoint or a bare encoder (it gets a fresh projection), or a ``ColBERTEncoder``
     (trained in place). ``negatives``: BM25 hard negatives (``config.num_negatives`` per query from the top
-    ``config.negative_depth``) beside the in-batch ones. ``teacher``: a scorer (``rankstack.train.scoring``:
-    ``StageScorer(any re-ranking stage)``) distilled with ``config.loss="kl"``.
+    ``config.negative_depth``) beside the in-batch ones. ``teacher``: any stage (a cross-encoder re-ranker over
+    the collection's texts, BM25, a fusion) whose scores of each query's positives and pool are distilled with
+    ``config.loss="kl"``.
     """
     config = config or ColBERTConfig()
     if (teacher is None) != (config.loss != "kl"):
@@ -179,6 +181,7 @@ def train_colbert(
                             docs, output_dir / "bm25-index")  # fmt: skip
         data = data.with_negatives(bm25_negatives(data.query_texts(), data.positives, index, config.negative_depth))
     if teacher is not None:
-        data.teacher = score_pools(data.query_texts(), data.positives, data.negatives, texts, teacher)
+        candidates = {q: [*data.positives.get(q, ()), *pool] for q, pool in data.negatives.items()}
+        data.teacher = teacher_scores(teacher, data.query_texts(), candidates)
     with _views.quiet_truncation():
         return ColBERTTrainer(encoder, data, config, output_dir).train(resume=resume)

@@ -12,9 +12,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from rankstack.dense.encoder import BiEncoder
-from rankstack.rerank.base import PointwiseReranker, Reranker
 from rankstack.train import _views
-from rankstack.types import Ranking
 
 Scorer = Callable[[str, Sequence[str]], "Sequence[float] | np.ndarray"]
 
@@ -45,26 +43,6 @@ class BiEncoderScorer:
         if not docs:
             return np.zeros(0, dtype=np.float32)
         return np.stack([self._cache[d] for d in docs]) @ q
-
-
-class StageScorer:
-    """Any re-ranking stage as a scorer: a pointwise model (cross-encoder, monoT5, ColBERT MaxSim) scores
-    through its text cache; other re-rankers (duoBERT, passage aggregation, Birch) score a ranking of the
-    given texts. This is how a stage becomes a distillation teacher."""
-
-    def __init__(self, stage: Reranker):
-        if not isinstance(stage, Reranker):
-            raise TypeError(f"a teacher stage must re-rank (a rankstack.rerank Reranker), not {type(stage).__name__}")
-        self.stage = stage
-
-    def __call__(self, query: str, docs: Sequence[str]) -> np.ndarray:
-        if not docs:
-            return np.zeros(0, dtype=np.float64)
-        queries = [query] * len(docs)
-        if isinstance(self.stage, PointwiseReranker):
-            return self.stage.score_texts(queries, docs)
-        ranking = Ranking(["q"] * len(docs), [f"text-{i}" for i in range(len(docs))], np.zeros(len(docs)))
-        return np.asarray(self.stage.rescore(ranking, queries, list(docs)), dtype=np.float64)
 
 
 def score_pools(

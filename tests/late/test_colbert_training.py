@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from rankstack.cli import app
 from rankstack.late import ColBERTEncoder, ColBERTReranker, maxsim
-from rankstack.train import ColBERTConfig, StageScorer, TrainingSet, train_colbert
+from rankstack.train import ColBERTConfig, TrainingSet, train_colbert
 from rankstack.train.colbert import ColBERTTrainer, kl_distillation
 from rankstack.train.examples import doc_texts
 from tests.rerank.conftest import make_tiny_bert_encoder, toy_docs, toy_qrels, toy_queries
@@ -70,8 +70,8 @@ def kl_to_teacher(student, teacher, groups) -> float:
     rows_s, rows_t = [], []
     for qid, group in groups.items():
         docs = [texts[d] for d in group]
-        rows_s.append(student(queries[qid], docs))
-        rows_t.append(teacher(queries[qid], docs))
+        rows_s.append(student.score_texts([queries[qid]] * len(docs), docs))
+        rows_t.append(teacher.score_texts([queries[qid]] * len(docs), docs))
     s, t = torch.tensor(np.array(rows_s)), torch.tensor(np.array(rows_t))
     return float(kl_distillation(s, t, torch.ones_like(s, dtype=torch.bool)))
 
@@ -81,9 +81,10 @@ def test_kl_distillation_moves_the_student_towards_the_teacher(bert_dir, tmp_pat
     config = ColBERTConfig(epochs=20, batch_size=4, learning_rate=3e-3, head_learning_rate=None, num_negatives=3,
                            negative_depth=3, doc_max_length=32, show_progress=False, log_every=0)  # fmt: skip
     train_colbert(teacher_model, toy_queries(), toy_qrels(), toy_docs(), tmp_path / "teacher", config=config)
-    teacher = StageScorer(ColBERTReranker(teacher_model))
+    texts = {d.docid: d.contents() for d in toy_docs()}
+    teacher = ColBERTReranker(teacher_model, docs=texts)
     student_model = ColBERTEncoder(bert_dir, dim=16, query_length=8, doc_length=32, device="cpu", seed=7)
-    student = StageScorer(ColBERTReranker(student_model, cache=False))
+    student = ColBERTReranker(student_model, docs=texts, cache=False)
     from rankstack.train.api import _bm25_index
     from rankstack.train.examples import bm25_negatives
 
@@ -143,3 +144,8 @@ def test_cli_train_index_and_search(bert_dir, tmp_path):
     result = runner.invoke(app, ["train", str(folder), "--colbert", "--model", str(bert_dir), "-o", str(tmp_path / "o2"),
                                  "--loss", "kl"])  # fmt: skip
     assert result.exit_code != 0 and "--teacher" in result.output
+    result = runner.invoke(app, ["train", str(folder), "--colbert", "--model", str(bert_dir), "-o", str(tmp_path / "o3"),
+                                 "--loss", "kl", "--teacher", "bm25", "--batch-size", "2", "--num-negatives", "2",
+                                 "--negative-depth", "3", "--doc-max-length", "32"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert '"loss": "kl"' in (tmp_path / "o3" / "final" / "trainer_state.json").read_text()

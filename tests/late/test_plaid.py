@@ -115,3 +115,18 @@ def test_an_index_refuses_another_encoder(tiny_encoder, tmp_path):
     other = ColBERTEncoder(tiny_encoder.path, dim=16, seed=1, device="cpu")  # another projection
     with pytest.raises(RankstackError, match="fingerprint"):
         ColBERT(tmp_path / "idx", other)
+
+
+def test_the_reranker_scores_indexed_documents_from_stored_vectors(tiny_encoder, tmp_path):
+    from rankstack.late import ColBERTReranker
+    from tests.rerank.conftest import toy_ranking
+
+    corpus = toy_corpus()
+    index = build_colbert_index(corpus[:8], tiny_encoder, tmp_path / "idx", bits=0, show_progress=False)
+    docs = {d.docid: d.contents() for d in corpus}
+    ranking = toy_ranking(depth=5)
+    from_index = ColBERTReranker(tiny_encoder, docs=docs, index=index)(ranking).to_pandas()
+    encoded = ColBERTReranker(tiny_encoder, docs=docs)(ranking).to_pandas()
+    merged = from_index.merge(encoded, on=["qid", "docid"])
+    np.testing.assert_allclose(merged.score_x, merged.score_y, rtol=3e-4)  # d0..d7 come from float16 storage
+    assert len(merged) == len(ranking)
