@@ -108,9 +108,12 @@ def search_quality(args: argparse.Namespace, index: dict[int, Any], qvecs: Any) 
                 search_one(index[bits], qvecs[0], k, settings)  # compile / warm
                 best = {"plaid": float("inf"), "exhaustive": float("inf")}
                 results: dict[str, list[Any]] = {}
+                engines = {
+                    "plaid": lambda q, k=k, settings=settings, idx=index[bits]: search_one(idx, q, k, settings)[0],
+                    "exhaustive": lambda q, k=k, run=exhaustive: run(q, k),
+                }
                 for _ in range(args.rounds):
-                    for name, fn in (("plaid", lambda q: search_one(index[bits], q, k, settings)[0]),
-                                     ("exhaustive", lambda q: exhaustive(q, k))):  # fmt: skip
+                    for name, fn in engines.items():
                         t0 = time.perf_counter()
                         results[name] = [fn(q) for q in qvecs]
                         best[name] = min(best[name], time.perf_counter() - t0)
@@ -188,6 +191,15 @@ def main(argv: list[str] | None = None) -> None:
     write_report(args, model, results, started)
 
 
+QUALITY_HEADERS = ["bits", "k", "nprobe / threshold / ndocs", "overlap, same vectors", "overlap vs float16",
+                   "PLAID q/s", "exhaustive q/s", "speed-up"]  # fmt: skip
+
+
+def size_rows(r: dict[str, Any]) -> list[list[str]]:
+    return [[("float16" if b == 0 else f"{b} bits"), f"{r['size'][b]:.0f}", f"{r['size'][b] / 256:.2f}x",
+             f"{r['disk'][b] / 2**20:.1f}"] for b in sorted(r["size"])]  # fmt: skip
+
+
 def write_report(args: argparse.Namespace, model: Path, results: list[dict[str, Any]], started: float) -> None:
     command = "RANKSTACK_DATA=../shared/data .venv/bin/python benchmarks/bench_colbert.py " + " ".join(sys.argv[1:])
     lines = [
@@ -210,12 +222,9 @@ def write_report(args: argparse.Namespace, model: Path, results: list[dict[str, 
             "shared documents in the top k / k; 'vs float16': against exhaustive MaxSim over the uncompressed "
             "vectors, so it adds the compression's own error):",
             "",
-            markdown_table(["bits", "k", "nprobe / threshold / ndocs", "overlap, same vectors", "overlap vs float16",
-                            "PLAID q/s", "exhaustive q/s", "speed-up"], r["quality"]),  # fmt: skip
+            markdown_table(QUALITY_HEADERS, r["quality"]),
             "",
-            markdown_table(["index", "bytes per token", "vs float16 (256 B at 128-d)", "on disk (MiB)"], [
-                [("float16" if b == 0 else f"{b} bits"), f"{r['size'][b]:.0f}", f"{r['size'][b] / 256:.2f}x",
-                 f"{r['disk'][b] / 2**20:.1f}"] for b in sorted(r["size"])]),  # fmt: skip
+            markdown_table(["index", "bytes per token", "vs float16 (256 B at 128-d)", "on disk (MiB)"], size_rows(r)),
             "",
             "Bytes per token count the residual (or float16 vector) plus a 4-byte centroid id; the ColBERTv2 paper "
             "reports ~36 bytes at 2 bits (32 + 4 here too).",
