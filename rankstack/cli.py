@@ -337,7 +337,9 @@ def _impact_encoder(model: str, **kwargs: Any):
     return Splade(packaged_splade_tiny() if model == "splade-tiny" else model, **kwargs)
 
 
-def _index_impact(corpus, index_dir: Path, model, vectors, bits, overwrite, on_duplicate, store_docs, max_length, batch_size):
+def _index_impact(
+    corpus, index_dir: Path, model, vectors, bits, overwrite, on_duplicate, store_docs, max_length, batch_size
+):
     from rankstack.index import build_impact_index
 
     if vectors is None and model is None:
@@ -427,7 +429,7 @@ def search(
         str | None,
         typer.Option(
             help="Dense, impact or ColBERT index: query encoder (default: the model recorded in the index).",
-            rich_help_panel="Dense"
+            rich_help_panel="Dense",
         ),
     ] = None,
     backend: Annotated[str, typer.Option(help="Dense: 'torch' or 'onnx'.", rich_help_panel="Dense")] = "torch",
@@ -620,18 +622,26 @@ def rerank(
                 f"{len(lacking)} queries of {run} have no text in {where}, e.g. "
                 f"{', '.join(lacking[:5])}; pass the --queries (and --split) the run was made from"
             )
-        reranker = CrossEncoder(
-            model,
-            docs=idx,
-            backend=backend,  # type: ignore[arg-type]
-            quantized=int8,
-            max_length=max_length,
-            query_max_length=query_max_length,
-            batch_size=batch_size,
-            missing=missing,  # type: ignore[arg-type]
-            show_progress=True,
-            require_head=True,
-        )
+        from rankstack.late.decoupled import is_decoupled, load_decoupled
+
+        if is_decoupled(model):  # PreTTR, DC-BERT, poly-encoder, MORES: the family is in the directory
+            _quiet_model_loading()
+            reranker = load_decoupled(model, docs=idx, missing=missing, show_progress=True,
+                                      **{k: v for k, v in (("max_length", max_length), ("query_max_length",
+                                         query_max_length), ("batch_size", batch_size)) if v is not None})  # fmt: skip
+        else:
+            reranker = CrossEncoder(
+                model,
+                docs=idx,
+                backend=backend,  # type: ignore[arg-type]
+                quantized=int8,
+                max_length=max_length,
+                query_max_length=query_max_length,
+                batch_size=batch_size,
+                missing=missing,  # type: ignore[arg-type]
+                show_progress=True,
+                require_head=True,
+            )
         start = time.perf_counter()
         out = reranker(ranking)
         elapsed = time.perf_counter() - start
@@ -685,6 +695,14 @@ def train(
             help="Train a learned sparse model instead: 'splade' (a masked-LM checkpoint; --model splade-tiny is the "
             "packaged one; in-batch + BM25 negatives + FLOPS) or 'deepct' (term importance from query term recall).",
             rich_help_panel="Learned sparse",
+        ),
+    ] = None,
+    family: Annotated[
+        str | None,
+        typer.Option(
+            help="With --reranker: train a re-ranker whose document side is cached instead of a cross-encoder: "
+            "'prettr' (split at layer 3), 'dcbert', 'poly' (poly-encoder) or 'mores'.",
+            rich_help_panel="Late interaction",
         ),
     ] = None,
     colbert: Annotated[
@@ -777,10 +795,13 @@ def train(
       rankstack train scifact --sparse splade --model splade-tiny -o models/splade-scifact
       rankstack train scifact --sparse deepct --model sentence-transformers/all-MiniLM-L6-v2 -o models/deepct
       rankstack train scifact --colbert --model sentence-transformers/all-MiniLM-L6-v2 --epochs 4 -o models/colbert
+      rankstack train scifact --reranker --family prettr --model sentence-transformers/all-MiniLM-L6-v2 -o models/prettr
     """
     try:
         col = _load_collection(collection)
         start = time.perf_counter()
+        if family is not None and not reranker:
+            raise ValueError("--family chooses the kind of re-ranker: use it with --reranker")
         if colbert:
             final = _train_colbert(
                 col, model, output_dir, split=split, loss=loss, teacher=teacher, epochs=epochs, batch_size=batch_size,
@@ -806,6 +827,7 @@ def train(
                 col,
                 model,
                 output_dir,
+                family=family,
                 split=split,
                 loss=loss,
                 teacher=teacher,
@@ -925,7 +947,9 @@ def _teacher_stage(teacher: str | None, index, depth: int):
     return CrossEncoder(teacher, docs=index, show_progress=True, require_head=True)
 
 
-def _train_reranker(col, model: str, output_dir: Path, *, teacher: str | None, split: str, **options) -> Path:
+def _train_reranker(
+    col, model: str, output_dir: Path, *, teacher: str | None, split: str, family: str | None = None, **options
+) -> Path:
     from rankstack.train import RerankConfig, train_reranker
 
     keys = (
@@ -944,6 +968,12 @@ def _train_reranker(col, model: str, output_dir: Path, *, teacher: str | None, s
     config = RerankConfig(learning_rate=options["lr"], **{k: options[k] for k in keys})
     index = _training_bm25_index(col, output_dir)
     stage = _teacher_stage(teacher, index, config.negative_depth)
+    if family is not None:
+        from rankstack.late.decoupled import load_decoupled
+
+        _quiet_model_loading()
+        model = load_decoupled(model, family=family, max_length=config.max_length,  # type: ignore[assignment]
+                               query_max_length=config.query_max_length)  # fmt: skip
     return train_reranker(
         model,
         col.queries_for(split),

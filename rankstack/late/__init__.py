@@ -1,6 +1,8 @@
-"""Late interaction: ColBERT token encoders, MaxSim, the compressed token index's search and the stages."""
+"""Late interaction: ColBERT (token encoder, MaxSim, PLAID search, re-ranker) and the re-rankers with cached
+document sides (PreTTR, DC-BERT, poly-encoder, MORES)."""
 
 from rankstack.late.colbert import ColBERTEncoder, ColBERTSettings
+from rankstack.late.decoupled import DCBert, Mores, PolyEncoder, PreTTR, load_decoupled
 from rankstack.late.interaction import maxsim, maxsim_packed, pack
 from rankstack.late.plaid import PlaidSettings
 from rankstack.late.rerank import ColBERTReranker
@@ -11,8 +13,13 @@ __all__ = [
     "ColBERTEncoder",
     "ColBERTReranker",
     "ColBERTSettings",
+    "DCBert",
+    "Mores",
     "PlaidSettings",
+    "PolyEncoder",
+    "PreTTR",
     "build_colbert_index",
+    "load_decoupled",
     "maxsim",
     "maxsim_packed",
     "pack",

@@ -477,3 +477,22 @@ class Mores(DecoupledReranker):
             q = _attend(q, d, d_mask, block, "cross_", heads)
             q = block["ff_norm"](q + block["ff2"](torch.nn.functional.gelu(block["ff1"](q))))
         return self.model["head"](q[:, 0]).squeeze(-1)
+
+
+FAMILIES: dict[str, type[DecoupledReranker]] = {"prettr": PreTTR, "dcbert": DCBert, "poly": PolyEncoder, "mores": Mores}
+
+
+def load_decoupled(model: str | os.PathLike[str], family: str | None = None, **kwargs: Any) -> DecoupledReranker:
+    """The re-ranker a directory holds (its ``late_reranker.json`` names the family), or ``family`` built on a
+    bare encoder (fresh parts, to be trained)."""
+    path, _ = model_dir.resolve(model)
+    saved = _read(path / CONFIG_FILE).get("family")
+    name = family or saved
+    if name not in FAMILIES:
+        raise ValueError(f"{model} names no late-interaction re-ranker family; pass one of {sorted(FAMILIES)}")
+    return FAMILIES[name](path, **kwargs)
+
+
+def is_decoupled(model: str | os.PathLike[str]) -> bool:
+    """Whether ``model`` is a local directory holding one of these re-rankers."""
+    return (Path(model) / CONFIG_FILE).exists()

@@ -158,3 +158,30 @@ def test_each_family_trains_with_the_reranker_trainer(family, settings, bert_dir
     docs = [d.contents() for d in toy_docs()]
     np.testing.assert_allclose(reloaded.score_pairs(QUERIES[:1] * 12, docs), model.score_pairs(QUERIES[:1] * 12, docs),
                                atol=1e-4)  # fmt: skip
+
+
+def test_cli_trains_a_family_then_reranks_with_it(bert_dir, tmp_path):
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from rankstack.cli import app
+    from tests.test_cli import write_beir
+
+    folder = write_beir(tmp_path / "beir")
+    shutil.copy(folder / "qrels" / "test.tsv", folder / "qrels" / "train.tsv")
+    runner = CliRunner()
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["train", str(folder), "--reranker", "--family", "poly", "--model", str(bert_dir),
+                                 "-o", str(out), "--batch-size", "2", "--num-negatives", "2", "--negative-depth", "3",
+                                 "--doc-max-length", "48", "--query-max-length", "8"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert (out / "final" / "late_reranker.json").exists()
+    runner.invoke(app, ["index", str(folder), "-i", str(tmp_path / "idx")])
+    runner.invoke(app, ["search", str(tmp_path / "idx"), "--queries", str(folder), "-o", str(tmp_path / "bm25.trec")])
+    result = runner.invoke(app, ["rerank", str(tmp_path / "bm25.trec"), "--model", str(out / "final"), "--index",
+                                 str(tmp_path / "idx"), "--queries", str(folder), "-o", str(tmp_path / "poly.trec")])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "poly.trec").read_text().count("\n") == (tmp_path / "bm25.trec").read_text().count("\n")
+    result = runner.invoke(app, ["train", str(folder), "--family", "poly", "--model", str(bert_dir), "-o", str(out)])
+    assert result.exit_code != 0 and "--reranker" in result.output
