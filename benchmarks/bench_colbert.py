@@ -10,7 +10,7 @@ Usage::
    query, batch 16, documents cut at 180 tokens, ``--epochs``); kept in ``--workdir/train-scifact`` so a re-run
    only evaluates. NFCorpus is evaluated zero-shot with the SciFact-trained model.
 2. **Indexes.** Each corpus is encoded once into an uncompressed (float16) token index; the 2-bit and 1-bit
-   indexes are built from the same stored vectors.
+   indexes are built from the same stored vectors and centroids.
 3. **Compressed search** (one thread for torch, BLAS and numba): for every test query, PLAID over the 2-bit index
    (``PlaidSettings.for_k``) against exhaustive MaxSim over *the same* vectors (all decompressed once and held
    in memory, scored with one BLAS product per query), and against exhaustive MaxSim over the float16
@@ -77,7 +77,8 @@ def indexes(args: argparse.Namespace, work: Path, corpus: Any, encoder: Any) -> 
 
     for bits in (2, 1):
         t0 = time.perf_counter()
-        out[bits] = build_token_index(work / f"colbert-{bits}bit", blocks(), out[0].model, bits=bits, overwrite=True)
+        out[bits] = build_token_index(work / f"colbert-{bits}bit", blocks(), out[0].model, bits=bits,
+                                      centroids=out[0].centroids, overwrite=True)  # fmt: skip
         timings[f"index from stored vectors, {bits} bits (s)"] = time.perf_counter() - t0
     return out, timings
 

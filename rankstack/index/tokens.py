@@ -71,6 +71,7 @@ def build_token_index(
     num_centroids: int | None = None,
     kmeans_sample: int | None = None,
     kmeans_iterations: int = 10,
+    centroids: np.ndarray | None = None,
     seed: int = 0,
     overwrite: bool = False,
 ) -> TokenIndex:
@@ -78,7 +79,8 @@ def build_token_index(
 
     ``model`` is what the manifest records about the encoder (``ColBERTEncoder.identity()``); ``bits`` 1, 2,
     4 or 8 per dimension, or 0 to keep float16 vectors (exact MaxSim). ``kmeans_sample`` tokens (default
-    ``32 * num_centroids``) are clustered. A repeated docid keeps its last vectors.
+    ``32 * num_centroids``) are clustered, unless ``centroids`` (unit-length ``[C, dim]``, e.g. another index's
+    ``centroids`` over the same vectors) are given. A repeated docid keeps its last vectors.
     """
     if bits != 0 and bits not in BITS:
         raise ValueError(f"bits must be 0 (no compression) or one of {BITS}, not {bits}")
@@ -91,11 +93,17 @@ def build_token_index(
         if not len(vectors):
             raise ValueError("no token vectors to index: the collection is empty")
         rng = np.random.default_rng(seed)
-        k = int(num_centroids or default_centroids(len(vectors)))
-        k = max(1, min(k, len(vectors)))
-        size = min(len(vectors), int(kmeans_sample or 32 * k))
-        sample_rows = np.sort(rng.choice(len(vectors), size=size, replace=False))
-        centroids = spherical_kmeans(np.asarray(vectors[sample_rows], np.float32), k, kmeans_iterations, seed)
+        if centroids is not None:
+            centroids = np.ascontiguousarray(centroids, dtype=np.float32)
+            if centroids.ndim != 2 or centroids.shape[1] != dim:
+                raise ValueError(f"centroids of shape {centroids.shape} do not fit {dim}-dimensional vectors")
+            k = len(centroids)
+        else:
+            k = int(num_centroids or default_centroids(len(vectors)))
+            k = max(1, min(k, len(vectors)))
+            size = min(len(vectors), int(kmeans_sample or 32 * k))
+            sample_rows = np.sort(rng.choice(len(vectors), size=size, replace=False))
+            centroids = spherical_kmeans(np.asarray(vectors[sample_rows], np.float32), k, kmeans_iterations, seed)
         codec = None
         if bits:
             held = np.sort(rng.choice(len(vectors), size=min(len(vectors), 1 << 16), replace=False))

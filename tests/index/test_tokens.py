@@ -167,3 +167,12 @@ def test_bad_input_is_refused_and_a_failed_build_leaves_nothing(tmp_path):
     assert not (tmp_path / "d").exists() and not list(tmp_path.glob(".d.tmp*"))
     with pytest.raises(ValueError, match="empty"):
         build_token_index(tmp_path / "e", [([], [])], MODEL)
+
+
+def test_given_centroids_are_used_as_they_are(tmp_path):
+    first, ids, mats = build(tmp_path, bits=0, num_centroids=8)
+    again = build_token_index(tmp_path / "again", [(ids, mats)], MODEL, bits=2, centroids=first.centroids)
+    np.testing.assert_array_equal(again.centroids, first.centroids)
+    np.testing.assert_array_equal(np.asarray(again.codes), np.asarray(first.codes))
+    with pytest.raises(ValueError, match="do not fit"):
+        build_token_index(tmp_path / "bad", [(ids, mats)], MODEL, centroids=first.centroids[:, :4])
