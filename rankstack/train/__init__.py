@@ -4,6 +4,7 @@ from rankstack.train.api import train_biencoder
 from rankstack.train.checkpoint import CheckpointError
 from rankstack.train.colbert import ColBERTConfig, ColBERTTrainer, train_colbert
 from rankstack.train.deepct import DeepCTTrainer, train_deepct
+from rankstack.train.distill import DistillationTrainer, distill_retriever
 from rankstack.train.examples import Example, TrainingSet, bm25_negatives, doc_texts
 from rankstack.train.ict import ict_pairs, split_sentences
 from rankstack.train.losses import InBatchContrastiveLoss, MarginMSELoss
@@ -23,6 +24,7 @@ __all__ = [
     "ColBERTConfig",
     "ColBERTTrainer",
     "DeepCTTrainer",
+    "DistillationTrainer",
     "Example",
     "InBatchContrastiveLoss",
     "MarginMSELoss",
@@ -39,6 +41,7 @@ __all__ = [
     "bm25_negatives",
     "denoise",
     "dense_negatives",
+    "distill_retriever",
     "doc_texts",
     "exact_top_k",
     "ict_pairs",

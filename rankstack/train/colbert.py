@@ -26,7 +26,7 @@ from rankstack.pipeline import Stage
 from rankstack.train import _views
 from rankstack.train.api import _bm25_index, _documents
 from rankstack.train.examples import DocSource, Example, TrainingSet, bm25_negatives, doc_texts
-from rankstack.train.losses import in_batch_cross_entropy
+from rankstack.train.losses import in_batch_cross_entropy, kl_distillation
 from rankstack.train.rerank import teacher_scores
 from rankstack.train.trainer import TrainingLoop
 from rankstack.types import Qrels, Queries
@@ -77,15 +77,6 @@ class ColBERTConfig:
 
     def replace(self, **changes: Any) -> ColBERTConfig:
         return dataclasses.replace(self, **changes)
-
-
-def kl_distillation(student: torch.Tensor, teacher: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """Mean over rows of ``KL(softmax(teacher) || softmax(student))`` over the ``valid`` columns of each row."""
-    neg_inf = torch.tensor(float("-inf"), dtype=student.dtype)
-    log_q = torch.log_softmax(torch.where(valid, student, neg_inf), dim=-1)
-    log_p = torch.log_softmax(torch.where(valid, teacher.to(student.dtype), neg_inf), dim=-1)
-    terms = torch.where(valid, log_p.exp() * (log_p - log_q), torch.zeros_like(student))
-    return terms.sum(dim=-1).mean()
 
 
 class ColBERTTrainer(TrainingLoop):

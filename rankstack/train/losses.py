@@ -64,6 +64,15 @@ def in_batch_cross_entropy(scores: torch.Tensor, ignore: torch.Tensor | None = N
     return nn.functional.cross_entropy(scores, target)
 
 
+def kl_distillation(student: torch.Tensor, teacher: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Mean over rows of ``KL(softmax(teacher) || softmax(student))`` over the ``valid`` columns of each row."""
+    neg_inf = torch.tensor(float("-inf"), dtype=student.dtype, device=student.device)
+    log_q = torch.log_softmax(torch.where(valid, student, neg_inf), dim=-1)
+    log_p = torch.log_softmax(torch.where(valid, teacher.to(student.dtype), neg_inf), dim=-1)
+    terms = torch.where(valid, log_p.exp() * (log_p - log_q), torch.zeros_like(student))
+    return terms.sum(dim=-1).mean()
+
+
 class MarginMSELoss(nn.Module):
     """Mean squared error between the student's and a teacher's score margins.
 

@@ -11,8 +11,9 @@ from typer.testing import CliRunner
 from rankstack.cli import app
 from rankstack.late import ColBERTEncoder, ColBERTReranker, maxsim
 from rankstack.train import ColBERTConfig, TrainingSet, train_colbert
-from rankstack.train.colbert import ColBERTTrainer, kl_distillation
+from rankstack.train.colbert import ColBERTTrainer
 from rankstack.train.examples import doc_texts
+from rankstack.train.losses import kl_distillation
 from tests.rerank.conftest import make_tiny_bert_encoder, toy_docs, toy_qrels, toy_queries
 from tests.test_cli import write_beir
 
