@@ -9,6 +9,7 @@ from rankstack.train.examples import Example, TrainingSet, bm25_negatives, doc_t
 from rankstack.train.ict import ict_pairs, split_sentences
 from rankstack.train.losses import InBatchContrastiveLoss, MarginMSELoss
 from rankstack.train.negatives import AnceRefresh, denoise, dense_negatives, exact_top_k
+from rankstack.train.phrases import PhraseTrainer, train_phrases
 from rankstack.train.rerank import RerankConfig, RerankerTrainer, train_reranker
 from rankstack.train.scoring import BiEncoderScorer, Scorer, score_pools
 from rankstack.train.splade import SpladeConfig, SpladeTrainer, train_splade
@@ -28,6 +29,7 @@ __all__ = [
     "Example",
     "InBatchContrastiveLoss",
     "MarginMSELoss",
+    "PhraseTrainer",
     "RerankConfig",
     "RerankerTrainer",
     "Scorer",
@@ -51,6 +53,7 @@ __all__ = [
     "train_biencoder",
     "train_colbert",
     "train_deepct",
+    "train_phrases",
     "train_reranker",
     "train_splade",
     "tune_birch",
