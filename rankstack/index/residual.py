@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rankstack.jit import njit
+
 BITS: tuple[int, ...] = (1, 2, 4, 8)
 
 
@@ -54,13 +56,28 @@ class ResidualCodec:
 
     def decode(self, packed: np.ndarray, centroids: np.ndarray, dim: int) -> np.ndarray:
         """Unit-length float32 vectors ``[n, dim]`` from packed residuals and their centroids' vectors."""
-        packed = np.asarray(packed, np.uint8)
-        if self.bits == 8:
-            buckets = packed
-        else:
-            bits = np.unpackbits(packed, axis=1, count=dim * self.bits).reshape(len(packed), dim, self.bits)
-            weights = (1 << np.arange(self.bits - 1, -1, -1)).astype(np.uint8)
-            buckets = (bits * weights).sum(axis=2, dtype=np.uint8)
-        out = centroids + self.weights[buckets]
-        norms = np.linalg.norm(out, axis=1, keepdims=True)
-        return (out / np.where(norms > 0, norms, 1.0)).astype(np.float32)
+        packed = np.ascontiguousarray(packed, np.uint8)
+        centroids = np.ascontiguousarray(centroids, np.float32)
+        return _decode(packed, centroids, np.ascontiguousarray(self.weights, np.float32), self.bits, dim)
+
+
+@njit()
+def _decode(packed: np.ndarray, centroids: np.ndarray, weights: np.ndarray, bits: int, dim: int) -> np.ndarray:  # pragma: no cover - compiled
+    """Each row: centroid + the bucket values its packed ids name (most significant bits first), normalised."""
+    n = packed.shape[0]
+    out = np.empty((n, dim), dtype=np.float32)
+    per_byte = 8 // bits
+    mask = (1 << bits) - 1
+    for r in range(n):
+        norm = 0.0
+        for d in range(dim):
+            byte = packed[r, d // per_byte]
+            shift = 8 - bits * (d % per_byte + 1)
+            value = centroids[r, d] + weights[(byte >> shift) & mask]
+            out[r, d] = value
+            norm += value * value
+        if norm > 0:
+            scale = 1.0 / np.sqrt(norm)
+            for d in range(dim):
+                out[r, d] *= scale
+    return out
