@@ -1065,7 +1065,27 @@ def warmup() -> None:
     top = TopK(2, 3)
     top.push(np.random.default_rng(0).random((2, 8), dtype=np.float32), 0)
     top.result()
+    _warm_token_index(np.random.default_rng(0))
     typer.echo(f"kernels ready in {time.perf_counter() - t0:.1f} s")
+
+
+def _warm_token_index(rng) -> None:
+    """The ColBERT token index's kernels: residual decoding at every width, PLAID's centroid interaction."""
+    import tempfile
+
+    import numpy as np
+
+    from rankstack.index.tokens import build_token_index
+    from rankstack.late.plaid import PlaidSettings, search_one
+
+    vectors = rng.normal(size=(24, 8)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    docs = [vectors[i : i + 3] for i in range(0, 24, 3)]
+    with tempfile.TemporaryDirectory() as tmp:
+        for bits in (1, 2, 4, 8):
+            index = build_token_index(Path(tmp) / f"t{bits}", [([f"d{i}" for i in range(8)], docs)],
+                                      {"model": "warmup", "dim": 8}, bits=bits, num_centroids=4)  # fmt: skip
+            search_one(index, vectors[:2], 3, PlaidSettings(nprobe=1, threshold=-1.0, ndocs=4))
 
 
 @app.command("eval")
