@@ -174,3 +174,83 @@ def _writer_lock_if_index(target: Path) -> contextlib.AbstractContextManager:
     from rankstack.index.commits import writer_lock  # commits builds on this module
 
     return writer_lock(target)
+
+
+class ManifestIndex:
+    """What the vector and token indexes share once opened: the manifest's model, dimension and document
+    count, a repr that reopens it, and use in a ``with`` block (updates swap the whole directory, so there is
+    nothing to release)."""
+
+    path: Path
+    manifest: dict[str, Any]
+
+    def close(self) -> None:
+        """Nothing to release; here so every index works in ``with``."""
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"rankstack.open({str(self.path)!r})"
+
+    @property
+    def model(self) -> dict[str, Any]:
+        return self.manifest["model"]
+
+    @property
+    def dim(self) -> int:
+        return int(self.manifest["dim"])
+
+    @property
+    def num_docs(self) -> int:
+        return int(self.manifest["num_docs"])
+
+    def __len__(self) -> int:
+        return self.num_docs
+
+    # a subclass gives these: live docid -> row, the tombstones, and how its manifest is written
+    _positions: dict[str, int]
+    deleted: Any
+
+    def _write_manifest(self, directory: Path, manifest: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def delete(self, docids: Any) -> Any:
+        """Mark documents deleted (a new tombstone file and manifest, written atomically); unknown docids are
+        reported with a warning. Returns the index reopened."""
+        import warnings
+
+        import numpy as np
+
+        docids = [str(d) for d in docids]
+        missing = [d for d in docids if d not in self._positions]
+        if missing:
+            warnings.warn(f"{len(missing)} docids to delete are not in the index (first: {missing[:5]})", stacklevel=2)
+        rows = [self._positions[d] for d in docids if d not in missing]
+        if not rows:
+            return self
+        mask = self.deleted.copy()
+        mask[rows] = True
+        manifest = {k: v for k, v in self.manifest.items() if k != "files"}
+        generation = int(manifest.get("generation", 0)) + 1
+        manifest["generation"], manifest["modified"] = generation, now()
+        manifest["deleted"] = f"deleted-{generation}.npy"
+        np.save(self.path / manifest["deleted"], mask)
+        self._write_manifest(self.path, manifest)
+        for old in self.path.glob("deleted-*.npy"):  # read whole on open, never memory-mapped: safe to remove
+            if old.name != manifest["deleted"]:
+                old.unlink(missing_ok=True)
+        return type(self)(self.path)  # type: ignore[call-arg]
+
+
+def created_by() -> str:
+    """What a manifest records as its writer: this rankstack's version."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"rankstack {version('rankstack')}"
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "rankstack (source)"

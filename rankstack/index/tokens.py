@@ -37,7 +37,9 @@ from rankstack.index.arrays import NpyAppender, concat_ranges, load_docids, save
 from rankstack.index.kmeans import assign, spherical_kmeans
 from rankstack.index.manifest import (
     MANIFEST,
+    ManifestIndex,
     atomic_directory,
+    created_by,
     file_record,
     now,
     read_manifest,
@@ -121,7 +123,7 @@ def build_token_index(
             "type": INDEX_TYPE,
             "format_version": FORMAT_VERSION,
             "created": now(),
-            "created_by": _created_by(),
+            "created_by": created_by(),
             "model": model,
             "dim": dim,
             "bits": bits,
@@ -218,15 +220,6 @@ def _inverted_file(codes: np.ndarray, offsets: np.ndarray, num_centroids: int) -
     return ivf, ivf_offsets
 
 
-def _created_by() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return f"rankstack {version('rankstack')}"
-    except PackageNotFoundError:  # pragma: no cover - running from a source tree
-        return "rankstack (source)"
-
-
 def _data_files(manifest: dict[str, Any]) -> list[str]:
     files = ["centroids.npy", "codes.npy", "doc_offsets.npy", "ivf.npy", "ivf_offsets.npy",
              "docid_offsets.npy", "docid_bytes.npy"]  # fmt: skip
@@ -245,7 +238,7 @@ def _write_manifest(directory: Path, manifest: dict[str, Any]) -> None:
 
 
 # ------------------------------------------------------------------------------------------ reading
-class TokenIndex:
+class TokenIndex(ManifestIndex):
     """An opened token index: memory-mapped arrays, ``doc_vectors`` decompression, ``add`` / ``delete``, and
     the factory ``index.colbert(model)`` for the retrieval stage."""
 
@@ -271,40 +264,16 @@ class TokenIndex:
         deleted = self.manifest.get("deleted")
         self.deleted = np.load(self.path / deleted) if deleted else np.zeros(len(self.doc_offsets) - 1, dtype=bool)
 
-    def close(self) -> None:
-        """Nothing to release (updates swap the whole directory); here so every index works in ``with``."""
-
-    def __enter__(self) -> TokenIndex:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return f"rankstack.open({str(self.path)!r})"
-
-    @property
-    def model(self) -> dict[str, Any]:
-        return self.manifest["model"]
-
-    @property
-    def dim(self) -> int:
-        return int(self.manifest["dim"])
+    def _write_manifest(self, directory: Path, manifest: dict[str, Any]) -> None:
+        _write_manifest(directory, manifest)  # the module's writer: this format's files and counts
 
     @property
     def bits(self) -> int:
         return int(self.manifest["bits"])
 
     @property
-    def num_docs(self) -> int:
-        return int(self.manifest["num_docs"])
-
-    @property
     def num_tokens(self) -> int:
         return int(self.manifest["num_tokens"])
-
-    def __len__(self) -> int:
-        return self.num_docs
 
     def bytes_per_token(self) -> float:
         """Stored bytes per token vector: the residual (or float16 vector) plus the 4-byte centroid id."""
@@ -414,28 +383,6 @@ class TokenIndex:
     def num_tokens_stored(self) -> int:
         """Tokens on disk, deleted documents' included."""
         return int(self.doc_offsets[-1])
-
-    def delete(self, docids: Iterable[str]) -> TokenIndex:
-        """Mark documents deleted (tombstones); unknown docids are reported with a warning."""
-        docids = [str(d) for d in docids]
-        missing = [d for d in docids if d not in self._positions]
-        if missing:
-            warnings.warn(f"{len(missing)} docids to delete are not in the index (first: {missing[:5]})", stacklevel=2)
-        rows = [self._positions[d] for d in docids if d not in missing]
-        if not rows:
-            return self
-        mask = self.deleted.copy()
-        mask[rows] = True
-        manifest = {k: v for k, v in self.manifest.items() if k != "files"}
-        generation = int(manifest.get("generation", 0)) + 1
-        manifest["generation"], manifest["modified"] = generation, now()
-        manifest["deleted"] = f"deleted-{generation}.npy"
-        np.save(self.path / manifest["deleted"], mask)
-        _write_manifest(self.path, manifest)
-        for p in self.path.glob("deleted-*.npy"):
-            if p.name != manifest["deleted"]:
-                p.unlink(missing_ok=True)
-        return TokenIndex(self.path)
 
     def colbert(self, model: Any = None, k: int = 1000, **kwargs: Any) -> Any:
         """A ``ColBERT`` retriever over this index; ``model`` defaults to the one recorded in the manifest."""

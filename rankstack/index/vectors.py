@@ -36,7 +36,9 @@ from rankstack.errors import IndexFormatError, MissingExtraError, RankstackError
 from rankstack.index.arrays import NpyAppender, load_docids, save_docids
 from rankstack.index.manifest import (
     MANIFEST,
+    ManifestIndex,
     atomic_directory,
+    created_by,
     file_record,
     now,
     read_manifest,
@@ -169,7 +171,7 @@ def write_vector_index(
             "type": INDEX_TYPE,
             "format_version": FORMAT_VERSION,
             "created": now(),
-            "created_by": _created_by(),
+            "created_by": created_by(),
             "model": model,
             "dtype": dtype,
             "dim": dim,
@@ -180,15 +182,6 @@ def write_vector_index(
         }
         _write_manifest(tmp, manifest)
     return VectorIndex(path)
-
-
-def _created_by() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return f"rankstack {version('rankstack')}"
-    except PackageNotFoundError:  # pragma: no cover - running from a source tree
-        return "rankstack (source)"
 
 
 def _write_manifest(directory: Path, manifest: dict[str, Any]) -> None:
@@ -202,7 +195,7 @@ def _write_manifest(directory: Path, manifest: dict[str, Any]) -> None:
 
 
 # ------------------------------------------------------------------------------------------ reading
-class VectorIndex:
+class VectorIndex(ManifestIndex):
     """An opened vector index: ``search`` by inner product, ``add``/``delete`` by docid, and the factory
     ``index.dense(model)`` for the retrieval stage."""
 
@@ -220,32 +213,8 @@ class VectorIndex:
         self.deleted = np.load(self.path / deleted) if deleted else np.zeros(len(self.vectors), dtype=bool)
         self.ann_config = AnnConfig(**self.manifest["ann"])
 
-    def close(self) -> None:
-        """Nothing to release (updates swap the whole directory); here so every index works in ``with``."""
-
-    def __enter__(self) -> VectorIndex:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    @property
-    def model(self) -> dict[str, Any]:
-        return self.manifest["model"]
-
-    @property
-    def dim(self) -> int:
-        return int(self.manifest["dim"])
-
-    @property
-    def num_docs(self) -> int:
-        return int(self.manifest["num_docs"])
-
-    def __len__(self) -> int:
-        return self.num_docs
-
-    def __repr__(self) -> str:
-        return f"rankstack.open({str(self.path)!r})"
+    def _write_manifest(self, directory: Path, manifest: dict[str, Any]) -> None:
+        _write_manifest(directory, manifest)  # the module's writer: this format's files and counts
 
     @cached_property
     def docids(self) -> np.ndarray:
@@ -359,26 +328,6 @@ class VectorIndex:
             _write_manifest(tmp, manifest)
         return VectorIndex(self.path)
 
-    def delete(self, docids: Iterable[str]) -> VectorIndex:
-        """Mark documents deleted (tombstones); unknown docids are reported with a warning."""
-        docids = [str(d) for d in docids]
-        missing = [d for d in docids if d not in self._positions]
-        if missing:
-            warnings.warn(f"{len(missing)} docids to delete are not in the index (first: {missing[:5]})", stacklevel=2)
-        rows = [self._positions[d] for d in docids if d not in missing]
-        if not rows:
-            return self
-        mask = self.deleted.copy()
-        mask[rows] = True
-        manifest = {k: v for k, v in self.manifest.items() if k != "files"}
-        generation = int(manifest.get("generation", 0)) + 1
-        manifest["generation"], manifest["modified"] = generation, now()
-        manifest["deleted"] = f"deleted-{generation}.npy"
-        np.save(self.path / manifest["deleted"], mask)
-        _write_manifest(self.path, manifest)
-        _remove_unused(self.path, manifest)
-        return VectorIndex(self.path)
-
     def iter_vectors(self, chunk: int = _CHUNK_ROWS) -> Iterator[tuple[list[str], np.ndarray]]:
         """Live (docids, vectors) blocks, e.g. to rebuild with other ANN settings."""
         ids = self.docids
@@ -457,9 +406,3 @@ def check_model(recorded: dict[str, Any], actual: dict[str, Any], path: Path, st
     warnings.warn(message, stacklevel=3)
 
 
-def _remove_unused(path: Path, manifest: dict[str, Any]) -> None:
-    """Tombstone files an older manifest referred to (read whole on open, never memory-mapped)."""
-    keep = set(manifest["files"])
-    for p in path.glob("deleted-*.npy"):
-        if p.name not in keep:
-            p.unlink(missing_ok=True)

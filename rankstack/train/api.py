@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from rankstack.dense.encoder import BiEncoder
 from rankstack.index import InvertedIndex, build_inverted_index, open_index
@@ -121,3 +121,25 @@ def _bm25_index(
     if (path / "manifest.json").exists():
         return open_index(path)
     return build_inverted_index(docs, path, show_progress=False)
+
+
+def bm25_training_set(
+    queries: Queries,
+    qrels: Qrels,
+    corpus: DocSource,
+    output_dir: Path,
+    *,
+    negatives: bool,
+    depth: int,
+    bm25_index: Any = None,
+) -> TrainingSet:
+    """Examples from ``qrels`` over ``corpus``, with each query's top ``depth`` BM25 non-positives as its pool when
+    ``negatives`` (over ``bm25_index``, the corpus itself when it is an index, or one built in
+    ``output_dir/bm25-index``): what the SPLADE and ColBERT trainers start from."""
+    docs = _documents(corpus)
+    data = TrainingSet.from_qrels(queries, qrels, doc_texts(docs))
+    if negatives:
+        given = bm25_index if bm25_index is not None else (corpus if hasattr(corpus, "bm25") else None)
+        index = _bm25_index(given, docs, output_dir / "bm25-index")
+        data = data.with_negatives(bm25_negatives(data.query_texts(), data.positives, index, depth))
+    return data

@@ -24,8 +24,8 @@ from rankstack.late.colbert import ColBERTEncoder
 from rankstack.late.interaction import maxsim_torch
 from rankstack.pipeline import Stage
 from rankstack.train import _views
-from rankstack.train.api import _bm25_index, _documents
-from rankstack.train.examples import DocSource, Example, TrainingSet, bm25_negatives, doc_texts
+from rankstack.train.api import bm25_training_set
+from rankstack.train.examples import DocSource, Example, TrainingSet
 from rankstack.train.losses import in_batch_cross_entropy, kl_distillation
 from rankstack.train.rerank import teacher_scores
 from rankstack.train.trainer import TrainingLoop
@@ -164,13 +164,8 @@ def train_colbert(
         raise ValueError("KL distillation compares the teacher and student over hard negatives; keep negatives=True")
     encoder = model if isinstance(model, ColBERTEncoder) else ColBERTEncoder(model)
     output_dir = Path(output_dir)
-    docs = _documents(corpus)
-    texts = doc_texts(docs)
-    data = TrainingSet.from_qrels(queries, qrels, texts)
-    if negatives:
-        index = _bm25_index(bm25_index if bm25_index is not None else (corpus if hasattr(corpus, "bm25") else None),
-                            docs, output_dir / "bm25-index")  # fmt: skip
-        data = data.with_negatives(bm25_negatives(data.query_texts(), data.positives, index, config.negative_depth))
+    data = bm25_training_set(queries, qrels, corpus, output_dir, negatives=negatives, depth=config.negative_depth,
+                             bm25_index=bm25_index)  # fmt: skip
     if teacher is not None:
         candidates = {q: [*data.positives.get(q, ()), *pool] for q, pool in data.negatives.items()}
         data.teacher = teacher_scores(teacher, data.query_texts(), candidates)

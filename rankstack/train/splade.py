@@ -22,8 +22,8 @@ import torch
 
 from rankstack.sparse.splade import Splade
 from rankstack.train import _views
-from rankstack.train.api import _bm25_index, _documents
-from rankstack.train.examples import DocSource, Example, TrainingSet, bm25_negatives, doc_texts
+from rankstack.train.api import bm25_training_set
+from rankstack.train.examples import DocSource, Example, TrainingSet
 from rankstack.train.losses import InBatchContrastiveLoss, MarginMSELoss
 from rankstack.train.scoring import Scorer, score_pools
 from rankstack.train.trainer import TrainConfig, Trainer, TrainingLoop, _check_teacher
@@ -115,14 +115,9 @@ def train_splade(
         raise ValueError("MarginMSE distils margins against hard negatives; keep negatives=True")
     encoder = model if isinstance(model, Splade) else Splade(model)
     output_dir = Path(output_dir)
-    docs = _documents(corpus)
-    texts = doc_texts(docs)
-    data = TrainingSet.from_qrels(queries, qrels, texts)
-    if negatives:
-        index = _bm25_index(bm25_index if bm25_index is not None else (corpus if hasattr(corpus, "bm25") else None),
-                            docs, output_dir / "bm25-index")  # fmt: skip
-        data = data.with_negatives(bm25_negatives(data.query_texts(), data.positives, index, config.negative_depth))
+    data = bm25_training_set(queries, qrels, corpus, output_dir, negatives=negatives, depth=config.negative_depth,
+                             bm25_index=bm25_index)  # fmt: skip
     if teacher is not None:
-        data.teacher = score_pools(data.query_texts(), data.positives, data.negatives, texts, teacher)
+        data.teacher = score_pools(data.query_texts(), data.positives, data.negatives, data.texts, teacher)
     with _views.quiet_truncation():
         return SpladeTrainer(encoder, data, config, output_dir).train(resume=resume)
