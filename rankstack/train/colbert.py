@@ -88,20 +88,9 @@ class ColBERTTrainer(TrainingLoop):
         self.encoder = encoder
         super().__init__(encoder, [encoder.net], data, config, Path(output_dir))
 
-    def _parameter_groups(self) -> list[dict[str, Any]]:
-        """The projection of a bare encoder is new: it gets ``head_learning_rate`` (same schedule)."""
-        groups = super()._parameter_groups()
-        if self.config.head_learning_rate is None or self.encoder.layout != "bare":
-            return groups
-        fresh = {id(p) for p in self.encoder.linear.parameters()}
-        scale = self.config.head_learning_rate / self.config.learning_rate
-        out = []
-        for group in groups:
-            old = [p for p in group["params"] if id(p) not in fresh]
-            new = [p for p in group["params"] if id(p) in fresh]
-            out += [{**group, "params": old}] if old else []
-            out += [{**group, "params": new, "lr_scale": scale}] if new else []
-        return out
+    def fresh_parameters(self) -> list[torch.nn.Parameter]:
+        """The projection of a bare encoder is new: it trains at ``head_learning_rate``."""
+        return list(self.encoder.linear.parameters()) if self.encoder.layout == "bare" else []
 
     def loss(self, examples: Sequence[Example], step: int) -> torch.Tensor:
         rng = np.random.default_rng([self.config.seed, step, 1])

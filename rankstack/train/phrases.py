@@ -13,6 +13,7 @@ import logging
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -27,9 +28,19 @@ class PhraseTrainer(TrainingLoop):
     """Train a ``PhraseEncoder`` in place; ``answers`` maps each example's qid to its answer text."""
 
     def __init__(self, encoder: PhraseEncoder, data: TrainingSet, answers: Mapping[str, str], config: TrainConfig,
-                 output_dir: str | os.PathLike[str]):  # fmt: skip
-        self.encoder, self.answers = encoder, dict(answers)
+                 output_dir: str | os.PathLike[str], head_learning_rate: float | None = 1e-3):  # fmt: skip
+        self.encoder, self.answers, self.head_learning_rate = encoder, dict(answers), head_learning_rate
         super().__init__(encoder, [encoder.model], data, config, Path(output_dir))
+
+    def _parameter_groups(self) -> list[dict[str, Any]]:
+        groups = super()._parameter_groups()  # TrainConfig has no head rate: this trainer carries its own
+        return self.split_fresh(groups, self.fresh_parameters(), self.head_learning_rate)
+
+    def fresh_parameters(self) -> list[torch.nn.Parameter]:
+        """New start / end heads train at ``head_learning_rate`` (``train_phrases``)."""
+        if not self.encoder.fresh_head:
+            return []
+        return [p for name, p in self.encoder.model.named_parameters() if not name.startswith("encoder.")]
 
     def loss(self, examples: Sequence[Example], step: int) -> torch.Tensor:
         texts = [self.data.texts[e.positive] for e in examples]
@@ -73,10 +84,12 @@ def train_phrases(
     output_dir: str | os.PathLike[str],
     *,
     config: TrainConfig | None = None,
+    head_learning_rate: float | None = 1e-3,
     resume: bool = False,
 ) -> Path:
     """Train a phrase encoder on ``(question, docid, answer)`` triples over passages ``texts`` (docid -> text);
-    e.g. ``rankstack.late.phrases.cloze_pairs(corpus)``. Returns the final model directory."""
+    e.g. ``rankstack.late.phrases.cloze_pairs(corpus)``. Fresh start / end heads train at ``head_learning_rate``
+    (None: the encoder's rate). Returns the final model directory."""
     config = config or TrainConfig(batch_size=16, learning_rate=5e-5)
     encoder = encoder if isinstance(encoder, PhraseEncoder) else PhraseEncoder(encoder)
     examples, answers = [], {}
@@ -90,4 +103,5 @@ def train_phrases(
         log.info("phrase training: %d of %d triples kept (the others' answers are not in their passages)",
                  len(examples), len(triples))  # fmt: skip
     data = TrainingSet(examples, dict(texts), {e.qid: frozenset() for e in examples})
-    return PhraseTrainer(encoder, data, answers, config, output_dir).train(resume=resume)
+    trainer = PhraseTrainer(encoder, data, answers, config, output_dir, head_learning_rate=head_learning_rate)
+    return trainer.train(resume=resume)

@@ -138,10 +138,32 @@ class TrainingLoop:
             for name, param in model.named_parameters():
                 if param.requires_grad:
                     (no_decay if param.ndim < 2 or "norm" in name.lower() else decay).append(param)
-        return [
+        groups = [
             {"params": decay, "weight_decay": self.config.weight_decay},
             {"params": no_decay, "weight_decay": 0.0},
         ]
+        return self.split_fresh(groups, self.fresh_parameters(), getattr(self.config, "head_learning_rate", None))
+
+    def fresh_parameters(self) -> list[torch.nn.Parameter]:
+        """Parameters that start from scratch (a new head or projection on a pretrained encoder); a subclass
+        names them so they train at ``config.head_learning_rate``."""
+        return []
+
+    def split_fresh(self, groups: list[dict[str, Any]], fresh: Sequence[torch.nn.Parameter],
+                    head_learning_rate: float | None) -> list[dict[str, Any]]:  # fmt: skip
+        """``groups`` with the ``fresh`` parameters moved into groups of their own at ``head_learning_rate``
+        (same schedule): at the encoder's rate a fresh head needs hundreds of steps before the loss moves."""
+        if head_learning_rate is None or not fresh:
+            return groups
+        ids = {id(p) for p in fresh}
+        scale = head_learning_rate / self.config.learning_rate
+        out = []
+        for group in groups:
+            old = [p for p in group["params"] if id(p) not in ids]
+            new = [p for p in group["params"] if id(p) in ids]
+            out += [{**group, "params": old}] if old else []
+            out += [{**group, "params": new, "lr_scale": scale}] if new else []
+        return out
 
     def learning_rate(self, step: int) -> float:
         """Linear warm-up over ``warmup_steps`` (the first step already uses a non-zero rate), then linear decay."""

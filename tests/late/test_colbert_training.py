@@ -150,3 +150,15 @@ def test_cli_train_index_and_search(bert_dir, tmp_path):
                                  "--negative-depth", "3", "--doc-max-length", "32"])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert '"loss": "kl"' in (tmp_path / "o3" / "final" / "trainer_state.json").read_text()
+
+
+def test_a_fresh_projection_trains_at_the_head_learning_rate(bert_dir, tmp_path):
+    data = TrainingSet.from_qrels(toy_queries(), toy_qrels(), doc_texts(toy_docs()))
+    encoder = fresh(bert_dir)
+    trainer = ColBERTTrainer(encoder, data, ColBERTConfig(learning_rate=1e-5, head_learning_rate=1e-3), tmp_path)
+    scaled = [g for g in trainer.optimizer.param_groups if g.get("lr_scale")]
+    assert [p is encoder.linear.weight for g in scaled for p in g["params"]] == [True]
+    assert scaled[0]["lr_scale"] == pytest.approx(100.0)
+    saved = ColBERTEncoder(encoder.save(tmp_path / "m"), device="cpu")  # a trained projection is not fresh
+    again = ColBERTTrainer(saved, data, ColBERTConfig(learning_rate=1e-5, head_learning_rate=1e-3), tmp_path / "2")
+    assert not any(g.get("lr_scale") for g in again.optimizer.param_groups)

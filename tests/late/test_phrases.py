@@ -66,7 +66,7 @@ def test_training_finds_the_answer_spans_and_the_index_returns_them(bert_dir, tm
                "Argentina")]  # fmt: skip
     texts = {d.docid: d.contents() for d in DOCS}
     config = TrainConfig(epochs=60, batch_size=4, learning_rate=3e-3, show_progress=False, log_every=0)
-    final = train_phrases(encoder, triples, texts, tmp_path / "run", config=config)
+    final = train_phrases(encoder, triples, texts, tmp_path / "run", config=config, head_learning_rate=None)
     index = build_phrase_index(DOCS, encoder, tmp_path / "idx")
     searcher = PhraseIndexSearcher(index, encoder, texts)
     queries = Queries(["q1", "q2", "q3", "q4"], [t[0] for t in triples])
