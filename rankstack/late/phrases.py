@@ -150,18 +150,18 @@ def _read(path: Path) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------- spans
-def best_spans(start: np.ndarray, end: np.ndarray, max_length: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For one passage's start and end scores ``[T]``: each start's best end within ``max_length`` tokens,
-    as ``(end index [T], span score [T])`` plus the passage's best ``(i, j)`` first in the ranking order."""
+def span_scores(start: np.ndarray, end: np.ndarray, owner: np.ndarray, max_length: int) -> tuple[np.ndarray, np.ndarray]:
+    """For start and end scores of every stored token ``[T]`` (``owner[t]``: its passage): each token's best end
+    within ``max_length`` tokens of the same passage and that span's score ``start_i + end_j``."""
     n = len(start)
     best = np.full(n, -np.inf, dtype=np.float64)
     best_end = np.arange(n)
     for offset in range(min(max_length, n)):
-        candidate = start[: n - offset] + end[offset:]
+        candidate = np.where(owner[: n - offset] == owner[offset:], start[: n - offset] + end[offset:], -np.inf)
         better = candidate > best[: n - offset]
         best[: n - offset][better] = candidate[better]
         best_end[: n - offset][better] = np.arange(offset, n)[better]
-    return best_end, best, np.argsort(-best, kind="stable")
+    return best_end, best
 
 
 @dataclass(frozen=True)
@@ -204,31 +204,38 @@ class PhraseIndexSearcher:
         return self._offsets[position]
 
     def search(self, queries: Any, k: int = 10) -> list[Phrase]:
-        """The top ``k`` phrases of every query (``Queries``), best first."""
+        """The top ``k`` phrases of every query (``Queries``), best first; at most ``spans_per_passage`` from one
+        passage (the best span starting at each token, the best starts first)."""
         qv = self.encoder.encode_questions(queries.text.tolist())
         d = self.encoder.dim
         start_scores = self._vectors[:, :d] @ qv[:, :d].T  # [T, nq]
         end_scores = self._vectors[:, d:] @ qv[:, d:].T
         sparse = self._sparse_scores(queries)
+        owner = np.repeat(np.arange(len(self._positions)), np.diff(self._doc_offsets))  # passage of each token
         out: list[Phrase] = []
         for qi, qid in enumerate(queries.qid.tolist()):
-            found = []
-            for p, position in enumerate(self._positions.tolist()):
-                lo, hi = int(self._doc_offsets[p]), int(self._doc_offsets[p + 1])
-                if hi == lo:
+            ends, scores = span_scores(start_scores[:, qi], end_scores[:, qi], owner, self.encoder.max_phrase_length)
+            if sparse.get(qid):
+                docids = self.index.docids[self._positions]
+                bonus = np.array([sparse[qid].get(x, 0.0) for x in docids.tolist()]) * self.sparse_weight
+                scores = scores + bonus[owner]
+            taken: Counter[int] = Counter()
+            rank = 0
+            for t in np.argsort(-scores, kind="stable").tolist():
+                p = int(owner[t])
+                if not np.isfinite(scores[t]) or taken[p] >= self.spans_per_passage:
                     continue
-                ends, scores, order = best_spans(start_scores[lo:hi, qi], end_scores[lo:hi, qi],
-                                                 self.encoder.max_phrase_length)  # fmt: skip
-                bonus = self.sparse_weight * sparse.get(qid, {}).get(self.index.docids[position], 0.0)
-                for i in order[: self.spans_per_passage].tolist():
-                    found.append((float(scores[i]) + bonus, position, i, int(ends[i])))
-            found.sort(key=lambda x: (-x[0], x[1], x[2]))
-            for rank, (score, position, i, j) in enumerate(found[:k], start=1):
+                taken[p] += 1
+                position = int(self._positions[p])
+                lo = int(self._doc_offsets[p])
                 chars = self._char_offsets(position)
                 docid = str(self.index.docids[position])
                 text = self.texts.texts([docid])[0] or ""
-                s, e = int(chars[i][0]), int(chars[j][1])
-                out.append(Phrase(qid, rank, text[s:e], docid, s, e, score))
+                start, end = int(chars[t - lo][0]), int(chars[int(ends[t]) - lo][1])
+                rank += 1
+                out.append(Phrase(qid, rank, text[start:end], docid, start, end, float(scores[t])))
+                if rank == k:
+                    break
         return out
 
     def _sparse_scores(self, queries: Any) -> dict[str, dict[str, float]]:
