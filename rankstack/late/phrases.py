@@ -120,6 +120,12 @@ class PhraseEncoder:
                 out += [(both[r][usable[r]], offsets[r][usable[r]]) for r in range(len(both))]
         return out
 
+    def token_spans(self, text: str) -> np.ndarray:
+        """Character spans ``[T, 2]`` of a passage's usable tokens, in the order ``encode_passages`` stores them."""
+        enc = self.tokenizer(text, truncation=True, max_length=self.doc_length, return_offsets_mapping=True)
+        spans = np.asarray(enc["offset_mapping"], dtype=np.int64).reshape(-1, 2)
+        return spans[spans[:, 1] > spans[:, 0]]
+
     def encode_questions(self, texts: Sequence[str]) -> np.ndarray:
         """float32 ``[n, 2d]``: ``[q_start ; q_end]`` per question."""
         torch = lazy.torch()
@@ -200,7 +206,7 @@ class PhraseIndexSearcher:
         if position not in self._offsets:
             docid = self.index.docids[position]
             text = self.texts.texts([docid])[0] or ""
-            self._offsets[position] = self.encoder.encode_passages([text])[0][1]
+            self._offsets[position] = self.encoder.token_spans(text)  # the tokenizer only, no forward pass
         return self._offsets[position]
 
     def search(self, queries: Any, k: int = 10) -> list[Phrase]:

@@ -75,6 +75,8 @@ def test_training_finds_the_answer_spans_and_the_index_returns_them(bert_dir, tm
     assert np.mean(hits) >= 0.75  # the training questions' own answers, found among every phrase
     for p in top.values():
         assert texts[p.docid][p.start : p.end] == p.text
+    for doc in DOCS:  # the tokenizer's spans are the ones stored with the vectors
+        np.testing.assert_array_equal(encoder.token_spans(doc.contents()), encoder.encode_passages([doc.contents()])[0][1])
     again = PhraseEncoder(final, device="cpu")
     np.testing.assert_allclose(again.encode_questions(["who won"]), encoder.encode_questions(["who won"]), atol=1e-5)
     other = PhraseEncoder(bert_dir, dim=16, device="cpu", seed=3)
