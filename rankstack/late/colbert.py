@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from rankstack.models import lazy, model_dir
-from rankstack.models.batching import longest_first
+from rankstack.models.batching import longest_first, pad_rows
 from rankstack.types import Corpus, Document
 
 _DENSE_DIR = "1_Dense"
@@ -59,8 +59,8 @@ def read_colbert_settings(path: Path) -> tuple[ColBERTSettings | None, str]:
     """What a directory says about ColBERT encoding, and its layout: ``"pylate"``, ``"stanford"`` or ``"bare"``."""
     dense = path / _DENSE_DIR / "config.json"
     if dense.exists():
-        st = _json(path / "config_sentence_transformers.json")
-        dense_cfg = _json(dense)
+        st = model_dir.read_json_object(path / "config_sentence_transformers.json")
+        dense_cfg = model_dir.read_json_object(dense)
         settings = ColBERTSettings(
             dim=int(dense_cfg["out_features"]),
             query_length=int(st.get("query_length") or 32),
@@ -73,7 +73,7 @@ def read_colbert_settings(path: Path) -> tuple[ColBERTSettings | None, str]:
         return settings, "pylate"
     meta = path / _STANFORD_METADATA
     if meta.exists():
-        m = _json(meta)
+        m = model_dir.read_json_object(meta)
         settings = ColBERTSettings(
             dim=int(m.get("dim", 128)),
             query_length=int(m.get("query_maxlen", 32)),
@@ -85,13 +85,6 @@ def read_colbert_settings(path: Path) -> tuple[ColBERTSettings | None, str]:
         )
         return settings, "stanford"
     return None, "bare"
-
-
-def _json(path: Path) -> dict[str, Any]:
-    if not path.exists():
-        return {}
-    data = model_dir._read_json(path)
-    return data if isinstance(data, dict) else {}
 
 
 class ColBERTEncoder:
@@ -128,7 +121,7 @@ class ColBERTEncoder:
         self.device = lazy.default_device(device)
         self.batch_size = int(batch_size)
         self.tokenizer = transformers.AutoTokenizer.from_pretrained(self.path)
-        self._load_kwargs = {"add_pooling_layer": False} if _is_bert(self.path) else {}  # ColBERT uses no pooler
+        self._load_kwargs = model_dir.encoder_kwargs(self.path)
         self.model, _ = lazy.from_pretrained_quietly(transformers.AutoModel, self.path, **self._load_kwargs)
         self.settings = self._markers(self.settings)
         hidden = int(self.model.config.hidden_size)
@@ -273,7 +266,7 @@ class ColBERTEncoder:
     def doc_embeddings(self, texts: Sequence[str], max_length: int | None = None) -> tuple[Any, Any]:
         """Document token vectors with gradients and which of them count: torch ``[n, L, dim]``, bool ``[n, L]``."""
         torch = lazy.torch()
-        ids, attention = _pad(self.tokenize_docs(texts, max_length), self.tokenizer.pad_token_id or 0)
+        ids, attention = _pad(self.tokenize_docs(texts, max_length), self.tokenizer.pad_token_id)
         keep = torch.from_numpy(self.doc_mask(ids, attention)).to(self.device)
         vecs = self._project(torch.from_numpy(ids).to(self.device), torch.from_numpy(attention).to(self.device))
         return vecs * keep.unsqueeze(-1), keep
@@ -294,7 +287,7 @@ class ColBERTEncoder:
         torch = lazy.torch()
         ids = self.tokenize_docs(list(texts))
         out: list[np.ndarray] = [np.zeros((0, self.dim), np.float32)] * len(ids)
-        pad_id = self.tokenizer.pad_token_id or 0
+        pad_id = self.tokenizer.pad_token_id
         with torch.inference_mode(), lazy.progress(len(ids), "encoding documents", show_progress) as bar:
             for rows in longest_first([len(x) for x in ids], self.batch_size):
                 input_ids, attention = _pad([ids[i] for i in rows], pad_id)
@@ -350,18 +343,9 @@ class ColBERTEncoder:
         self.linear.weight.data.copy_(load_file(str(Path(path) / _DENSE_DIR / "model.safetensors"))["linear.weight"])
 
 
-def _is_bert(path: Path) -> bool:
-    return _json(path / "config.json").get("model_type") == "bert"
-
-
-def _pad(ids: Sequence[Sequence[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
-    width = max((len(x) for x in ids), default=0)
-    out = np.full((len(ids), width), pad_id, dtype=np.int64)
-    attention = np.zeros((len(ids), width), dtype=np.int64)
-    for row, x in enumerate(ids):
-        out[row, : len(x)] = x
-        attention[row, : len(x)] = 1
-    return out, attention
+def _pad(ids: Sequence[Sequence[int]], pad_id: int | None) -> tuple[np.ndarray, np.ndarray]:
+    batch = pad_rows(range(len(ids)), {"input_ids": ids}, pad_id)
+    return batch["input_ids"], batch["attention_mask"]
 
 
 def _write(path: Path, data: Any) -> None:

@@ -33,7 +33,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from rankstack.models import lazy, model_dir
-from rankstack.models.batching import longest_first
+from rankstack.models.batching import longest_first, pad_rows
 from rankstack.rerank.base import Missing, PointwiseReranker
 from rankstack.rerank.texts import DocSource
 
@@ -88,7 +88,7 @@ class DecoupledReranker(PointwiseReranker):
         self.name = str(model)
         self.path, self.revision = model_dir.resolve(model)
         model_dir.check_directory(self.path)
-        saved = _read(self.path / CONFIG_FILE)
+        saved = model_dir.read_json_object(self.path / CONFIG_FILE)
         if saved and saved.get("family") != self.family:
             raise ValueError(f"{self.path} holds a {saved.get('family')} re-ranker, not {self.family}")
         unknown = set(settings) - set(self.defaults)
@@ -99,8 +99,7 @@ class DecoupledReranker(PointwiseReranker):
         self.batch_size = int(batch_size)
         self.device = lazy.default_device(device)
         self.tokenizer = transformers.AutoTokenizer.from_pretrained(self.path)
-        kwargs = {"add_pooling_layer": False} if _read(self.path / "config.json").get("model_type") == "bert" else {}
-        self.bert, _ = lazy.from_pretrained_quietly(transformers.AutoModel, self.path, **kwargs)
+        self.bert, _ = lazy.from_pretrained_quietly(transformers.AutoModel, self.path, **model_dir.encoder_kwargs(self.path))
         limit = int(getattr(self.bert.config, "max_position_embeddings", 512) or 512)
         self.max_length = min(self.max_length, limit)
         if self.query_max_length + 3 > self.max_length:
@@ -127,6 +126,13 @@ class DecoupledReranker(PointwiseReranker):
     # ------------------------------------------------------------------------------------ family parts
     def _build(self, config: Any) -> dict[str, Any]:
         raise NotImplementedError
+
+    def _top_layers(self, config: Any) -> list[Any]:
+        """BERT's top ``interaction_layers`` layers (checked), which DC-BERT and MORES start their interaction from."""
+        k = int(self.settings["interaction_layers"])
+        if not 1 <= k <= config.num_hidden_layers:
+            raise ValueError(f"interaction_layers must be in [1, {config.num_hidden_layers}]")
+        return list(self.bert.encoder.layer[-k:])
 
     def _doc_states(self, ids: Any, mask: Any) -> Any:
         raise NotImplementedError
@@ -156,13 +162,9 @@ class DecoupledReranker(PointwiseReranker):
 
     def _pad(self, ids: Sequence[Sequence[int]]) -> tuple[Any, Any]:
         torch = lazy.torch()
-        width = max(len(x) for x in ids)
-        out = torch.full((len(ids), width), self.tokenizer.pad_token_id or 0, dtype=torch.long)
-        mask = torch.zeros((len(ids), width), dtype=torch.long)
-        for row, x in enumerate(ids):
-            out[row, : len(x)] = torch.tensor(x)
-            mask[row, : len(x)] = 1
-        return out.to(self.device), mask.to(self.device)
+        batch = pad_rows(range(len(ids)), {"input_ids": ids}, self.tokenizer.pad_token_id)
+        return (torch.from_numpy(batch["input_ids"]).to(self.device),
+                torch.from_numpy(batch["attention_mask"]).to(self.device))  # fmt: skip
 
     # ------------------------------------------------------------------------------------ scoring
     def pair_scores(self, queries: Sequence[str], docs: Sequence[str]) -> Any:
@@ -294,13 +296,6 @@ class DecoupledReranker(PointwiseReranker):
         self.model.load_state_dict(again.model.state_dict())
 
 
-def _read(path: Path) -> dict[str, Any]:
-    if not path.exists():
-        return {}
-    data = json.loads(path.read_text(encoding="utf-8"))
-    return data if isinstance(data, dict) else {}
-
-
 def _digest(text: str) -> str:
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
@@ -360,10 +355,7 @@ class DCBert(DecoupledReranker):
 
     def _build(self, config: Any) -> dict[str, Any]:
         torch = lazy.torch()
-        k = int(self.settings["interaction_layers"])
-        if not 1 <= k <= config.num_hidden_layers:
-            raise ValueError(f"interaction_layers must be in [1, {config.num_hidden_layers}]")
-        layers = torch.nn.ModuleList(copy.deepcopy(layer) for layer in self.bert.encoder.layer[-k:])
+        layers = torch.nn.ModuleList(copy.deepcopy(layer) for layer in self._top_layers(config))
         segments = torch.nn.Embedding(2, config.hidden_size)
         torch.nn.init.normal_(segments.weight, std=config.initializer_range)
         return {"interaction": layers, "segments": segments, "head": _head(config)}
@@ -456,10 +448,7 @@ class Mores(DecoupledReranker):
 
     def _build(self, config: Any) -> dict[str, Any]:
         torch = lazy.torch()
-        k = int(self.settings["interaction_layers"])
-        if not 1 <= k <= config.num_hidden_layers:
-            raise ValueError(f"interaction_layers must be in [1, {config.num_hidden_layers}]")
-        blocks = torch.nn.ModuleList(_interaction_block(layer) for layer in self.bert.encoder.layer[-k:])
+        blocks = torch.nn.ModuleList(_interaction_block(layer) for layer in self._top_layers(config))
         return {"interaction": blocks, "head": _head(config)}
 
     def _encode(self, ids: Any, mask: Any) -> Any:
@@ -486,7 +475,7 @@ def load_decoupled(model: str | os.PathLike[str], family: str | None = None, **k
     """The re-ranker a directory holds (its ``late_reranker.json`` names the family), or ``family`` built on a
     bare encoder (fresh parts, to be trained)."""
     path, _ = model_dir.resolve(model)
-    saved = _read(path / CONFIG_FILE).get("family")
+    saved = model_dir.read_json_object(path / CONFIG_FILE).get("family")
     name = family or saved
     if name not in FAMILIES:
         raise ValueError(f"{model} names no late-interaction re-ranker family; pass one of {sorted(FAMILIES)}")

@@ -47,14 +47,13 @@ class PhraseEncoder:
         self.name = str(model)
         self.path, self.revision = model_dir.resolve(model)
         model_dir.check_directory(self.path)
-        saved = _read(self.path / CONFIG_FILE)
+        saved = model_dir.read_json_object(self.path / CONFIG_FILE)
         self.dim = int(saved.get("dim", dim))
         self.max_phrase_length = int(saved.get("max_phrase_length", max_phrase_length))
         self.doc_length, self.query_length, self.batch_size = doc_length, query_length, batch_size
         self.device = lazy.default_device(device)
         self.tokenizer = transformers.AutoTokenizer.from_pretrained(self.path)
-        kwargs = {"add_pooling_layer": False} if _read(self.path / "config.json").get("model_type") == "bert" else {}
-        self.bert, _ = lazy.from_pretrained_quietly(transformers.AutoModel, self.path, **kwargs)
+        self.bert, _ = lazy.from_pretrained_quietly(transformers.AutoModel, self.path, **model_dir.encoder_kwargs(self.path))
         self.doc_length = min(self.doc_length, int(getattr(self.bert.config, "max_position_embeddings", 512)))
         hidden = int(self.bert.config.hidden_size)
         with torch.random.fork_rng(devices=[]):
@@ -149,10 +148,6 @@ class PhraseEncoder:
     def load_checkpoint(self, path: str | os.PathLike[str]) -> None:
         again = PhraseEncoder(path, device=self.device, doc_length=self.doc_length, query_length=self.query_length)
         self.model.load_state_dict(again.model.state_dict())
-
-
-def _read(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
 
 
 # ---------------------------------------------------------------------------------------------- spans

@@ -84,6 +84,21 @@ def _read_json(path: Path) -> Any:
         raise ModelDirectoryError(f"cannot read {path}: {e}") from None
 
 
+def read_json_object(path: Path) -> dict[str, Any]:
+    """A JSON object file's content, ``{}`` when the file is absent or holds no object (unreadable JSON raises
+    ``ModelDirectoryError``): the optional settings files a model directory may carry."""
+    if not path.exists():
+        return {}
+    data = _read_json(path)
+    return data if isinstance(data, dict) else {}
+
+
+def encoder_kwargs(path: Path) -> dict[str, Any]:
+    """``AutoModel.from_pretrained`` arguments for an encoder whose token states are all that is used: a BERT
+    loads without its pooler (no unused weights, no warning about them)."""
+    return {"add_pooling_layer": False} if read_json_object(path / "config.json").get("model_type") == "bert" else {}
+
+
 def read_settings(path: Path) -> ModelSettings:
     settings = ModelSettings()
     modules = _read_json(path / "modules.json") if (path / "modules.json").exists() else []
