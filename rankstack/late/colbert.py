@@ -18,7 +18,6 @@ seeded by ``seed`` to be trained here.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import string
@@ -191,10 +190,7 @@ class ColBERTEncoder:
     @property
     def fingerprint(self) -> str:
         """The transformer's weight fingerprint combined with the projection's bytes and the settings."""
-        h = hashlib.sha256(model_dir.fingerprint(self.path).encode())
-        h.update(self.linear.weight.detach().float().cpu().numpy().tobytes())
-        h.update(json.dumps(asdict(self.settings), sort_keys=True).encode())
-        return h.hexdigest()[:16]
+        return model_dir.fingerprint_with(self.path, [self.linear.weight], asdict(self.settings))
 
     def identity(self) -> dict[str, Any]:
         """What a token index records about the encoder that built it (compared on open)."""

@@ -23,7 +23,6 @@ settings) and ``late_reranker.safetensors`` (the parts BERT lacks); a bare encod
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import os
 from collections.abc import Hashable, Sequence
@@ -34,7 +33,7 @@ import numpy as np
 
 from rankstack.models import lazy, model_dir
 from rankstack.models.batching import longest_first, pad_rows
-from rankstack.rerank.base import Missing, PointwiseReranker
+from rankstack.rerank.base import Missing, PointwiseReranker, text_digest
 from rankstack.rerank.texts import DocSource
 
 CONFIG_FILE = "late_reranker.json"
@@ -176,7 +175,7 @@ class DecoupledReranker(PointwiseReranker):
     def doc_states(self, texts: Sequence[str]) -> list[Any]:
         """The cached document side of each text (computed for those not cached yet), float16 on the CPU."""
         torch = lazy.torch()
-        keys = [_digest(t) for t in texts]
+        keys = [text_digest(t) for t in texts]
         todo = list(dict.fromkeys(k for k in keys if k not in self._states))
         if todo:
             text_of = dict(zip(keys, texts, strict=True))
@@ -228,12 +227,9 @@ class DecoupledReranker(PointwiseReranker):
     # ------------------------------------------------------------------------------------ stored states
     def fingerprint(self) -> str:
         """The weights (BERT's files and the extra parts) and settings the document states depend on."""
-        h = hashlib.sha256(model_dir.fingerprint(self.path).encode())
-        for name, tensor in sorted(self.model.state_dict().items()):
-            if not name.startswith("encoder."):
-                h.update(tensor.detach().float().cpu().numpy().tobytes())
-        h.update(json.dumps({"family": self.family, **self.settings, "q": self.query_max_length}, sort_keys=True).encode())
-        return h.hexdigest()[:16]
+        extra = [t for name, t in sorted(self.model.state_dict().items()) if not name.startswith("encoder.")]
+        settings = {"family": self.family, **self.settings, "q": self.query_max_length}
+        return model_dir.fingerprint_with(self.path, extra, settings)
 
     def store(self, corpus: Any, path: str | os.PathLike[str], bits: int = 0, overwrite: bool = False) -> Any:
         """Precompute every document's states into a token index (float16; or ``bits`` 1/2/4/8 of residual
@@ -262,7 +258,7 @@ class DecoupledReranker(PointwiseReranker):
         if store is not None:  # stored states go into the text-keyed cache before scoring
             torch = lazy.torch()
             for docid, text in zip(ranking.docid.tolist(), texts, strict=True):
-                key = _digest(text)
+                key = text_digest(text)
                 position = store._positions.get(docid)
                 if key not in self._states and position is not None:
                     vectors = torch.from_numpy(store.doc_vectors([position])[0]).half()
@@ -294,10 +290,6 @@ class DecoupledReranker(PointwiseReranker):
         """Load a directory this re-ranker saved (training resumes through it)."""
         again = type(self)(path, max_length=self.max_length, query_max_length=self.query_max_length, device=self.device)
         self.model.load_state_dict(again.model.state_dict())
-
-
-def _digest(text: str) -> str:
-    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 
 def _head(config: Any) -> Any:

@@ -74,13 +74,8 @@ class PhraseEncoder:
         return f"PhraseEncoder({self.name!r})"
 
     def identity(self) -> dict[str, Any]:
-        import hashlib
-
-        h = hashlib.sha256(model_dir.fingerprint(self.path).encode())
-        for name, tensor in sorted(self.model.state_dict().items()):
-            if not name.startswith("encoder."):
-                h.update(tensor.detach().float().cpu().numpy().tobytes())
-        return {"model": self.name, "fingerprint": h.hexdigest()[:16], "dim": 2 * self.dim,
+        heads = [t for name, t in sorted(self.model.state_dict().items()) if not name.startswith("encoder.")]
+        return {"model": self.name, "fingerprint": model_dir.fingerprint_with(self.path, heads), "dim": 2 * self.dim,
                 "max_phrase_length": self.max_phrase_length, "doc_length": self.doc_length}  # fmt: skip
 
     # ------------------------------------------------------------------------------------ torch

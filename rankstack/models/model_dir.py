@@ -174,6 +174,17 @@ def fingerprint(path: Path) -> str:
     return h.hexdigest()[:16]
 
 
+def fingerprint_with(path: Path, tensors: Any = (), settings: dict[str, Any] | None = None) -> str:
+    """``fingerprint(path)`` extended with the bytes of weights kept outside the transformer's files (a projection,
+    heads) and the settings that change what the model computes: the identity an index records."""
+    h = hashlib.sha256(fingerprint(path).encode())
+    for tensor in tensors:
+        h.update(tensor.detach().float().cpu().numpy().tobytes())
+    if settings is not None:
+        h.update(json.dumps(settings, sort_keys=True).encode())
+    return h.hexdigest()[:16]
+
+
 def save_pretrained(path: str | os.PathLike[str], model: Any, tokenizer: Any) -> Path:
     """``model`` and ``tokenizer`` written as an ordinary Hugging Face directory at ``path`` (made if needed)."""
     out = Path(path)

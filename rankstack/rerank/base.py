@@ -140,8 +140,7 @@ class PointwiseReranker(Reranker):
         if not self.cache:
             return np.asarray(self.score_pairs(queries, texts), dtype=np.float64)
         model = self.cache_key
-        keys = [(model, q, hashlib.blake2b(t.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest())
-                for q, t in zip(queries, texts, strict=True)]  # fmt: skip
+        keys = [(model, q, text_digest(t)) for q, t in zip(queries, texts, strict=True)]
         return self._cached(self._text_cache, keys, queries, texts)
 
     def _cached(
@@ -169,6 +168,11 @@ class PointwiseReranker(Reranker):
     def clear_cache(self) -> None:
         self._cache.clear()
         self._text_cache.clear()
+
+
+def text_digest(text: str) -> str:
+    """A short digest of a text, keying caches of scores or states for inputs that have no docid."""
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 
 def _keep_missing(inp: Ranking, present: np.ndarray, scores: np.ndarray) -> Ranking:
