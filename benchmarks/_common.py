@@ -238,3 +238,9 @@ def experiment_markdown(table: Any) -> str:
         if "p-value" in col:
             table[col] = [("–" if v != v else f"{v:.1e}") for v in table[col]]
     return table.to_markdown(index=False, floatfmt=".4f")
+
+
+def machine_section(packages: Sequence[str]) -> list[str]:
+    """The closing "Machine and versions" section of a report, as markdown lines."""
+    rows = list(machine_info().items()) + list(versions(packages).items())
+    return ["## Machine and versions", "", markdown_table(["", ""], rows), ""]

@@ -28,7 +28,7 @@ import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import experiment_markdown, git_revision, machine_info, markdown_table, versions
+from _common import experiment_markdown, git_revision, machine_section, markdown_table
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("RANKSTACK_DATA", "").split(":")[0] or REPO.parent / "shared" / "data")
@@ -108,10 +108,7 @@ def main(argv: list[str] | None = None) -> None:
         "",
         markdown_table(["training", "seconds"], [[k, f"{v:.0f}"] for k, v in seconds.items()]),
         "",
-        "## Machine and versions",
-        "",
-        markdown_table(["", ""], list(machine_info().items()) + list(versions(["torch", "transformers"]).items())),
-        "",
+        *machine_section(["torch", "transformers"]),
     ]
     args.output.write_text("\n".join(lines), encoding="utf-8")
     print(f"wrote {args.output}", flush=True)

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import experiment_markdown, git_revision, machine_info, markdown_table, versions
+from _common import experiment_markdown, git_revision, machine_section, markdown_table
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("RANKSTACK_DATA", "").split(":")[0] or REPO.parent / "shared" / "data")
@@ -263,9 +263,7 @@ def write_report(args: argparse.Namespace, results: list[dict[str, Any]], starte
             markdown_table(["measure", "value"], [[k, f"{v:,.1f}" if isinstance(v, float) else f"{v:,}"] for k, v in r["timings"].items()]),
             "",
         ]  # fmt: skip
-    info = machine_info()
-    lines += ["## Machine and versions", "", markdown_table(["", ""], list(info.items()) + list(
-        versions(["torch", "transformers", "numba", "scipy"]).items())), ""]  # fmt: skip
+    lines += machine_section(["torch", "transformers", "numba", "scipy"])
     args.output.write_text("\n".join(lines), encoding="utf-8")
     print(f"wrote {args.output}", flush=True)
 
