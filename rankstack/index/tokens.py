@@ -153,6 +153,20 @@ def _stream(blocks: Blocks, writer: NpyAppender, dim: int) -> tuple[list[str], l
     return docids, lengths
 
 
+def _encode_into(vectors: np.ndarray, centroids: np.ndarray, codec: ResidualCodec | None, codes: np.ndarray,
+                 residuals: np.ndarray | None, at: int, keep: NpyAppender | None = None) -> None:  # fmt: skip
+    """Write each stored token's nearest centroid into ``codes[at:]`` and its quantised residual into
+    ``residuals[at:]``, block by block (``keep``, if given, also receives the vectors: an uncompressed index)."""
+    for lo in range(0, len(vectors), _CHUNK_TOKENS):
+        block = np.asarray(vectors[lo : lo + _CHUNK_TOKENS], np.float32)
+        c, _ = assign(block, centroids)
+        codes[at + lo : at + lo + len(block)] = c
+        if residuals is not None and codec is not None:
+            residuals[at + lo : at + lo + len(block)] = codec.encode(block - centroids[c])
+        if keep is not None:
+            keep.append(block)
+
+
 def _write_compressed(directory: Path, vectors: np.ndarray, centroids: np.ndarray, codec: ResidualCodec | None) -> None:
     """``codes.npy`` (and ``residuals.npy``) for every stored token, block by block; centroids and codec."""
     n, dim = vectors.shape
@@ -162,12 +176,7 @@ def _write_compressed(directory: Path, vectors: np.ndarray, centroids: np.ndarra
         residuals = np.lib.format.open_memmap(
             directory / "residuals.npy", mode="w+", dtype=np.uint8, shape=(n, codec.bytes_per_vector(dim))
         )
-    for lo in range(0, n, _CHUNK_TOKENS):
-        block = np.asarray(vectors[lo : lo + _CHUNK_TOKENS], np.float32)
-        c, _ = assign(block, centroids)
-        codes[lo : lo + len(block)] = c
-        if residuals is not None and codec is not None:
-            residuals[lo : lo + len(block)] = codec.encode(block - centroids[c])
+    _encode_into(vectors, centroids, codec, codes, residuals, 0)
     codes.flush()
     del codes
     if residuals is not None:
@@ -347,15 +356,8 @@ class TokenIndex(ManifestIndex):
                 vectors = NpyAppender(tmp / "vectors.npy", self.dim, np.float16)
                 for lo in range(0, self.num_tokens_stored, _CHUNK_TOKENS):
                     vectors.append(self.vectors[lo : lo + _CHUNK_TOKENS])
-            for lo in range(0, len(new), _CHUNK_TOKENS):
-                block = np.asarray(new[lo : lo + _CHUNK_TOKENS], np.float32)
-                c, _ = assign(block, self.centroids)
-                at = self.num_tokens_stored + lo
-                codes[at : at + len(block)] = c
-                if self.codec is not None:
-                    residuals[at : at + len(block)] = self.codec.encode(block - self.centroids[c])
-                else:
-                    vectors.append(block)
+            _encode_into(new, self.centroids, self.codec, codes, residuals if self.codec is not None else None,
+                         self.num_tokens_stored, keep=None if self.codec is not None else vectors)  # fmt: skip
             codes.flush()
             del codes, new
             if self.codec is not None:
