@@ -623,12 +623,15 @@ def rerank(
                 f"{', '.join(lacking[:5])}; pass the --queries (and --split) the run was made from"
             )
         from rankstack.late.decoupled import is_decoupled, load_decoupled
+        from rankstack.rerank.interaction import InteractionReranker, is_interaction
 
+        sizes = {k: v for k, v in (("max_length", max_length), ("query_max_length", query_max_length),
+                                   ("batch_size", batch_size)) if v is not None}  # fmt: skip
         if is_decoupled(model):  # PreTTR, DC-BERT, poly-encoder, MORES: the family is in the directory
             _quiet_model_loading()
-            reranker = load_decoupled(model, docs=idx, missing=missing, show_progress=True,
-                                      **{k: v for k, v in (("max_length", max_length), ("query_max_length",
-                                         query_max_length), ("batch_size", batch_size)) if v is not None})  # fmt: skip
+            reranker = load_decoupled(model, docs=idx, missing=missing, show_progress=True, **sizes)
+        elif is_interaction(model):  # KNRM, Conv-KNRM, DRMM, MatchPyramid, DUET, DSSM
+            reranker = InteractionReranker(model, docs=idx, missing=missing, show_progress=True, **sizes)  # type: ignore[arg-type]
         else:
             reranker = CrossEncoder(
                 model,
@@ -700,8 +703,10 @@ def train(
     family: Annotated[
         str | None,
         typer.Option(
-            help="With --reranker: train a re-ranker whose document side is cached instead of a cross-encoder: "
-            "'prettr' (split at layer 3), 'dcbert', 'poly' (poly-encoder) or 'mores'.",
+            help="With --reranker: train another kind of re-ranker than a cross-encoder. Document side cached: "
+            "'prettr' (split at layer 3), 'dcbert', 'poly' (poly-encoder) or 'mores'. Interaction models over token "
+            "embeddings (--model minilm or static-model, the packaged ones, or any encoder; default --lr 1e-3): "
+            "'knrm', 'conv-knrm', 'drmm', 'matchpyramid', 'duet' or 'dssm'.",
             rich_help_panel="Late interaction",
         ),
     ] = None,
@@ -796,10 +801,13 @@ def train(
       rankstack train scifact --sparse deepct --model sentence-transformers/all-MiniLM-L6-v2 -o models/deepct
       rankstack train scifact --colbert --model sentence-transformers/all-MiniLM-L6-v2 --epochs 4 -o models/colbert
       rankstack train scifact --reranker --family prettr --model sentence-transformers/all-MiniLM-L6-v2 -o models/prettr
+      rankstack train scifact --reranker --family knrm --model minilm -o models/knrm
     """
     try:
         col = _load_collection(collection)
         start = time.perf_counter()
+        from rankstack.rerank.interaction import FAMILIES as INTERACTION_FAMILIES
+
         if family is not None and not reranker:
             raise ValueError("--family chooses the kind of re-ranker: use it with --reranker")
         if colbert:
@@ -834,7 +842,7 @@ def train(
                 curriculum=curriculum,
                 epochs=epochs,
                 batch_size=batch_size or 8,
-                lr=lr or 3e-5,
+                lr=lr or (1e-3 if family in INTERACTION_FAMILIES else 3e-5),
                 num_negatives=7 if num_negatives is None else num_negatives,
                 negative_depth=negative_depth or 100,
                 max_examples=max_examples,
@@ -968,7 +976,13 @@ def _train_reranker(
     config = RerankConfig(learning_rate=options["lr"], **{k: options[k] for k in keys})
     index = _training_bm25_index(col, output_dir)
     stage = _teacher_stage(teacher, index, config.negative_depth)
-    if family is not None:
+    from rankstack.rerank.interaction import FAMILIES as INTERACTION
+    from rankstack.rerank.interaction import InteractionReranker
+
+    if family in INTERACTION:
+        model = InteractionReranker(model, family=family, max_length=config.max_length,  # type: ignore[assignment]
+                                    query_max_length=config.query_max_length)  # fmt: skip
+    elif family is not None:
         from rankstack.late.decoupled import load_decoupled
 
         _quiet_model_loading()
@@ -1222,8 +1236,12 @@ def experiment(
             systems |= {"Dense": retriever, "RRF(BM25, Dense)": bm25 | retriever, "BM25 + Dense": bm25 + retriever}
         if rerank is not None:
             from rankstack.rerank import CrossEncoder
+            from rankstack.rerank.interaction import InteractionReranker, is_interaction
 
-            reranker = CrossEncoder(rerank, docs=idx, backend=backend, show_progress=True, require_head=True)  # type: ignore[arg-type]
+            if is_interaction(rerank):
+                reranker = InteractionReranker(rerank, docs=idx, show_progress=True)
+            else:
+                reranker = CrossEncoder(rerank, docs=idx, backend=backend, show_progress=True, require_head=True)  # type: ignore[arg-type]
             systems[f"BM25 >> {_short_name(rerank)}"] = bm25 % rerank_depth >> reranker
         start = time.perf_counter()
         runs = {name: stage(queries) for name, stage in _progress(systems.items(), "systems")}

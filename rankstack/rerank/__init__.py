@@ -2,7 +2,8 @@
 
 Pointwise (``CrossEncoder`` = monoBERT, ``MonoT5``, ``QueryLikelihood``), pairwise (``DuoCrossEncoder`` =
 duoBERT, ``DuoT5``), long documents (``PassageReranker``: FirstP / MaxP / SumP / PCGM; ``Birch``) and query
-expansion (``BertQE``). Importing this package needs no torch; a model loads it when it is built (extra
+expansion (``BertQE``); interaction models over token embeddings (``InteractionReranker``: KNRM, Conv-KNRM,
+DRMM, MatchPyramid, DUET, DSSM). Importing this package needs no torch; a model loads it when it is built (extra
 ``[neural]``).
 """
 
@@ -11,6 +12,7 @@ from rankstack.rerank.bertqe import BertQE
 from rankstack.rerank.birch import Birch
 from rankstack.rerank.cross import CrossEncoder
 from rankstack.rerank.duo import DuoCrossEncoder, PairwiseReranker, aggregate_preferences
+from rankstack.rerank.interaction import InteractionReranker
 from rankstack.rerank.passages import PassageReranker, cumulative_gain, split_sentences, split_tokens, split_words
 from rankstack.rerank.qlm import QueryLikelihood
 from rankstack.rerank.registry import FAMILIES, detect_family, load_reranker
@@ -25,6 +27,7 @@ __all__ = [
     "DocumentTexts",
     "DuoCrossEncoder",
     "DuoT5",
+    "InteractionReranker",
     "MissingDocumentsError",
     "MonoT5",
     "PairwiseReranker",

