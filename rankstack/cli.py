@@ -623,6 +623,7 @@ def rerank(
                 f"{', '.join(lacking[:5])}; pass the --queries (and --split) the run was made from"
             )
         from rankstack.late.decoupled import is_decoupled, load_decoupled
+        from rankstack.rerank.cedr import CEDR, is_cedr
         from rankstack.rerank.interaction import InteractionReranker, is_interaction
 
         sizes = {k: v for k, v in (("max_length", max_length), ("query_max_length", query_max_length),
@@ -632,6 +633,9 @@ def rerank(
             reranker = load_decoupled(model, docs=idx, missing=missing, show_progress=True, **sizes)
         elif is_interaction(model):  # KNRM, Conv-KNRM, DRMM, MatchPyramid, DUET, DSSM
             reranker = InteractionReranker(model, docs=idx, missing=missing, show_progress=True, **sizes)  # type: ignore[arg-type]
+        elif is_cedr(model):
+            _quiet_model_loading()
+            reranker = CEDR(model, docs=idx, missing=missing, show_progress=True, **sizes)  # type: ignore[arg-type]
         else:
             reranker = CrossEncoder(
                 model,
@@ -706,7 +710,8 @@ def train(
             help="With --reranker: train another kind of re-ranker than a cross-encoder. Document side cached: "
             "'prettr' (split at layer 3), 'dcbert', 'poly' (poly-encoder) or 'mores'. Interaction models over token "
             "embeddings (--model minilm or static-model, the packaged ones, or any encoder; default --lr 1e-3): "
-            "'knrm', 'conv-knrm', 'drmm', 'matchpyramid', 'duet' or 'dssm'.",
+            "'knrm', 'conv-knrm', 'drmm', 'matchpyramid', 'duet' or 'dssm'. CEDR heads over a cross-encoder's "
+            "per-layer similarity matrices: 'cedr-knrm', 'cedr-drmm', 'cedr-pacrr' or 'cedr-vanilla'.",
             rich_help_panel="Late interaction",
         ),
     ] = None,
@@ -982,6 +987,11 @@ def _train_reranker(
     if family in INTERACTION:
         model = InteractionReranker(model, family=family, max_length=config.max_length,  # type: ignore[assignment]
                                     query_max_length=config.query_max_length)  # fmt: skip
+    elif family is not None and family.startswith("cedr-"):
+        from rankstack.rerank.cedr import CEDR
+
+        _quiet_model_loading()
+        model = CEDR(model, head=family.removeprefix("cedr-"), max_length=config.max_length)  # type: ignore[assignment]
     elif family is not None:
         from rankstack.late.decoupled import load_decoupled
 
@@ -1236,10 +1246,13 @@ def experiment(
             systems |= {"Dense": retriever, "RRF(BM25, Dense)": bm25 | retriever, "BM25 + Dense": bm25 + retriever}
         if rerank is not None:
             from rankstack.rerank import CrossEncoder
+            from rankstack.rerank.cedr import CEDR, is_cedr
             from rankstack.rerank.interaction import InteractionReranker, is_interaction
 
             if is_interaction(rerank):
                 reranker = InteractionReranker(rerank, docs=idx, show_progress=True)
+            elif is_cedr(rerank):
+                reranker = CEDR(rerank, docs=idx, show_progress=True)
             else:
                 reranker = CrossEncoder(rerank, docs=idx, backend=backend, show_progress=True, require_head=True)  # type: ignore[arg-type]
             systems[f"BM25 >> {_short_name(rerank)}"] = bm25 % rerank_depth >> reranker

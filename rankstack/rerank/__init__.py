@@ -3,13 +3,14 @@
 Pointwise (``CrossEncoder`` = monoBERT, ``MonoT5``, ``QueryLikelihood``), pairwise (``DuoCrossEncoder`` =
 duoBERT, ``DuoT5``), long documents (``PassageReranker``: FirstP / MaxP / SumP / PCGM; ``Birch``) and query
 expansion (``BertQE``); interaction models over token embeddings (``InteractionReranker``: KNRM, Conv-KNRM,
-DRMM, MatchPyramid, DUET, DSSM). Importing this package needs no torch; a model loads it when it is built (extra
+DRMM, MatchPyramid, DUET, DSSM) and CEDR's heads over a cross-encoder's per-layer similarity matrices. Importing this package needs no torch; a model loads it when it is built (extra
 ``[neural]``).
 """
 
 from rankstack.rerank.base import MissingDocumentsError, PointwiseReranker, Reranker
 from rankstack.rerank.bertqe import BertQE
 from rankstack.rerank.birch import Birch
+from rankstack.rerank.cedr import CEDR
 from rankstack.rerank.cross import CrossEncoder
 from rankstack.rerank.duo import DuoCrossEncoder, PairwiseReranker, aggregate_preferences
 from rankstack.rerank.interaction import InteractionReranker
@@ -20,6 +21,7 @@ from rankstack.rerank.t5 import DuoT5, MonoT5
 from rankstack.rerank.texts import DocumentTexts
 
 __all__ = [
+    "CEDR",
     "FAMILIES",
     "BertQE",
     "Birch",

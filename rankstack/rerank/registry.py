@@ -16,6 +16,7 @@ from typing import Any
 from rankstack.models import lazy, model_dir
 from rankstack.models.model_dir import ModelDirectoryError
 from rankstack.rerank.base import Reranker
+from rankstack.rerank.cedr import CEDR, is_cedr
 from rankstack.rerank.cross import CrossEncoder
 from rankstack.rerank.duo import DuoCrossEncoder
 from rankstack.rerank.interaction import FAMILIES as INTERACTION_FAMILIES
@@ -39,6 +40,8 @@ def detect_family(model: str | os.PathLike[str], revision: str | None = None) ->
     path, _ = model_dir.resolve(model, revision)
     if is_interaction(path):
         return str(read_interaction_config(path)["family"])
+    if is_cedr(path):
+        return "cedr"
     if (path / CONFIG_FILE).exists():
         import json
 
@@ -68,6 +71,9 @@ def load_reranker(
     name = family or detect_family(model, kwargs.get("revision"))
     if name in INTERACTION_FAMILIES:
         return InteractionReranker(model, docs, family=name, **kwargs)
+    if name == "cedr" or name.startswith("cedr-"):
+        head = kwargs.pop("head", None) or (name.removeprefix("cedr-") if name != "cedr" else None)
+        return CEDR(model, docs, head=head, **kwargs)
     if name not in FAMILIES:
         raise ValueError(f"family must be one of {', '.join([*FAMILIES, *INTERACTION_FAMILIES])}, not {name!r}")
     return FAMILIES[name](model, docs, **kwargs)

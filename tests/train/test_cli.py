@@ -88,3 +88,24 @@ def test_cli_trains_an_interaction_model_on_packaged_embeddings_and_reranks_with
                                  str(tmp_path / "idx"), "--queries", str(folder), "-o", str(tmp_path / "knrm.trec")])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert (tmp_path / "knrm.trec").read_text().count("\n") > 0
+
+
+def test_cli_trains_cedr_and_reranks_with_it(tmp_path):
+    from tests.rerank.conftest import make_tiny_bert_encoder
+
+    folder = write_beir(tmp_path / "beir")
+    shutil.copy(folder / "qrels" / "test.tsv", folder / "qrels" / "train.tsv")
+    runner = CliRunner()
+    out = tmp_path / "out"
+    bert = make_tiny_bert_encoder(tmp_path / "bert")
+    args = ["train", str(folder), "--reranker", "--family", "cedr-pacrr", "--model", str(bert), "-o", str(out)]
+    result = runner.invoke(app, [*args, "--batch-size", "2", "--num-negatives", "2", "--negative-depth", "3",
+                                 "--doc-max-length", "64"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert '"head": "pacrr"' in (out / "final" / "cedr.json").read_text()
+    runner.invoke(app, ["index", str(folder), "-i", str(tmp_path / "idx")])
+    runner.invoke(app, ["search", str(tmp_path / "idx"), "--queries", str(folder), "-o", str(tmp_path / "bm25.trec")])
+    result = runner.invoke(app, ["rerank", str(tmp_path / "bm25.trec"), "--model", str(out / "final"), "--index",
+                                 str(tmp_path / "idx"), "--queries", str(folder), "-o", str(tmp_path / "c.trec")])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "c.trec").read_text().count("\n") > 0
