@@ -3,8 +3,9 @@
 ``model`` is either a checkpoint this class saved (its family, settings, trained embeddings and tokenizer
 come with it) or where fresh token embeddings come from (``rankstack.rerank.vocabulary``: ``minilm``, the
 packaged all-MiniLM-L6-v2's input embeddings; ``static-model``, the packaged Model2Vec model; any Hugging
-Face encoder or Model2Vec directory), in which case ``family`` picks the model of ``MODELS`` and the rest of
-its parts start from a seeded random initialisation. Train it with ``rankstack.train.train_reranker`` (the
+Face encoder or Model2Vec directory), in which case ``family`` picks the model of ``models()`` and the rest of
+its parts start from a seeded random initialisation. Families: the MatchZoo models of ``matchzoo`` and TKL
+(``tkl``, for long documents). Train it with ``rankstack.train.train_reranker`` (the
 cross-encoders' trainer: the embeddings fine-tune at ``learning_rate``, the fresh layers at
 ``head_learning_rate``), or ``rankstack train COLL --reranker --family knrm --model minilm``.
 
@@ -36,7 +37,15 @@ log = logging.getLogger(__name__)
 CONFIG_FILE = "interaction_reranker.json"
 WEIGHTS_FILE = "model.safetensors"
 FORMAT_VERSION = 1
-FAMILIES: tuple[str, ...] = ("knrm", "conv-knrm", "drmm", "matchpyramid", "duet", "dssm")
+FAMILIES: tuple[str, ...] = ("knrm", "conv-knrm", "drmm", "matchpyramid", "duet", "dssm", "tkl")
+
+
+def models() -> dict[str, Any]:
+    """Family name -> model class (imports torch)."""
+    from rankstack.rerank import matchzoo, tkl
+
+    return {"knrm": matchzoo.KNRM, "conv-knrm": matchzoo.ConvKNRM, "drmm": matchzoo.DRMM,
+            "matchpyramid": matchzoo.MatchPyramid, "duet": matchzoo.Duet, "dssm": matchzoo.DSSM, "tkl": tkl.TKL}  # fmt: skip
 
 
 def is_interaction(model: str | os.PathLike[str]) -> bool:
@@ -63,7 +72,7 @@ class InteractionReranker(PointwiseReranker):
 
     ``max_length`` / ``query_max_length``: document / query tokens kept (longer texts are cut, with one
     warning). ``skip_punctuation``: drop tokens made only of punctuation. ``settings`` are the family's
-    hyper-parameters (``MODELS[family].defaults``). An empty query or document scores finitely (its
+    hyper-parameters (``models()[family].defaults``). An empty query or document scores finitely (its
     interaction features are all zero) and is reported by one warning per call.
     """
 
@@ -88,7 +97,7 @@ class InteractionReranker(PointwiseReranker):
     ):
         super().__init__(docs, missing=missing, show_progress=show_progress, cache=cache)
         torch = lazy.torch()
-        from rankstack.rerank.matchzoo import MODELS
+        classes = models()
 
         if max_length < 1 or query_max_length < 1:
             raise ValueError("max_length and query_max_length must be at least 1 token")
@@ -110,12 +119,12 @@ class InteractionReranker(PointwiseReranker):
             if family is None:
                 raise ValueError(f"{model} is not a saved interaction re-ranker: pass family= (one of {', '.join(FAMILIES)}) "
                                  "to build a fresh one on its embeddings")  # fmt: skip
-            if family not in MODELS:
+            if family not in classes:
                 raise ValueError(f"family must be one of {', '.join(FAMILIES)}, not {family!r}")
             self.family, self.skip_punctuation, self.source = family, bool(skip_punctuation), str(model)
             self.vocabulary = Vocabulary.load(model)
             self.settings = dict(settings)
-        cls = MODELS[self.family]
+        cls = classes[self.family]
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             if saved:

@@ -227,13 +227,3 @@ class DSSM(InteractionModel):
         q = self.q_tower(self._mean(q_ids, q_mask))
         d = self.d_tower(self._mean(d_ids, d_mask))
         return self.gamma * nn.functional.cosine_similarity(q, d, dim=-1, eps=1e-8)
-
-
-MODELS: dict[str, type[InteractionModel]] = {
-    "knrm": KNRM,
-    "conv-knrm": ConvKNRM,
-    "drmm": DRMM,
-    "matchpyramid": MatchPyramid,
-    "duet": Duet,
-    "dssm": DSSM,
-}

@@ -17,7 +17,7 @@ from rankstack.rerank.vocabulary import Vocabulary, static_matrix
 from tests.rerank.conftest import ANIMALS, PLACES, toy_docs, toy_qrels, toy_queries, toy_ranking
 
 torch = pytest.importorskip("torch")
-FAMILIES = ["knrm", "conv-knrm", "drmm", "matchpyramid", "duet", "dssm"]
+FAMILIES = ["knrm", "conv-knrm", "drmm", "matchpyramid", "duet", "dssm", "tkl"]
 
 
 def make_static_model(path: Path, dim: int = 16, seed: int = 0, quantised: bool = False) -> Path:
