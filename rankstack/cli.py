@@ -623,6 +623,7 @@ def rerank(
                 f"{', '.join(lacking[:5])}; pass the --queries (and --split) the run was made from"
             )
         from rankstack.late.decoupled import is_decoupled, load_decoupled
+        from rankstack.rerank.cascade import CascadeCrossEncoder, is_cascade
         from rankstack.rerank.cedr import CEDR, is_cedr
         from rankstack.rerank.interaction import InteractionReranker, is_interaction
 
@@ -636,6 +637,9 @@ def rerank(
         elif is_cedr(model):
             _quiet_model_loading()
             reranker = CEDR(model, docs=idx, missing=missing, show_progress=True, **sizes)  # type: ignore[arg-type]
+        elif is_cascade(model):  # early exits: the saved keep fraction decides how many reach the top layers
+            reranker = CascadeCrossEncoder(model, docs=idx, missing=missing, show_progress=True,  # type: ignore[arg-type]
+                                           **sizes)  # fmt: skip
         else:
             reranker = CrossEncoder(
                 model,
@@ -711,7 +715,8 @@ def train(
             "'prettr' (split at layer 3), 'dcbert', 'poly' (poly-encoder) or 'mores'. Interaction models over token "
             "embeddings (--model minilm or static-model, the packaged ones, or any encoder; default --lr 1e-3): "
             "'knrm', 'conv-knrm', 'drmm', 'matchpyramid', 'duet' or 'dssm'. CEDR heads over a cross-encoder's "
-            "per-layer similarity matrices: 'cedr-knrm', 'cedr-drmm', 'cedr-pacrr' or 'cedr-vanilla'.",
+            "per-layer similarity matrices: 'cedr-knrm', 'cedr-drmm', 'cedr-pacrr' or 'cedr-vanilla'. 'cascade': a "
+            "cross-encoder with early exits after 1/3 and 2/3 of its layers, trained jointly.",
             rich_help_panel="Late interaction",
         ),
     ] = None,
@@ -987,6 +992,16 @@ def _train_reranker(
     if family in INTERACTION:
         model = InteractionReranker(model, family=family, max_length=config.max_length,  # type: ignore[assignment]
                                     query_max_length=config.query_max_length)  # fmt: skip
+    elif family == "cascade":
+        import warnings
+
+        from rankstack.rerank.cascade import CascadeCrossEncoder
+
+        _quiet_model_loading()
+        with warnings.catch_warnings():  # a fresh head on a bare encoder is what training is for
+            warnings.filterwarnings("ignore", message=r".*no sequence-classification head")
+            model = CascadeCrossEncoder(model, max_length=config.max_length,  # type: ignore[assignment]
+                                        query_max_length=config.query_max_length)  # fmt: skip
     elif family is not None and family.startswith("cedr-"):
         from rankstack.rerank.cedr import CEDR
 

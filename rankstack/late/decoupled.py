@@ -33,26 +33,12 @@ import numpy as np
 
 from rankstack.models import lazy, model_dir
 from rankstack.models.batching import longest_first, pad_rows
+from rankstack.models.layers import additive_mask, run_layers
 from rankstack.rerank.base import Missing, PointwiseReranker, text_digest
 from rankstack.rerank.texts import DocSource
 
 CONFIG_FILE = "late_reranker.json"
 WEIGHTS_FILE = "late_reranker.safetensors"
-
-
-def _additive(mask: Any, dtype: Any) -> Any:
-    """A [B, L] keep-mask as the additive [B, 1, 1, L] attention mask BERT's layers take."""
-    torch = lazy.torch()
-    return (1.0 - mask[:, None, None, :].to(dtype)) * torch.finfo(dtype).min
-
-
-def run_layers(layers: Sequence[Any], hidden: Any, mask: Any) -> Any:
-    """``hidden`` through BERT layers under a [B, L] keep-mask (a layer returns a tensor or a tuple)."""
-    extended = _additive(mask, hidden.dtype)
-    for layer in layers:
-        out = layer(hidden, attention_mask=extended)
-        hidden = out[0] if isinstance(out, tuple) else out
-    return hidden
 
 
 class DecoupledReranker(PointwiseReranker):
@@ -414,7 +400,7 @@ def _attend(x: Any, memory: Any, mask: Any, p: Any, prefix: str, heads: int) -> 
         return t.view(b, -1, heads, size).transpose(1, 2)
 
     q, k, v = split(p[prefix + "q"](x)), split(p[prefix + "k"](memory)), split(p[prefix + "v"](memory))
-    scores = q @ k.transpose(-1, -2) / size**0.5 + _additive(mask, x.dtype)
+    scores = q @ k.transpose(-1, -2) / size**0.5 + additive_mask(mask, x.dtype)
     out = (scores.softmax(dim=-1) @ v).transpose(1, 2).reshape(b, n, h)
     return p[prefix + "norm"](x + p[prefix + "out"](out))
 

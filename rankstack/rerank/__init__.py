@@ -3,13 +3,15 @@
 Pointwise (``CrossEncoder`` = monoBERT, ``MonoT5``, ``QueryLikelihood``), pairwise (``DuoCrossEncoder`` =
 duoBERT, ``DuoT5``), long documents (``PassageReranker``: FirstP / MaxP / SumP / PCGM; ``Birch``) and query
 expansion (``BertQE``); interaction models over token embeddings (``InteractionReranker``: KNRM, Conv-KNRM,
-DRMM, MatchPyramid, DUET, DSSM) and CEDR's heads over a cross-encoder's per-layer similarity matrices. Importing this package needs no torch; a model loads it when it is built (extra
+DRMM, MatchPyramid, DUET, DSSM) CEDR's heads over a cross-encoder's per-layer similarity matrices, and the cascade transformer
+(``CascadeCrossEncoder``: early exits drop candidates before the top layers). Importing this package needs no torch; a model loads it when it is built (extra
 ``[neural]``).
 """
 
 from rankstack.rerank.base import MissingDocumentsError, PointwiseReranker, Reranker
 from rankstack.rerank.bertqe import BertQE
 from rankstack.rerank.birch import Birch
+from rankstack.rerank.cascade import CascadeCrossEncoder
 from rankstack.rerank.cedr import CEDR
 from rankstack.rerank.cross import CrossEncoder
 from rankstack.rerank.duo import DuoCrossEncoder, PairwiseReranker, aggregate_preferences
@@ -25,6 +27,7 @@ __all__ = [
     "FAMILIES",
     "BertQE",
     "Birch",
+    "CascadeCrossEncoder",
     "CrossEncoder",
     "DocumentTexts",
     "DuoCrossEncoder",

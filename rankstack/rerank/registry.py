@@ -16,6 +16,7 @@ from typing import Any
 from rankstack.models import lazy, model_dir
 from rankstack.models.model_dir import ModelDirectoryError
 from rankstack.rerank.base import Reranker
+from rankstack.rerank.cascade import CascadeCrossEncoder, is_cascade
 from rankstack.rerank.cedr import CEDR, is_cedr
 from rankstack.rerank.cross import CrossEncoder
 from rankstack.rerank.duo import DuoCrossEncoder
@@ -42,6 +43,8 @@ def detect_family(model: str | os.PathLike[str], revision: str | None = None) ->
         return str(read_interaction_config(path)["family"])
     if is_cedr(path):
         return "cedr"
+    if is_cascade(path):
+        return "cascade"
     if (path / CONFIG_FILE).exists():
         import json
 
@@ -71,6 +74,8 @@ def load_reranker(
     name = family or detect_family(model, kwargs.get("revision"))
     if name in INTERACTION_FAMILIES:
         return InteractionReranker(model, docs, family=name, **kwargs)
+    if name == "cascade":
+        return CascadeCrossEncoder(model, docs, **kwargs)
     if name == "cedr" or name.startswith("cedr-"):
         head = kwargs.pop("head", None) or (name.removeprefix("cedr-") if name != "cedr" else None)
         return CEDR(model, docs, head=head, **kwargs)

@@ -349,6 +349,21 @@ class RerankerTrainer(TrainingLoop):
         with warnings.catch_warnings():  # in training, truncation is the intent
             warnings.filterwarnings("ignore", message=r".*max_length")
             flat = self._view.pair_scores(queries, docs)
+        if flat.dim() == 2:  # one column per exit (a cascade): the exits' losses, averaged, train them jointly
+            return torch.stack([self._score_loss(flat[:, j], groups, valid, weights, teacher)
+                                for j in range(flat.shape[1])]).mean()  # fmt: skip
+        return self._score_loss(flat, groups, valid, weights, teacher)
+
+    def _score_loss(
+        self,
+        flat: torch.Tensor,
+        groups: Sequence[Sequence[str]],
+        valid: torch.Tensor,
+        weights: torch.Tensor,
+        teacher: torch.Tensor,
+    ) -> torch.Tensor:
+        """A pointwise scorer's loss from its flat scores, laid out as ``[queries, 1 + negatives]``."""
+        width = valid.shape[1]
         scores = flat.new_full((len(groups), width), float("-inf") if self.config.loss == "lce" else 0.0)
         pos = 0
         for row, g in enumerate(groups):
