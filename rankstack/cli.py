@@ -764,6 +764,18 @@ def train(
         str | None,
         typer.Option(help="Re-ranker BM25 curriculum (MacAvaney et al. 2020): 'recip' or 'norm' (default: none)."),
     ] = None,
+    generation_weight: Annotated[
+        float,
+        typer.Option(help="Re-ranker (monoT5): also learn to generate each positive's query from its document, this "
+                     "weight times that loss added (GDMTL-style multitask training)."),
+    ] = 0.0,
+    weak: Annotated[
+        str | None,
+        typer.Option(
+            help="Re-ranker weak supervision: train on pseudo-queries from the corpus ('title', 'first_sentence' or "
+            "'both') instead of judgments, with a ReInfoSelect data selector rewarded by nDCG@10 on --split's queries.",
+        ),
+    ] = None,
     epochs: Annotated[int, typer.Option(min=1, help="Passes over the training queries.")] = 1,
     batch_size: Annotated[
         int | None,
@@ -823,6 +835,7 @@ def train(
       rankstack train scifact --reranker --family prettr --model sentence-transformers/all-MiniLM-L6-v2 -o models/prettr
       rankstack train scifact --reranker --family knrm --model minilm -o models/knrm
       rankstack train scifact --prop --model minilm --max-examples 2000 -o models/prop
+      rankstack train scifact --reranker --family knrm --model minilm --weak both --split dev -o models/knrm-weak
       rankstack train scifact --reranker --model models/prop/final -o models/prop-ce
     """
     try:
@@ -870,6 +883,8 @@ def train(
                 loss=loss,
                 teacher=teacher,
                 curriculum=curriculum,
+                weak=weak,
+                generation_weight=generation_weight,
                 epochs=epochs,
                 batch_size=batch_size or 8,
                 lr=lr or (1e-3 if family in INTERACTION_FAMILIES else 3e-5),
@@ -986,13 +1001,15 @@ def _teacher_stage(teacher: str | None, index, depth: int):
 
 
 def _train_reranker(
-    col, model: str, output_dir: Path, *, teacher: str | None, split: str, family: str | None = None, **options
+    col, model: str, output_dir: Path, *, teacher: str | None, split: str, family: str | None = None,
+    weak: str | None = None, **options: Any,
 ) -> Path:
     from rankstack.train import RerankConfig, train_reranker
 
     keys = (
         "loss",
         "curriculum",
+        "generation_weight",
         "epochs",
         "batch_size",
         "num_negatives",
@@ -1033,6 +1050,13 @@ def _train_reranker(
         _quiet_model_loading()
         model = load_decoupled(model, family=family, max_length=config.max_length,  # type: ignore[assignment]
                                query_max_length=config.query_max_length)  # fmt: skip
+    if weak is not None:
+        from rankstack.train.weak import train_weakly
+
+        if stage is not None:
+            raise ValueError("--weak trains on pseudo-queries with the ranking losses; it takes no --teacher")
+        return train_weakly(model, index, col.queries_for(split), col.qrels(split), output_dir, source=weak,
+                            config=config, bm25_index=index, resume=options["resume"])  # fmt: skip
     return train_reranker(
         model,
         col.queries_for(split),

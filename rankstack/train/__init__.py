@@ -17,6 +17,7 @@ from rankstack.train.splade import SpladeConfig, SpladeTrainer, train_splade
 from rankstack.train.trainer import TrainConfig, Trainer, TrainingLoop, TrainingStateError
 from rankstack.train.tune import BirchTuning, tune_birch
 from rankstack.train.warmstart import seq2seq_from_encoder
+from rankstack.train.weak import SelectiveRerankerTrainer, pseudo_queries, train_weakly
 
 __all__ = [
     "AnceRefresh",
@@ -36,6 +37,7 @@ __all__ = [
     "RerankConfig",
     "RerankerTrainer",
     "Scorer",
+    "SelectiveRerankerTrainer",
     "SpladeConfig",
     "SpladeTrainer",
     "TrainConfig",
@@ -51,6 +53,7 @@ __all__ = [
     "exact_top_k",
     "ict_pairs",
     "pretrain_prop",
+    "pseudo_queries",
     "score_pools",
     "seq2seq_from_encoder",
     "split_sentences",
@@ -60,5 +63,6 @@ __all__ = [
     "train_phrases",
     "train_reranker",
     "train_splade",
+    "train_weakly",
     "tune_birch",
 ]

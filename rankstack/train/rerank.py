@@ -90,7 +90,10 @@ class RerankConfig:
     ``curriculum_ratio`` of the steps. ``batch_size`` counts queries; a step scores ``batch_size × (1 + n)``
     pairs. ``max_examples``: train on a seeded sample of that many (query, positive) examples (every judgment
     still counts as a positive, so no judged document is ever drawn as a negative): a budget for collections
-    with more judgments than a CPU can get through (NFCorpus: ~110k).
+    with more judgments than a CPU can get through (NFCorpus: ~110k). ``generation_weight``: multitask
+    discriminative + generative training (GDMTL-style) for a sequence-to-sequence re-ranker (monoT5): the
+    same model also learns to generate each positive's query from ``Document: {text}`` (doc2query's task), and
+    that cross-entropy, times this weight, joins the ranking loss.
     """
 
     epochs: int = 1
@@ -109,6 +112,7 @@ class RerankConfig:
     curriculum: Curriculum | None = None
     curriculum_ratio: float = 0.5
     max_examples: int | None = None
+    generation_weight: float = 0.0
     seed: int = 42
     log_every: int = 10
     save_every: int = 0
@@ -133,6 +137,8 @@ class RerankConfig:
             raise ValueError("num_negatives, negative_depth, log_every and save_every must be >= 0")
         if self.max_length < 8 or self.query_max_length < 1:
             raise ValueError("max_length must be at least 8 tokens and query_max_length at least 1")
+        if self.generation_weight < 0:
+            raise ValueError("generation_weight must be >= 0")
 
     def replace(self, **changes: Any) -> RerankConfig:
         return dataclasses.replace(self, **changes)
@@ -229,7 +235,14 @@ def score_kind(reranker: Any) -> ScoreKind:
 def check_loss(reranker: Any, config: RerankConfig) -> None:
     """Refuse, with what to use instead, a loss that does not apply to ``reranker`` (module docstring)."""
     name = type(reranker).__name__
-    if isinstance(reranker, PairwiseReranker):
+    pairwise = isinstance(reranker, PairwiseReranker)
+    seq2seq = getattr(getattr(getattr(reranker, "model", None), "config", None), "is_encoder_decoder", False)
+    if config.generation_weight > 0 and (pairwise or not seq2seq):
+        raise ValueError(
+            f"generation_weight applies to a pointwise sequence-to-sequence re-ranker (MonoT5), which can also "
+            f"generate queries; {name} cannot"
+        )
+    if pairwise:
         if config.loss not in PAIRWISE_LOSSES:
             raise ValueError(
                 f"{name} is a pairwise model (it scores p(a beats b), not one document), so loss={config.loss!r}, "
@@ -350,9 +363,26 @@ class RerankerTrainer(TrainingLoop):
             warnings.filterwarnings("ignore", message=r".*max_length")
             flat = self._view.pair_scores(queries, docs)
         if flat.dim() == 2:  # one column per exit (a cascade): the exits' losses, averaged, train them jointly
-            return torch.stack([self._score_loss(flat[:, j], groups, valid, weights, teacher)
+            loss = torch.stack([self._score_loss(flat[:, j], groups, valid, weights, teacher)
                                 for j in range(flat.shape[1])]).mean()  # fmt: skip
-        return self._score_loss(flat, groups, valid, weights, teacher)
+        else:
+            loss = self._score_loss(flat, groups, valid, weights, teacher)
+        if self.config.generation_weight > 0:
+            loss = loss + self.config.generation_weight * self._generation_loss(examples)
+        return loss
+
+    def _generation_loss(self, examples: Sequence[Example]) -> torch.Tensor:
+        """Cross-entropy of generating each example's query from its positive's text (GDMTL's generative task)."""
+        tok, model = self._view.tokenizer, self.reranker.model
+        texts = [f"Document: {self.data.texts[e.positive]}" for e in examples]
+        src = tok(texts, truncation=True, max_length=self._view.max_length, padding=True, return_tensors="pt")
+        tgt = tok([e.query for e in examples], truncation=True, max_length=self._view.query_max_length, padding=True,
+                  return_tensors="pt")  # fmt: skip
+        labels = tgt["input_ids"].masked_fill(tgt["attention_mask"] == 0, -100)
+        device = next(model.parameters()).device
+        out = model(input_ids=src["input_ids"].to(device), attention_mask=src["attention_mask"].to(device),
+                    labels=labels.to(device))  # fmt: skip
+        return out.loss
 
     def _score_loss(
         self,
@@ -442,6 +472,8 @@ def train_reranker(
     bm25_index: InvertedIndex | str | os.PathLike[str] | None = None,
     teacher: Stage | None = None,
     resume: bool = False,
+    trainer_class: type[RerankerTrainer] | None = None,
+    trainer_options: Mapping[str, Any] | None = None,
 ) -> Path:
     """Fine-tune a re-ranker on ``qrels`` with first-stage hard negatives; returns the final model directory.
 
@@ -453,7 +485,8 @@ def train_reranker(
     under ``output_dir/bm25-index`` when not given), retrieved ``config.negative_depth`` deep past the
     positives; the same run gives the curriculum its difficulties. ``teacher``: any stage whose scores are
     distilled with MarginMSE (``config.loss`` must be ``"margin_mse"``): a bigger re-ranker, or a fusion of
-    BM25 and a dense retriever. Checkpoints are Hugging Face directories (sentence-transformers'
+    BM25 and a dense retriever. ``trainer_class`` / ``trainer_options``: another trainer over the same data
+    (``rankstack.train.weak.SelectiveRerankerTrainer``). Checkpoints are Hugging Face directories (sentence-transformers'
     ``CrossEncoder`` loads a trained cross-encoder as is); ``resume=True`` continues an interrupted run.
     """
     config = config or RerankConfig()
@@ -482,7 +515,8 @@ def train_reranker(
     if teacher is not None:
         candidates = {q: [*data.positives.get(q, ()), *pool] for q, pool in data.negatives.items()}
         data.teacher = teacher_scores(teacher, data.query_texts(), candidates)
-    trainer = RerankerTrainer(reranker, data, config, output_dir, difficulty=difficulty)
+    trainer = (trainer_class or RerankerTrainer)(reranker, data, config, output_dir, difficulty=difficulty,
+                                                 **(trainer_options or {}))  # fmt: skip
     return trainer.train(resume=resume)
 
 

