@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--families", nargs="+", default=FAMILIES)
     parser.add_argument("--embeddings", default="minilm")
     parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--nfcorpus-examples", type=int, default=1500)
+    parser.add_argument("--nfcorpus-examples", type=int, default=1000)
     parser.add_argument("--negatives", type=int, default=7)
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--lr", type=float, default=1e-3)
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> None:
         examples = args.nfcorpus_examples if name == "nfcorpus" else None
         config = RerankConfig(epochs=args.epochs, batch_size=16, learning_rate=args.lr, head_learning_rate=args.head_lr,
                               num_negatives=args.negatives, max_length=args.max_length, max_examples=examples,
-                              show_progress=False, log_every=50)  # fmt: skip
+                              show_progress=False, log_every=50, save_every=25, keep_checkpoints=1)  # fmt: skip
         queries, qrels = col.queries_for("test"), col.qrels("test")
         bm25 = index.bm25(k=args.depth)
         first = bm25(queries)
@@ -104,6 +104,10 @@ def main(argv: list[str] | None = None) -> None:
         n_train = examples or len(col.qrels("train"))
         sections += [f"## {name} (test: {len(queries)} queries; training: {n_train} judgments, {args.epochs} epochs)", "",
                      experiment_markdown(table), ""]  # fmt: skip
+        write_report(args, started, sections, timing)  # after each collection: a long run leaves a partial report
+
+
+def write_report(args: argparse.Namespace, started: float, sections: list[str], timing: list[list[str]]) -> None:
     command = "RANKSTACK_DATA=../shared/data .venv/bin/python benchmarks/bench_matchzoo.py " + " ".join(sys.argv[1:])
     lines = [
         "# The MatchZoo family and TKL re-ranking BM25 (SciFact, NFCorpus)",
