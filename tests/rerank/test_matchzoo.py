@@ -273,3 +273,18 @@ def test_trains_with_the_rerankers_trainer_and_learns_the_toy_task(tmp_path, sta
     mrr = evaluate(trained(ranking), toy_qrels(), ["RR"])["RR"]
     assert mrr > 0.9, mrr
     assert (final / "trainer_state.json").exists()
+
+
+def test_the_packaged_static_model_gives_model2vecs_vectors():
+    pytest.importorskip("static_model")
+    model2vec = pytest.importorskip("model2vec")
+    from rankstack.models.model_dir import packaged_path
+
+    vocab = Vocabulary.load("static-model")
+    reference = model2vec.StaticModel.from_pretrained(packaged_path("static-model"), normalize=False,
+                                                      force_download=False)  # fmt: skip
+    ids, _ = vocab.ids(["Vitamin D deficiency and bone loss"], limit=32, skip_punctuation=False)
+    assert ids[0] == reference.tokenize(["Vitamin D deficiency and bone loss"])[0]
+    np.testing.assert_allclose(vocab.matrix[ids[0]], reference._encode_helper(ids[0]), rtol=1e-6)
+    scores = InteractionReranker("static-model", family="knrm").score_pairs(["bone loss"], ["vitamin D and bone loss"])
+    assert np.isfinite(scores).all()
