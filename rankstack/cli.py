@@ -1305,6 +1305,7 @@ def experiment(
             systems |= {"Dense": retriever, "RRF(BM25, Dense)": bm25 | retriever, "BM25 + Dense": bm25 + retriever}
         if rerank is not None:
             from rankstack.rerank import CrossEncoder
+            from rankstack.rerank.cascade import CascadeCrossEncoder, is_cascade
             from rankstack.rerank.cedr import CEDR, is_cedr
             from rankstack.rerank.interaction import InteractionReranker, is_interaction
 
@@ -1312,6 +1313,8 @@ def experiment(
                 reranker = InteractionReranker(rerank, docs=idx, show_progress=True)
             elif is_cedr(rerank):
                 reranker = CEDR(rerank, docs=idx, show_progress=True)
+            elif is_cascade(rerank):
+                reranker = CascadeCrossEncoder(rerank, docs=idx, show_progress=True)
             else:
                 reranker = CrossEncoder(rerank, docs=idx, backend=backend, show_progress=True, require_head=True)  # type: ignore[arg-type]
             systems[f"BM25 >> {_short_name(rerank)}"] = bm25 % rerank_depth >> reranker
