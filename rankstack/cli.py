@@ -714,7 +714,7 @@ def train(
             help="With --reranker: train another kind of re-ranker than a cross-encoder. Document side cached: "
             "'prettr' (split at layer 3), 'dcbert', 'poly' (poly-encoder) or 'mores'. Interaction models over token "
             "embeddings (--model minilm or static-model, the packaged ones, or any encoder; default --lr 1e-3): "
-            "'knrm', 'conv-knrm', 'drmm', 'matchpyramid', 'duet' or 'dssm'. CEDR heads over a cross-encoder's "
+            "'knrm', 'conv-knrm', 'drmm', 'matchpyramid', 'duet', 'dssm', or 'tkl' (long documents). CEDR heads over a cross-encoder's "
             "per-layer similarity matrices: 'cedr-knrm', 'cedr-drmm', 'cedr-pacrr' or 'cedr-vanilla'. 'cascade': a "
             "cross-encoder with early exits after 1/3 and 2/3 of its layers, trained jointly.",
             rich_help_panel="Late interaction",
@@ -845,6 +845,14 @@ def train(
 
         if family is not None and not reranker:
             raise ValueError("--family chooses the kind of re-ranker: use it with --reranker")
+        if (weak is not None or generation_weight) and not reranker:
+            raise ValueError("--weak and --generation-weight train re-rankers: use them with --reranker")
+        chosen = [flag for flag, on in (("--prop", prop), ("--reranker", reranker), ("--colbert", colbert),
+                                        ("--sparse", sparse is not None)) if on]  # fmt: skip
+        if len(chosen) > 1:
+            raise ValueError(f"{' and '.join(chosen)} choose different kinds of training: pick one")
+        if family == "cedr":
+            raise ValueError("--family cedr needs its head: cedr-knrm, cedr-drmm, cedr-pacrr or cedr-vanilla")
         if prop:
             from rankstack.train.prop import PropConfig, pretrain_prop
 

@@ -93,11 +93,20 @@ class CascadeCrossEncoder(CrossEncoder):
 
             heads.load_state_dict(load_file(str(self.path / WEIGHTS_FILE)))
         self.fresh_exits = not (self.path / WEIGHTS_FILE).exists()
-        self.fresh_head = self.fresh_head or self.fresh_exits
         heads.to(self.device)
-        self.model = torch.nn.ModuleDict({"bert": base, "classifier": self.hf.classifier, "exits": heads})
-        self.model.base_model_prefix = "bert"  # pooler, classifier and exits train at head_learning_rate
+        parts = {"bert": base, "classifier": self.hf.classifier, "exits": heads}
+        if hasattr(self.hf, "dropout"):  # in the dict so that train() / eval() switch it too
+            parts["dropout"] = self.hf.dropout
+        self.model = torch.nn.ModuleDict(parts)
         self.model.eval()
+
+    def fresh_parameters(self) -> list[Any]:
+        """The parts that start from scratch, which the trainer runs at ``head_learning_rate``: new exits, and
+        the pooler and classifier only when the checkpoint had no trained head."""
+        fresh = list(self.model["exits"].parameters()) if self.fresh_exits else []
+        if self.fresh_head:
+            fresh += list(self.hf.base_model.pooler.parameters()) + list(self.hf.classifier.parameters())
+        return fresh
 
     # ------------------------------------------------------------------------------------ the exits
     def _start(self, feats: dict[str, Any]) -> Any:

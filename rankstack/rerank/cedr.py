@@ -8,13 +8,14 @@ similarity of each query token to each document token gives one channel of a ``[
 the windows' document tokens laid end to end and the query's states taken from the first window; the [CLS]
 vectors of the last layer are averaged over the pair's windows. The heads (``head=``):
 
-- ``"knrm"`` (CEDR-KNRM): K-NRM's kernel pooling (11 kernels, the paper's ``0.01 · log`` soft-TF) on every
-  channel, concatenated with [CLS], one linear layer;
+- ``"knrm"`` (CEDR-KNRM): K-NRM's kernel pooling (11 kernels; soft-TF as ``log(tf + 1e-6)``, as CEDR's code
+  has it) on every channel, concatenated with [CLS], one linear layer;
 - ``"drmm"`` (CEDR-DRMM): an 11-bin log-count matching histogram per query token and channel, concatenated with
   [CLS], a feed-forward layer per query token (ReLU), summed over the query tokens;
-- ``"pacrr"`` (CEDR-PACRR): n x n convolutions (n = 1..3, 32 filters) on every channel, max over filters,
-  the top-2 over document positions per query token, for ``query_terms`` query tokens (padding beyond),
-  concatenated with [CLS], two ReLU layers and a linear one;
+- ``"pacrr"`` (CEDR-PACRR): n x n convolutions (n = 1..3, 32 filters) reading all channels at once, max over
+  filters, the top-2 over document positions per query token, for ``query_terms`` query tokens (zero rows
+  beyond a shorter query; the default equals ``query_max_length``), concatenated with [CLS], two ReLU layers
+  and a linear one;
 - ``"vanilla"`` (CEDR's "Vanilla BERT"): a linear layer on the averaged [CLS] vector.
 
 One departure from the authors' code: padding never counts (masks, rather than zeros in the matrices, keep
@@ -46,7 +47,7 @@ HEADS: tuple[str, ...] = ("knrm", "drmm", "pacrr", "vanilla")
 DEFAULTS: dict[str, dict[str, Any]] = {
     "knrm": {"kernels": 11, "sigma": 0.1, "exact_sigma": 0.001},
     "drmm": {"bins": 11, "hidden": 5},
-    "pacrr": {"filters": 32, "max_ngram": 3, "k": 2, "query_terms": 16, "hidden": 32},
+    "pacrr": {"filters": 32, "max_ngram": 3, "k": 2, "query_terms": 20, "hidden": 32},
     "vanilla": {},
 }
 
@@ -68,8 +69,8 @@ def _build_head(head: str, channels: int, hidden: int, settings: dict[str, Any])
         parts["out"] = nn.Linear(int(settings["hidden"]), 1)
     elif head == "pacrr":
         f, grams = int(settings["filters"]), int(settings["max_ngram"])
-        parts["convs"] = nn.ModuleList(nn.Conv2d(1, f, n) for n in range(1, grams + 1))
-        width = int(settings["query_terms"]) * channels * grams * int(settings["k"]) + hidden
+        parts["convs"] = nn.ModuleList(nn.Conv2d(channels, f, n) for n in range(1, grams + 1))
+        width = int(settings["query_terms"]) * grams * int(settings["k"]) + hidden
         h = int(settings["hidden"])
         parts["mlp"] = nn.Sequential(nn.Linear(width, h), nn.ReLU(), nn.Linear(h, h), nn.ReLU(), nn.Linear(h, 1))
     else:
@@ -82,7 +83,8 @@ class CEDR(PointwiseReranker):
 
     ``model``: a directory this class saved (head and settings come with it) or an encoder to put a fresh head
     on (``minilm``, the packaged all-MiniLM-L6-v2, or any Hugging Face encoder). ``max_length``: tokens per
-    window with the query; ``query_max_length``: query tokens kept; ``max_windows``: windows per document.
+    window with the query (default 256); ``query_max_length``: query tokens kept (20); ``max_windows``: windows per
+    document (4). A saved model's sizes are its defaults, so it re-ranks with the window it was trained on.
     """
 
     score_kind = "logit"
@@ -93,9 +95,9 @@ class CEDR(PointwiseReranker):
         docs: DocSource | None = None,
         *,
         head: str | None = None,
-        max_length: int = 256,
-        query_max_length: int = 20,
-        max_windows: int = 4,
+        max_length: int | None = None,
+        query_max_length: int | None = None,
+        max_windows: int | None = None,
         batch_size: int = 16,
         device: str | None = None,
         missing: Missing = "error",
@@ -128,11 +130,12 @@ class CEDR(PointwiseReranker):
         self.tokenizer = transformers.AutoTokenizer.from_pretrained(path)
         self.bert, _ = lazy.from_pretrained_quietly(transformers.AutoModel, path, **model_dir.encoder_kwargs(path))
         limit = int(getattr(self.bert.config, "max_position_embeddings", 512) or 512)
-        self.max_length = min(int(max_length), limit)
-        self.query_max_length, self.max_windows, self.batch_size = int(query_max_length), int(max_windows), int(batch_size)
+        self.max_length = min(int(max_length or saved.get("max_length") or 256), limit)
+        self.query_max_length = int(query_max_length or saved.get("query_max_length") or 20)
+        self.max_windows, self.batch_size = int(max_windows or saved.get("max_windows") or 4), int(batch_size)
         if self.query_max_length + 4 > self.max_length or self.max_windows < 1:
-            raise ValueError(f"query_max_length={query_max_length} leaves no document window in max_length={max_length} "
-                             "tokens (or max_windows < 1)")  # fmt: skip
+            raise ValueError(f"query_max_length={self.query_max_length} leaves no document window in max_length="
+                             f"{self.max_length} tokens (or max_windows < 1)")  # fmt: skip
         self.device = lazy.default_device(device)
         config = self.bert.config
         with torch.random.fork_rng(devices=[]):
@@ -225,11 +228,11 @@ class CEDR(PointwiseReranker):
         from rankstack.rerank.kernels import kernel_pooling, matching_histogram
 
         parts = self.model["head"]
-        b, c = sim.shape[:2]
+        c = sim.shape[1]
         if self.head == "vanilla":
             return parts["out"](cls).squeeze(-1)
         if self.head == "knrm":
-            feats = [kernel_pooling(sim[:, ch], q_mask, d_mask, parts.mus, parts.sigmas) for ch in range(c)]
+            feats = [kernel_pooling(sim[:, ch], q_mask, d_mask, parts.mus, parts.sigmas, "cedr") for ch in range(c)]
             return parts["out"](torch.cat([*feats, cls], dim=-1)).squeeze(-1)
         if self.head == "drmm":
             bins = int(self.settings["bins"])
@@ -239,13 +242,12 @@ class CEDR(PointwiseReranker):
             return (z * q_mask).sum(dim=-1)
         k, terms = int(self.settings["k"]), int(self.settings["query_terms"])
         grid = q_mask[:, :, None] * d_mask[:, None, :]
-        flat = (sim * grid[:, None]).reshape(b * c, 1, *sim.shape[2:])
+        masked = sim * grid[:, None]  # [B, C, Lq, Ld]
         pooled = []
         for n, conv in enumerate(parts["convs"], start=1):
-            x = torch.nn.functional.pad(flat, (0, n - 1, 0, n - 1))
-            x = torch.relu(conv(x)).max(dim=1).values.reshape(b, c, *sim.shape[2:]) * grid[:, None]
-            pooled.append(x.topk(k, dim=-1).values)  # [B, C, Lq, k]
-        feats = torch.cat(pooled, dim=-1).permute(0, 2, 1, 3).reshape(b, sim.shape[2], -1) * q_mask[..., None]
+            x = torch.relu(conv(torch.nn.functional.pad(masked, (0, n - 1, 0, n - 1)))).max(dim=1).values * grid
+            pooled.append(x.topk(k, dim=-1).values)  # [B, Lq, k]
+        feats = torch.cat(pooled, dim=-1) * q_mask[..., None]  # [B, Lq, grams * k]
         feats = torch.nn.functional.pad(feats[:, :terms], (0, 0, 0, max(0, terms - feats.shape[1])))
         return parts["mlp"](torch.cat([feats.flatten(1), cls], dim=-1)).squeeze(-1)
 
@@ -281,7 +283,8 @@ class CEDR(PointwiseReranker):
         state = {k: v.detach().cpu().contiguous() for k, v in self.model["head"].state_dict().items()}
         save_file(state, str(out / WEIGHTS_FILE))
         config = {"format_version": FORMAT_VERSION, "head": self.head, "settings": self.settings,
-                  "query_max_length": self.query_max_length, "max_windows": self.max_windows}  # fmt: skip
+                  "max_length": self.max_length, "query_max_length": self.query_max_length,
+                  "max_windows": self.max_windows}  # fmt: skip
         (out / CONFIG_FILE).write_text(json.dumps(config, indent=2), encoding="utf-8")
         return out
 

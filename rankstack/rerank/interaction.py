@@ -70,8 +70,8 @@ def read_config(path: Path) -> dict[str, Any]:
 class InteractionReranker(PointwiseReranker):
     """A MatchZoo-family model as a pointwise re-ranker (module docstring).
 
-    ``max_length`` / ``query_max_length``: document / query tokens kept (longer texts are cut, with one
-    warning). ``skip_punctuation``: drop tokens made only of punctuation. ``settings`` are the family's
+    ``max_length`` / ``query_max_length``: document / query tokens kept (default 512 / 32, or what a saved model
+    was trained with; longer texts are cut, with one warning). ``skip_punctuation``: drop tokens made only of punctuation. ``settings`` are the family's
     hyper-parameters (``models()[family].defaults``). An empty query or document scores finitely (its
     interaction features are all zero) and is reported by one warning per call.
     """
@@ -84,8 +84,8 @@ class InteractionReranker(PointwiseReranker):
         docs: DocSource | None = None,
         *,
         family: str | None = None,
-        max_length: int = 512,
-        query_max_length: int = 32,
+        max_length: int | None = None,
+        query_max_length: int | None = None,
         batch_size: int = 64,
         skip_punctuation: bool = True,
         device: str | None = None,
@@ -99,10 +99,13 @@ class InteractionReranker(PointwiseReranker):
         torch = lazy.torch()
         classes = models()
 
-        if max_length < 1 or query_max_length < 1:
-            raise ValueError("max_length and query_max_length must be at least 1 token")
         self.name = str(model)
-        self.max_length, self.query_max_length, self.batch_size = int(max_length), int(query_max_length), int(batch_size)
+        saved_sizes = model_dir.read_json_object(Path(model) / CONFIG_FILE) if is_interaction(model) else {}
+        self.max_length = int(max_length or saved_sizes.get("max_length") or 512)
+        self.query_max_length = int(query_max_length or saved_sizes.get("query_max_length") or 32)
+        self.batch_size = int(batch_size)
+        if self.max_length < 1 or self.query_max_length < 1:
+            raise ValueError("max_length and query_max_length must be at least 1 token")
         self.device = lazy.default_device(device)
         saved = is_interaction(model)
         if saved:
@@ -206,7 +209,8 @@ class InteractionReranker(PointwiseReranker):
         save_file(state, str(out / WEIGHTS_FILE))
         self.vocabulary.tokenizer.save(str(out / "tokenizer.json"))
         config = {"format_version": FORMAT_VERSION, "family": self.family, "settings": self.settings,
-                  "skip_punctuation": self.skip_punctuation, "source": self.source,
+                  "skip_punctuation": self.skip_punctuation, "source": self.source, "max_length": self.max_length,
+                  "query_max_length": self.query_max_length,
                   "vocab_size": int(self.model.embedding.num_embeddings), "dim": int(self.model.dim)}  # fmt: skip
         (out / CONFIG_FILE).write_text(json.dumps(config, indent=2), encoding="utf-8")
         return out

@@ -8,7 +8,8 @@ tokens. Padding must never count, so each function takes the masks rather than t
   count soft matches per query token at similarity level ``μ_k``; the features are ``φ_k = Σ_i log K_k(i)``.
   As in the authors' code the logarithm is floored at ``1e-10`` and scaled by 0.01, so a query token with no
   match anywhere (an empty document) contributes a finite ``0.01·log(1e-10)`` rather than ``-inf``; or, as
-  MatchZoo-py does, ``φ_k = Σ_i log(1 + K_k(i))`` (``log1p=True``, what the models here use by default).
+  MatchZoo-py does, ``φ_k = Σ_i log(1 + K_k(i))`` (what the MatchZoo models here use by default), or CEDR's
+  ``log(K_k(i) + 1e-6)`` (``kernel_pooling``'s ``soft_tf``).
 - **Matching histograms** (Guo et al., 2016, DRMM): per query token, the counts of document tokens whose
   similarity falls in each of ``bins - 1`` equal bins over [-1, 1) plus one bin for exact matches (1.0),
   as ``log(1 + count)`` (the LCH variant). Counting is not differentiable; DRMM does not need it to be.
@@ -45,21 +46,33 @@ def cosine_matrix(q: object, d: object, eps: float = 1e-8) -> object:
     return torch.einsum("bie,bje->bij", qn, dn)
 
 
+#: how soft-TF becomes a feature: K-NRM's paper code, MatchZoo-py's, CEDR's code
+SOFT_TF = ("knrm", "log1p", "cedr")
+
+
 def kernel_pooling(
-    sim: object, q_mask: object, d_mask: object, mus: object, sigmas: object, log1p: bool = False
+    sim: object, q_mask: object, d_mask: object, mus: object, sigmas: object, soft_tf: str = "knrm"
 ) -> object:
     """K-NRM's soft-TF features ``[B, K]`` (module docstring); ``mus``/``sigmas`` are ``[K]`` tensors.
 
-    ``log1p=True`` takes ``log(1 + K_k(i))`` instead of ``0.01 · log(max(K_k(i), 1e-10))`` (MatchZoo-py's
-    choice): a query token with no soft match adds 0 rather than -0.23, and the features are about 100x
-    larger, so a fresh linear layer on top learns in tens rather than thousands of steps.
+    ``soft_tf``: ``"knrm"`` takes ``0.01 · log(max(K_k(i), 1e-10))`` (the K-NRM authors' code); ``"log1p"``
+    takes ``log(1 + K_k(i))`` (MatchZoo-py: a query token with no soft match adds 0 rather than -0.23, and the
+    features are about 100x larger, so a fresh linear layer on top learns in tens rather than thousands of
+    steps); ``"cedr"`` takes ``log(K_k(i) + 1e-6)`` (CEDR's code).
     """
     torch = lazy.torch()
+    if soft_tf not in SOFT_TF:
+        raise ValueError(f"soft_tf must be one of {SOFT_TF}, not {soft_tf!r}")
     diff = sim[..., None] - mus  # type: ignore[index]  # [B, Lq, Ld, K]
     k = torch.exp(-(diff**2) / (2 * sigmas**2)) * d_mask[:, None, :, None]  # type: ignore[index, operator]
-    soft_tf = k.sum(dim=2)  # [B, Lq, K]
-    log_tf = torch.log1p(soft_tf) if log1p else torch.log(soft_tf.clamp_min(1e-10)) * 0.01
-    return (log_tf * q_mask[..., None]).sum(dim=1)  # type: ignore[index]
+    tf = k.sum(dim=2)  # [B, Lq, K]
+    if soft_tf == "log1p":
+        feats = torch.log1p(tf)
+    elif soft_tf == "cedr":
+        feats = torch.log(tf + 1e-6)
+    else:
+        feats = torch.log(tf.clamp_min(1e-10)) * 0.01
+    return torch.where(q_mask[..., None] > 0, feats, torch.zeros_like(feats)).sum(dim=1)  # type: ignore[index]
 
 
 def matching_histogram(sim: object, d_mask: object, bins: int = 30) -> object:

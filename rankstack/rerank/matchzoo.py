@@ -63,12 +63,12 @@ class InteractionModel(nn.Module):
 class _Kernels(nn.Module):
     def __init__(self, n: int, sigma: float, exact_sigma: float, log1p: bool = True):
         super().__init__()
-        self.log1p = bool(log1p)
+        self.soft_tf = "log1p" if log1p else "knrm"
         self.register_buffer("mus", torch.tensor(kernel_mus(n)), persistent=False)
         self.register_buffer("sigmas", torch.tensor(kernel_sigmas(n, sigma, exact_sigma)), persistent=False)
 
     def forward(self, sim: torch.Tensor, q_mask: torch.Tensor, d_mask: torch.Tensor) -> torch.Tensor:
-        return kernel_pooling(sim, q_mask, d_mask, self.mus, self.sigmas, self.log1p)  # type: ignore[return-value]
+        return kernel_pooling(sim, q_mask, d_mask, self.mus, self.sigmas, self.soft_tf)  # type: ignore[return-value]
 
 
 class KNRM(InteractionModel):

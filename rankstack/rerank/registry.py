@@ -72,6 +72,8 @@ def load_reranker(
 ) -> Reranker:
     """A re-ranker of the right family for ``model`` (``family=`` overrides the detection)."""
     name = family or detect_family(model, kwargs.get("revision"))
+    if name in INTERACTION_FAMILIES or name == "cedr" or name.startswith("cedr-"):
+        kwargs.pop("revision", None)  # these load local directories (or packaged names) only
     if name in INTERACTION_FAMILIES:
         return InteractionReranker(model, docs, family=name, **kwargs)
     if name == "cascade":

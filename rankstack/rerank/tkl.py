@@ -10,11 +10,13 @@
    regions of ``region`` document tokens (stride ``region_stride``) instead of the whole document.
 3. **Saturation** ("embedding" saturation of the paper): per query token and region, ``a · tf^(1/b) − c``, where
    ``a``, ``b``, ``c`` are linear in the layer-normalised pair (a learned projection of the query token's
-   vector, the region's length): a region full of one term saturates, a short region is not punished.
+   vector, the region's length), ``b`` kept >= 1 so the exponent saturates (it starts at 1/100, which makes
+   the function ≈ log tf): a region full of one term saturates, a short region is not punished.
    Summed over query tokens and combined by a linear layer over kernels, each region gets a score.
 4. **Top-region selection.** The ``top_regions`` best non-overlapping regions are picked greedily (a pick
-   suppresses regions whose start lies within ``region / 2`` of it), each with its two neighbours on either
-   side, and a learned weighted sum of those ``5 · top_regions`` region scores is the document's score.
+   suppresses every region sharing a token with it: starts less than ``region`` tokens away), each with its two
+   neighbours on either side, and a learned weighted sum of those ``5 · top_regions`` region scores is the
+   document's score.
 
 Masks keep padding out of every step (regions that hold no document token are never picked, neighbours stop
 at the pair's own last region), so a pair scores the same alone or in a batch. Departure from the authors'
@@ -128,8 +130,10 @@ class TKL(InteractionModel):
         valid = lengths > 0
         influence = torch.stack(torch.broadcast_tensors(self.sat_query(q), lengths[:, None, :]), dim=-1)  # [B, Lq, R, 2]
         a, b_, c = self.sat(self.sat_norm(influence)).unbind(-1)  # each [B, Lq, R]
-        sat = a[..., None] * tf.clamp_min(1e-10) ** (1.0 / b_.clamp_min(1e-2))[..., None] - c[..., None]
-        sat = sat * q_mask[:, :, None, None] * valid[:, None, :, None]
+        # saturation means an exponent 1/b <= 1 (b starts at 100: tf^0.01); b < 1 would let tf^(1/b) overflow
+        sat = a[..., None] * tf.clamp_min(1e-10) ** (1.0 / b_.clamp_min(1.0))[..., None] - c[..., None]
+        keep = (q_mask[:, :, None] > 0) & valid[:, None, :]
+        sat = torch.where(keep[..., None], sat, torch.zeros_like(sat))
         region_scores = self.kernel_out(sat.sum(1)).squeeze(-1)  # [B, R]
         return self._top_regions(region_scores, valid)
 
@@ -145,7 +149,7 @@ class TKL(InteractionModel):
             best = picks.argmax(-1)
             ok = torch.isfinite(picks.gather(1, best[:, None]).squeeze(1))
             chosen.append((best, ok))
-            near = (positions[None, :] - best[:, None]).abs() * stride < region / 2
+            near = (positions[None, :] - best[:, None]).abs() * stride < region  # regions sharing a token
             picks = picks.masked_fill(near, float("-inf"))
         values = []
         for offset in NEIGHBOURS:

@@ -6,7 +6,8 @@ A document's words are ranked by its own query-likelihood model: the Dirichlet-s
 likelihoods compare without a length bias), and the one with the higher likelihood ``Σ log p(w | d)`` is the
 more *representative*. A cross-encoder reads ``[CLS] word set [SEP] document [SEP]`` and learns to score the
 representative set higher (hinge loss with margin 1); masked language modelling on the document's tokens
-(15%, BERT's 80/10/10 replacement) runs alongside so the encoder keeps its language knowledge. The word sets
+(15%, BERT's 80/10/10 replacement, the same positions in both inputs of a document, so masks cannot tell the
+sets apart) runs alongside so the encoder keeps its language knowledge. The word sets
 play the part of pseudo-queries: the pre-trained model is an ordinary cross-encoder checkpoint whose head
 already scores "query" against document, which ``train_reranker`` then fine-tunes on judgments.
 
@@ -140,11 +141,22 @@ class PropModel:
         if self.cross.num_labels != 1 or getattr(hf.config, "model_type", "") != "bert":
             raise ValueError("PROP pre-trains a one-logit BERT-style cross-encoder (its masked-LM head is BERT's)")
         transformers = lazy.transformers()
-        mlm, _ = lazy.from_pretrained_quietly(transformers.AutoModelForMaskedLM, self.cross.path)
+        mlm, info = lazy.from_pretrained_quietly(transformers.AutoModelForMaskedLM, self.cross.path)
+        self.fresh_mlm = any(k.startswith("cls.") for k in info.get("missing_keys", []))
         self.mlm_head = mlm.cls.to(self.cross.device)
         self.mlm_head.predictions.decoder.weight = hf.base_model.embeddings.word_embeddings.weight  # tied, as in BERT
-        self.model = torch.nn.ModuleDict({"bert": hf.base_model, "classifier": hf.classifier, "mlm": self.mlm_head})
-        self.model.base_model_prefix = "bert"
+        parts = {"bert": hf.base_model, "classifier": hf.classifier, "mlm": self.mlm_head, "dropout": hf.dropout}
+        self.model = torch.nn.ModuleDict(parts)
+
+    def fresh_parameters(self) -> list[Any]:
+        """Parts that start from scratch (trained at ``head_learning_rate``): a new relevance head and pooler, and
+        the masked-LM head's transform when the checkpoint had none (its decoder is the tied embeddings)."""
+        fresh: list[Any] = []
+        if self.cross.fresh_head:
+            fresh += list(self.cross.model.classifier.parameters()) + list(self.cross.model.base_model.pooler.parameters())
+        if self.fresh_mlm:
+            fresh += [*self.mlm_head.predictions.transform.parameters(), self.mlm_head.predictions.bias]
+        return fresh
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         from safetensors.torch import save_file
@@ -173,12 +185,8 @@ class PropTrainer(TrainingLoop):
         self.prop, self.models_of_docs = prop, models
         super().__init__(prop, [prop.model], data, config, output_dir)
 
-    def _parameter_groups(self) -> list[dict[str, Any]]:
-        groups = super()._parameter_groups()
-        if self.config.head_learning_rate is None or not self.prop.cross.fresh_head:
-            return groups
-        fresh = list(self.prop.cross.model.classifier.parameters()) + list(self.prop.cross.model.base_model.pooler.parameters())
-        return self.split_fresh(groups, fresh, self.config.head_learning_rate)
+    def fresh_parameters(self) -> list[torch.nn.Parameter]:
+        return self.prop.fresh_parameters()
 
     def loss(self, examples: Sequence[Example], step: int) -> torch.Tensor:
         rng = np.random.default_rng([self.config.seed, step, 7])
@@ -197,19 +205,27 @@ class PropTrainer(TrainingLoop):
             feats = cross.features(pos_q + neg_q, docs + docs)
         n = len(docs)
         labels = torch.full_like(feats["input_ids"], -100)
-        if self.config.mlm_weight > 0:  # mask document tokens of the representative inputs (rows < n)
-            ids = feats["input_ids"][:n]
-            doc_part = feats.get("token_type_ids", torch.ones_like(ids))[:n].bool() & (ids != tok.sep_token_id)
-            doc_part &= feats["attention_mask"][:n].bool()
-            draw = torch.from_numpy(rng.random(ids.shape)).to(ids.device)
-            chosen = doc_part & (draw < self.config.mlm_probability)
-            labels[:n][chosen] = ids[chosen]
-            how = torch.from_numpy(rng.random(ids.shape)).to(ids.device)
+        if self.config.mlm_weight > 0:
+            # mask the same document positions in both inputs of a document (counted from the document's first
+            # token), so "has [MASK] tokens" tells the two word sets apart in neither direction
+            ids = feats["input_ids"]
+            types = feats.get("token_type_ids", torch.ones_like(ids))
+            doc_part = types.bool() & (ids != tok.sep_token_id) & feats["attention_mask"].bool()
+            offset = doc_part.long().cumsum(-1) - 1  # position within the document, -1 before it
+            width = int(offset.max()) + 1
+            draw = torch.from_numpy(rng.random((n, width))).to(ids.device)
+            how = torch.from_numpy(rng.random((n, width))).to(ids.device)
+            swap_to = torch.from_numpy(rng.integers(0, len(tok), size=(n, width))).to(ids)
+            pair = torch.arange(2 * n, device=ids.device) % n
+            at = offset.clamp_min(0)
+            chosen = doc_part & (draw[pair[:, None], at] < self.config.mlm_probability)
+            labels[chosen] = ids[chosen]
+            kind = how[pair[:, None], at]
             masked = ids.clone()
-            masked[chosen & (how < 0.8)] = tok.mask_token_id
-            swap = chosen & (how >= 0.8) & (how < 0.9)
-            masked[swap] = torch.from_numpy(rng.integers(0, len(tok), size=int(swap.sum()))).to(ids)
-            feats["input_ids"] = torch.cat([masked, feats["input_ids"][n:]])
+            masked[chosen & (kind < 0.8)] = tok.mask_token_id
+            swap = chosen & (kind >= 0.8) & (kind < 0.9)
+            masked[swap] = swap_to[pair[:, None], at][swap]
+            feats["input_ids"] = masked
         base = cross.model.base_model
         kwargs = {k: feats[k] for k in ("token_type_ids",) if k in feats}
         hidden = base(input_ids=feats["input_ids"], attention_mask=feats["attention_mask"], **kwargs).last_hidden_state
@@ -218,8 +234,8 @@ class PropTrainer(TrainingLoop):
         rop = torch.relu(self.config.margin - scores[:n] + scores[n:]).mean()
         if self.config.mlm_weight == 0 or not (labels != -100).any():
             return rop
-        logits = self.prop.mlm_head(hidden[:n])
-        mlm = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels[:n].reshape(-1),
+        logits = self.prop.mlm_head(hidden)
+        mlm = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1),
                                                 ignore_index=-100)  # fmt: skip
         return rop + self.config.mlm_weight * mlm
 

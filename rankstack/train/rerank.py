@@ -302,7 +302,8 @@ class RerankerTrainer(TrainingLoop):
     def _parameter_groups(self) -> list[dict[str, Any]]:
         """The loop's groups, with a freshly initialised head's parameters (outside the base model, and the
         pooler) split off into groups that run at ``head_learning_rate`` (``reranker.fresh_head``: made for a
-        bare encoder; a checkpoint's trained head is fine-tuned at ``learning_rate`` like the rest).
+        bare encoder; a checkpoint's trained head is fine-tuned at ``learning_rate`` like the rest). A re-ranker
+        with a ``fresh_parameters()`` method names those parts itself (``fresh_parameters`` below).
 
         Only a model whose base model is a child module (``BertForSequenceClassification.bert``) has a head
         to split off. A sequence-to-sequence or causal language model (monoT5, duoT5, query likelihood) names
@@ -310,6 +311,8 @@ class RerankerTrainer(TrainingLoop):
         embedding matrix, not a fresh layer: all of it trains at ``learning_rate``.
         """
         groups = super()._parameter_groups()
+        if callable(getattr(self.reranker, "fresh_parameters", None)):  # the model names its fresh parts itself
+            return groups
         if self.config.head_learning_rate is None or not getattr(self.reranker, "fresh_head", False):
             return groups  # a trained head (a cross-encoder checkpoint) fine-tunes at the encoder's rate
         model = self.reranker.model
@@ -328,6 +331,12 @@ class RerankerTrainer(TrainingLoop):
             if top:
                 out.append({**group, "params": top, "lr_scale": scale})
         return out
+
+    def fresh_parameters(self) -> list[torch.nn.Parameter]:
+        """What a re-ranker says starts from scratch (``reranker.fresh_parameters()``, e.g. a cascade's exits on a
+        trained cross-encoder); otherwise the head split of ``_parameter_groups`` applies."""
+        named = getattr(self.reranker, "fresh_parameters", None)
+        return list(named()) if callable(named) else []
 
     def curriculum_weight(self, qid: str, docid: str, positive: bool, step: int) -> float:
         if self.config.curriculum is None:
@@ -455,7 +464,7 @@ def _training_view(reranker: Any, config: RerankConfig) -> Any:
     if hasattr(view, "query_max_length"):
         share = 3 if isinstance(reranker, PairwiseReranker) else 2
         room = view.max_length // share if hasattr(view, "max_length") else int(config.query_max_length)
-        view.query_max_length = max(1, min(int(config.query_max_length), room))
+        view.query_max_length = max(1, min(int(config.query_max_length), int(reranker.query_max_length), room))
     return view
 
 

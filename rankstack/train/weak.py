@@ -168,13 +168,16 @@ class SelectiveRerankerTrainer(RerankerTrainer):
                                  "selector": [round(float(x), 6) for x in self.selector]})  # fmt: skip
 
     def _state(self) -> dict[str, Any]:
-        return {**super()._state(), "selector": self.selector.tolist(), "last_metric": self._last_metric}
+        pending = [[f.tolist(), a, p] for f, a, p in self._decisions]  # decisions awaiting their reward
+        return {**super()._state(), "selector": self.selector.tolist(), "last_metric": self._last_metric,
+                "pending": pending}  # fmt: skip
 
     def _restore(self, state: Any, negatives: Any) -> None:
         super()._restore(state, negatives)
         if "selector" in state:
             self.selector = np.array(state["selector"], dtype=np.float64)
             self._last_metric = state.get("last_metric")
+            self._decisions = [(np.array(f, dtype=np.float64), float(a), float(p)) for f, a, p in state.get("pending", [])]
 
 
 def train_weakly(
@@ -204,8 +207,8 @@ def train_weakly(
     from rankstack.train.rerank import RerankConfig, train_reranker
 
     config = config or RerankConfig()
-    queries, qrels = pseudo_queries(corpus, source)
-    docs = _documents(corpus)
+    docs = _documents(corpus)  # once: a corpus may be a one-shot iterator
+    queries, qrels = pseudo_queries(docs, source)
     index = _bm25_index(bm25_index, docs, Path(output_dir) / "bm25-index")
     texts = doc_texts(docs)
     run = index.bm25(k=dev_depth)(dev_queries)

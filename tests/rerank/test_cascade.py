@@ -112,3 +112,20 @@ def test_all_exits_train_jointly(tmp_path, tiny4):
     after = list(trained.model["exits"].parameters())
     assert all(not torch.equal(a.detach(), b) for a, b in zip(after, before, strict=True))
     assert not torch.equal(trained.hf.classifier.weight, CascadeCrossEncoder(tiny4).hf.classifier.weight)
+
+
+def test_only_new_parts_train_at_the_head_rate(tmp_path, tiny4):
+    """A trained cross-encoder turned cascade: only the exits are fresh; a bare encoder: its head is fresh too."""
+    from rankstack.train import RerankConfig
+    from rankstack.train.examples import Example, TrainingSet
+    from rankstack.train.rerank import RerankerTrainer
+    from tests.rerank.conftest import make_tiny_bert_encoder
+
+    trained = CascadeCrossEncoder(tiny4)
+    assert {id(p) for p in trained.fresh_parameters()} == {id(p) for p in trained.model["exits"].parameters()}
+    bare = CascadeCrossEncoder(make_tiny_bert_encoder(tmp_path / "bare"))
+    assert {id(p) for p in bare.hf.classifier.parameters()} <= {id(p) for p in bare.fresh_parameters()}
+    data = TrainingSet([Example("q", "cat", "d0")], {"d0": "the cat"}, {"q": frozenset({"d0"})})
+    trainer = RerankerTrainer(trained, data, RerankConfig(show_progress=False), tmp_path / "o")
+    fast = [g for g in trainer.optimizer.param_groups if g.get("lr_scale", 1.0) != 1.0]
+    assert {id(p) for g in fast for p in g["params"]} == {id(p) for p in trained.model["exits"].parameters()}

@@ -80,17 +80,19 @@ def test_kernel_pooling_equals_a_plain_loop():
     q_mask = np.array([[1, 1, 1], [1, 1, 0]], dtype=float)
     d_mask = np.array([[1, 1, 1, 1, 0], [1, 1, 1, 1, 1]], dtype=float)
     mus, sigmas = kernel_mus(5), kernel_sigmas(5, 0.2, 0.01)
-    for log1p in (False, True):
+    transforms = {"knrm": lambda x: 0.01 * math.log(max(x, 1e-10)), "log1p": math.log1p,
+                  "cedr": lambda x: math.log(x + 1e-6)}  # fmt: skip
+    for soft_tf, transform in transforms.items():
         got = kernel_pooling(torch.tensor(sim), torch.tensor(q_mask), torch.tensor(d_mask),
                              torch.tensor(mus, dtype=torch.float64), torch.tensor(sigmas, dtype=torch.float64),
-                             log1p=log1p).numpy()  # fmt: skip
+                             soft_tf=soft_tf).numpy()  # fmt: skip
         want = np.zeros((2, 5))
         for b in range(2):
             for k, (mu, sigma) in enumerate(zip(mus, sigmas, strict=True)):
                 for i in range(3):
                     if q_mask[b, i]:
                         soft = sum(math.exp(-((sim[b, i, j] - mu) ** 2) / (2 * sigma**2)) for j in range(5) if d_mask[b, j])
-                        want[b, k] += math.log1p(soft) if log1p else 0.01 * math.log(max(soft, 1e-10))
+                        want[b, k] += transform(soft)
         np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
 
 
@@ -288,3 +290,22 @@ def test_the_packaged_static_model_gives_model2vecs_vectors():
     np.testing.assert_allclose(vocab.matrix[ids[0]], reference._encode_helper(ids[0]), rtol=1e-6)
     scores = InteractionReranker("static-model", family="knrm").score_pairs(["bone loss"], ["vitamin D and bone loss"])
     assert np.isfinite(scores).all()
+
+
+def test_training_resumes_exactly_from_a_checkpoint(tmp_path, static):
+    import shutil
+
+    from rankstack.train import RerankConfig, train_reranker
+
+    config = RerankConfig(epochs=2, batch_size=6, learning_rate=1e-2, head_learning_rate=1e-1, num_negatives=2,
+                          negative_depth=4, save_every=2, keep_checkpoints=None, show_progress=False)  # fmt: skip
+    whole = train_reranker(InteractionReranker(static, family="tkl", chunk=4, overlap=1, region=4, feedforward=16),
+                           toy_queries(), toy_qrels(), toy_docs(), tmp_path / "a", config=config)  # fmt: skip
+    run = tmp_path / "b"
+    train_reranker(InteractionReranker(static, family="tkl", chunk=4, overlap=1, region=4, feedforward=16),
+                   toy_queries(), toy_qrels(), toy_docs(), run, config=config)  # fmt: skip
+    shutil.rmtree(run / "final")  # as if killed after checkpoint-2
+    resumed = train_reranker(InteractionReranker(static, family="tkl", chunk=4, overlap=1, region=4, feedforward=16),
+                             toy_queries(), toy_qrels(), toy_docs(), run, config=config, resume=True)  # fmt: skip
+    a, b = InteractionReranker(whole).model.state_dict(), InteractionReranker(resumed).model.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

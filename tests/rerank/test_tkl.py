@@ -75,23 +75,38 @@ def test_region_scores_equal_a_plain_loop(tkl, monkeypatch):
             for k in range(len(mus)):
                 tf = sum(math.exp(-((unit(q[i]) @ unit(d[j]) - mus[k]) ** 2) / (2 * sigmas[k] ** 2))
                          for j in tokens)  # fmt: skip
-                feats[k] += a * max(tf, 1e-10) ** (1 / max(b, 1e-2)) - c
+                feats[k] += a * max(tf, 1e-10) ** (1 / max(b, 1.0)) - c
         want.append(float(tkl.kernel_out.weight.detach().double().numpy()[0] @ feats))
     np.testing.assert_allclose(captured["scores"][0].double().numpy(), want, rtol=2e-4, atol=2e-4)
     assert captured["valid"].all()
 
 
 def test_top_regions_are_picked_greedily_without_overlap(tkl):
+    """Region 4 tokens, stride 2: a pick suppresses starts fewer than 4 tokens away (its direct neighbours)."""
     scores = torch.tensor([[0.1, 0.9, 0.8, 0.2, 0.7, 0.3, 0.05]])
     valid = torch.tensor([[True] * 6 + [False]])
     with torch.no_grad():
         got = float(tkl._top_regions(scores, valid))
-    # region 4 tokens, stride 2: a pick suppresses starts within distance < 2 tokens, i.e. the pick itself only
-    # ... and its direct neighbours' starts lie 2 tokens away (not suppressed): picks are 1 (0.9) then 2 (0.8)
     s, last, weights = scores[0].tolist(), 5, tkl.region_weights.detach().tolist()
-    picks = [1, 2]
+    alive, picks = {i for i in range(7) if valid[0, i]}, []
+    for _ in range(2):  # the plain greedy loop
+        best = max(alive, key=lambda i: s[i])
+        picks.append(best)
+        alive -= {i for i in alive if abs(i - best) * 2 < 4}
+    assert picks == [1, 4]  # region 2 (0.8) overlaps region 1 and is skipped
     values = [s[min(max(p + o, 0), last)] for o in NEIGHBOURS for p in picks]
     assert got == pytest.approx(sum(v * w for v, w in zip(values, weights, strict=True)), rel=1e-6)
+
+
+def test_saturation_stays_finite_when_b_is_small(tkl):
+    with torch.no_grad():
+        old = tkl.sat.bias.clone()
+        tkl.sat.bias[1] = 0.01  # b would make tf^(1/b) = tf^100 overflow without the floor
+        q_ids, q_mask = _batch([[5, 6], [7]], 2)
+        d_ids, d_mask = _batch([[5 + i % 20 for i in range(30)], [7, 7, 7]], 30)
+        out = tkl(q_ids, q_mask, d_ids, d_mask)
+        tkl.sat.bias.copy_(old)
+    assert torch.isfinite(out).all()
 
 
 def test_long_documents_score_the_same_alone_and_in_a_batch(tkl):

@@ -135,3 +135,15 @@ def test_cli_trains_weakly_on_pseudo_queries(tmp_path):
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert '"selector"' in (tmp_path / "w" / "final" / "trainer_state.json").read_text()
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [(["--prop", "--reranker"], "pick one"), (["--weak", "both"], "use them with --reranker"),
+     (["--reranker", "--family", "cedr"], "needs its head")],
+)  # fmt: skip
+def test_cli_train_refuses_contradictory_flags(tmp_path, extra, message):
+    folder = write_beir(tmp_path / "beir")
+    shutil.copy(folder / "qrels" / "test.tsv", folder / "qrels" / "train.tsv")
+    result = CliRunner().invoke(app, ["train", str(folder), "--model", "minilm", "-o", str(tmp_path / "o"), *extra])
+    assert result.exit_code != 0 and message in result.output and "Traceback" not in result.output
