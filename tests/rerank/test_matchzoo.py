@@ -127,7 +127,7 @@ def test_knrm_equals_a_reference_computation(static):
             soft = sum(math.exp(-((norm(table[i]) @ norm(table[j]) - mu) ** 2) / (2 * sigma**2)) for j in d)
             total += math.log1p(soft)
         feats.append(total)
-    want = float((model.out.weight.detach().numpy().astype(np.float64) @ np.array(feats))[0] + float(model.out.bias))
+    want = float((model.out.weight.detach().numpy().astype(np.float64) @ np.array(feats))[0] + float(model.out.bias.detach()))
     assert got == pytest.approx(want, rel=1e-4, abs=1e-5)
 
 
