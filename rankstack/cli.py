@@ -835,7 +835,7 @@ def train(
       rankstack train scifact --reranker --family prettr --model sentence-transformers/all-MiniLM-L6-v2 -o models/prettr
       rankstack train scifact --reranker --family knrm --model minilm -o models/knrm
       rankstack train scifact --prop --model minilm --max-examples 2000 -o models/prop
-      rankstack train scifact --reranker --family knrm --model minilm --weak both --split dev -o models/knrm-weak
+      rankstack train nfcorpus --reranker --family knrm --model minilm --weak both --split dev -o models/knrm-weak
       rankstack train scifact --reranker --model models/prop/final -o models/prop-ce
     """
     try:
