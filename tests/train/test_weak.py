@@ -50,8 +50,11 @@ def test_the_selector_follows_reinforce(tmp_path, monkeypatch):
     assert np.array_equal(trainer.selector, start)
     trainer._decisions = [(f1, 1.0, 0.8), (f2, 0.0, 0.6)]
     trainer._update_selector()
-    want = start + 0.5 * (0.5 - 0.2) * ((1 - 0.8) * f1 + (0 - 0.6) * f2) / 2
+    g = (0.5 - 0.2) * ((1 - 0.8) * f1 + (0 - 0.6) * f2) / 2  # reward x mean (a - p) f
+    m, v = 0.1 * g, 0.001 * g**2  # Adam's first step: bias-corrected m / sqrt(v) = sign(g)
+    want = start + 0.5 * (m / 0.1) / (np.sqrt(v / 0.001) + 1e-8)
     np.testing.assert_allclose(trainer.selector, want)
+    assert np.abs(trainer.selector - start)[g != 0] == pytest.approx(0.5, rel=1e-4)  # a step of lr, whatever |g|
     assert trainer.log_history[-1]["nDCG@10"] == 0.5
 
 
