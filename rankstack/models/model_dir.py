@@ -114,6 +114,23 @@ def read_json_object(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def read_versioned(file: Path, version: int) -> dict[str, Any]:
+    """A settings file a rankstack model wrote beside its weights (``{}`` when absent), refused when its
+    ``format_version`` is not ``version``: the code reads exactly the layout it writes."""
+    data = read_json_object(file)
+    if data and data.get("format_version") != version:
+        raise ModelDirectoryError(
+            f"{file} has format_version {data.get('format_version')!r}; this rankstack reads version {version}. "
+            "Re-train the model with this version, or install the rankstack that saved it."
+        )
+    return data
+
+
+def write_versioned(file: Path, version: int, data: dict[str, Any]) -> None:
+    """Write a settings file that ``read_versioned(file, version)`` reads back."""
+    file.write_text(json.dumps({"format_version": version, **data}, indent=2), encoding="utf-8")
+
+
 def encoder_kwargs(path: Path) -> dict[str, Any]:
     """``AutoModel.from_pretrained`` arguments for an encoder whose token states are all that is used: a BERT
     loads without its pooler (no unused weights, no warning about them)."""

@@ -16,7 +16,6 @@ candidates with the full model (the score is then ``len(exits) - 1 + σ(cross-en
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Sequence
@@ -28,7 +27,7 @@ import numpy as np
 from rankstack.models import lazy
 from rankstack.models.batching import longest_first, pad_rows
 from rankstack.models.layers import run_layers
-from rankstack.models.model_dir import ModelDirectoryError, read_json_object
+from rankstack.models.model_dir import ModelDirectoryError, read_versioned, write_versioned
 from rankstack.rerank.cross import CrossEncoder
 from rankstack.rerank.texts import DocSource
 
@@ -60,10 +59,7 @@ class CascadeCrossEncoder(CrossEncoder):
             raise ValueError("a cascade runs its layers one slice at a time: backend must be 'torch'")
         super().__init__(model, docs, **kwargs)
         torch = lazy.torch()
-        saved = read_json_object(self.path / CONFIG_FILE)
-        if saved and saved.get("format_version") != FORMAT_VERSION:
-            raise ModelDirectoryError(f"{self.path / CONFIG_FILE} has format_version {saved.get('format_version')!r}; "
-                                      f"this rankstack reads {FORMAT_VERSION}")  # fmt: skip
+        saved = read_versioned(self.path / CONFIG_FILE, FORMAT_VERSION)
         if self.num_labels != 1:
             raise ModelDirectoryError(f"{self.path}: a cascade's exits score one logit each; this head has {self.num_labels}")
         self.hf = self.model
@@ -205,8 +201,7 @@ class CascadeCrossEncoder(CrossEncoder):
             self.model = model
         state = {k: v.detach().cpu().contiguous() for k, v in self.model["exits"].state_dict().items()}
         save_file(state, str(out / WEIGHTS_FILE))
-        config = {"format_version": FORMAT_VERSION, "exits": self.exits, "keep": self.keep}
-        (out / CONFIG_FILE).write_text(json.dumps(config, indent=2), encoding="utf-8")
+        write_versioned(out / CONFIG_FILE, FORMAT_VERSION, {"exits": self.exits, "keep": self.keep})
         return out
 
     def load_checkpoint(self, path: str | os.PathLike[str]) -> None:

@@ -25,7 +25,6 @@ a batch. A checkpoint is the BERT directory plus ``cedr.json`` and ``cedr.safete
 
 from __future__ import annotations
 
-import json
 import os
 import warnings
 from collections.abc import Sequence
@@ -111,11 +110,8 @@ class CEDR(PointwiseReranker):
         self.name = str(model)
         path = model_dir.resolve(model)[0]
         model_dir.check_directory(path)
-        saved = model_dir.read_json_object(path / CONFIG_FILE)
+        saved = model_dir.read_versioned(path / CONFIG_FILE, FORMAT_VERSION)
         if saved:
-            if saved.get("format_version") != FORMAT_VERSION:
-                raise ModelDirectoryError(f"{path / CONFIG_FILE} has format_version {saved.get('format_version')!r}; "
-                                          f"this rankstack reads {FORMAT_VERSION}")  # fmt: skip
             if head is not None and head != saved.get("head"):
                 raise ValueError(f"{path} holds a CEDR-{saved.get('head')} model, not CEDR-{head}")
             head = saved.get("head")
@@ -282,10 +278,10 @@ class CEDR(PointwiseReranker):
         out = model_dir.save_pretrained(path, self.bert, self.tokenizer)
         state = {k: v.detach().cpu().contiguous() for k, v in self.model["head"].state_dict().items()}
         save_file(state, str(out / WEIGHTS_FILE))
-        config = {"format_version": FORMAT_VERSION, "head": self.head, "settings": self.settings,
+        config = {"head": self.head, "settings": self.settings,
                   "max_length": self.max_length, "query_max_length": self.query_max_length,
                   "max_windows": self.max_windows}  # fmt: skip
-        (out / CONFIG_FILE).write_text(json.dumps(config, indent=2), encoding="utf-8")
+        model_dir.write_versioned(out / CONFIG_FILE, FORMAT_VERSION, config)
         return out
 
     def load_checkpoint(self, path: str | os.PathLike[str]) -> None:

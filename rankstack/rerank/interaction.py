@@ -15,7 +15,6 @@ A checkpoint is a directory: ``interaction_reranker.json`` (format version, fami
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import warnings
@@ -54,14 +53,8 @@ def is_interaction(model: str | os.PathLike[str]) -> bool:
 
 
 def read_config(path: Path) -> dict[str, Any]:
-    """A checkpoint's settings file, checked for the format version this code reads."""
-    config = model_dir.read_json_object(path / CONFIG_FILE)
-    version = config.get("format_version")
-    if version != FORMAT_VERSION:
-        raise ModelDirectoryError(
-            f"{path / CONFIG_FILE} has format_version {version!r}; this rankstack reads version {FORMAT_VERSION}. "
-            "Re-train the model with this version, or install the rankstack that saved it."
-        )
+    """A checkpoint's settings file, checked for the format version this code reads and a known family."""
+    config = model_dir.read_versioned(path / CONFIG_FILE, FORMAT_VERSION)
     if config.get("family") not in FAMILIES:
         raise ModelDirectoryError(f"{path / CONFIG_FILE} names family {config.get('family')!r}, not one of {FAMILIES}")
     return config
@@ -100,17 +93,16 @@ class InteractionReranker(PointwiseReranker):
         classes = models()
 
         self.name = str(model)
-        saved_sizes = model_dir.read_json_object(Path(model) / CONFIG_FILE) if is_interaction(model) else {}
-        self.max_length = int(max_length or saved_sizes.get("max_length") or 512)
-        self.query_max_length = int(query_max_length or saved_sizes.get("query_max_length") or 32)
+        saved = is_interaction(model)
+        config = read_config(Path(model)) if saved else {}
+        self.max_length = int(max_length or config.get("max_length") or 512)
+        self.query_max_length = int(query_max_length or config.get("query_max_length") or 32)
         self.batch_size = int(batch_size)
         if self.max_length < 1 or self.query_max_length < 1:
             raise ValueError("max_length and query_max_length must be at least 1 token")
         self.device = lazy.default_device(device)
-        saved = is_interaction(model)
         if saved:
             path = Path(model)
-            config = read_config(path)
             if family is not None and family != config["family"]:
                 raise ValueError(f"{path} holds a {config['family']} model, not {family}")
             self.family = config["family"]
@@ -208,11 +200,11 @@ class InteractionReranker(PointwiseReranker):
         state = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
         save_file(state, str(out / WEIGHTS_FILE))
         self.vocabulary.tokenizer.save(str(out / "tokenizer.json"))
-        config = {"format_version": FORMAT_VERSION, "family": self.family, "settings": self.settings,
+        config = {"family": self.family, "settings": self.settings,
                   "skip_punctuation": self.skip_punctuation, "source": self.source, "max_length": self.max_length,
                   "query_max_length": self.query_max_length,
                   "vocab_size": int(self.model.embedding.num_embeddings), "dim": int(self.model.dim)}  # fmt: skip
-        (out / CONFIG_FILE).write_text(json.dumps(config, indent=2), encoding="utf-8")
+        model_dir.write_versioned(out / CONFIG_FILE, FORMAT_VERSION, config)
         return out
 
     def load_checkpoint(self, path: str | os.PathLike[str]) -> None:
