@@ -37,11 +37,14 @@ def symmetric_batches(lengths: Sequence[int], batch_size: int) -> Iterator[list[
         yield [i for m in order[lo : lo + per] for i in units[m]]
 
 
-def pad_rows(rows: Sequence[int], enc: Mapping[str, Sequence[Sequence[int]]], pad_id: int | None) -> dict[str, np.ndarray]:
+def pad_rows(
+    rows: Sequence[int], enc: Mapping[str, Sequence[Sequence[int]]], pad_id: int | None, min_width: int = 0
+) -> dict[str, np.ndarray]:
     """``rows`` of a tokenised batch (``input_ids`` and, when present, ``token_type_ids``) right-padded to
-    their longest, with the ``attention_mask``: int64 arrays ``[len(rows), width]``."""
+    their longest (at least ``min_width``: a batch of empty texts still has a position to mask), with the
+    ``attention_mask``: int64 arrays ``[len(rows), width]``."""
     ids = enc["input_ids"]
-    width = max(len(ids[i]) for i in rows)
+    width = max(min_width, max((len(ids[i]) for i in rows), default=0))
     out = {"input_ids": np.full((len(rows), width), pad_id or 0, dtype=np.int64)}
     out["attention_mask"] = np.zeros((len(rows), width), dtype=np.int64)
     extra = [k for k in _PER_TOKEN if k in enc]

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from rankstack.models import lazy, model_dir
-from rankstack.models.batching import longest_first
+from rankstack.models.batching import longest_first, pad_rows
 from rankstack.models.model_dir import ModelDirectoryError
 from rankstack.rerank.base import Missing, PointwiseReranker
 from rankstack.rerank.texts import DocSource
@@ -173,29 +173,24 @@ class CEDR(PointwiseReranker):
         """Per pair: the channel stack's inputs — query states [C, Lq, H], document states [C, Ld, H], [CLS] [H]."""
         torch = lazy.torch()
         tok = self.tokenizer
-        rows = [(p, w) for p, ws in enumerate(windows) for w in range(len(ws))]
-        seqs = [[tok.cls_token_id, *q_ids[p], tok.sep_token_id, *windows[p][w], tok.sep_token_id] for p, w in rows]
-        width = max(len(s) for s in seqs)
-        ids = torch.full((len(seqs), width), tok.pad_token_id or 0, dtype=torch.long)
-        mask = torch.zeros((len(seqs), width), dtype=torch.long)
-        types = torch.zeros((len(seqs), width), dtype=torch.long)
-        for r, s in enumerate(seqs):
-            ids[r, : len(s)] = torch.tensor(s)
-            mask[r, : len(s)] = 1
-            types[r, len(q_ids[rows[r][0]]) + 2 : len(s)] = 1
-        kwargs = {"token_type_ids": types.to(self.device)} if "token_type_ids" in tok.model_input_names else {}
-        out = self.bert(input_ids=ids.to(self.device), attention_mask=mask.to(self.device), output_hidden_states=True,
-                        **kwargs)  # fmt: skip
+        rows = [(p, w) for p, ws in enumerate(windows) for w in range(len(ws))]  # a pair's windows are adjacent
+        enc = {"input_ids": [[tok.cls_token_id, *q_ids[p], tok.sep_token_id, *windows[p][w], tok.sep_token_id]
+                             for p, w in rows],
+               "token_type_ids": [[0] * (len(q_ids[p]) + 2) + [1] * (len(windows[p][w]) + 1) for p, w in rows]}  # fmt: skip
+        batch = {k: torch.from_numpy(v).to(self.device) for k, v in
+                 pad_rows(range(len(rows)), enc, tok.pad_token_id).items()}  # fmt: skip
+        if "token_type_ids" not in tok.model_input_names:
+            del batch["token_type_ids"]
+        out = self.bert(**batch, output_hidden_states=True)
         layers = torch.stack(out.hidden_states, dim=1)  # [R, C, T, H]
-        per_pair = []
-        for p in range(len(windows)):
-            mine = [r for r, (pp, _) in enumerate(rows) if pp == p]
+        per_pair, first = [], 0
+        for p, ws in enumerate(windows):
             lq = len(q_ids[p])
-            query = layers[mine[0], :, 1 : 1 + lq]
-            doc = torch.cat([layers[r, :, lq + 2 : lq + 2 + len(windows[p][w])] for r, (_, w) in
-                             ((r, rows[r]) for r in mine)], dim=1)  # fmt: skip
-            cls = out.last_hidden_state[mine, 0].mean(dim=0)
+            query = layers[first, :, 1 : 1 + lq]
+            doc = torch.cat([layers[first + w, :, lq + 2 : lq + 2 + len(text)] for w, text in enumerate(ws)], dim=1)
+            cls = out.last_hidden_state[first : first + len(ws), 0].mean(dim=0)
             per_pair.append((query, doc, cls))
+            first += len(ws)
         return per_pair
 
     def _pack(self, per_pair: Sequence[Any]) -> tuple[Any, Any, Any, Any]:

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from rankstack.models import lazy, model_dir
-from rankstack.models.batching import longest_first
+from rankstack.models.batching import longest_first, pad_rows
 from rankstack.models.model_dir import ModelDirectoryError
 from rankstack.rerank.base import Missing, PointwiseReranker
 from rankstack.rerank.texts import DocSource
@@ -137,14 +137,11 @@ class InteractionReranker(PointwiseReranker):
 
     # ------------------------------------------------------------------------------------ inputs
     def _pad(self, ids: Sequence[Sequence[int]]) -> tuple[Any, Any]:
+        """Token ids and a float keep-mask, at least one position wide (all-empty batches score too)."""
         torch = lazy.torch()
-        width = max(1, max((len(x) for x in ids), default=1))
-        out = np.zeros((len(ids), width), dtype=np.int64)
-        mask = np.zeros((len(ids), width), dtype=np.float32)
-        for r, x in enumerate(ids):
-            out[r, : len(x)] = x
-            mask[r, : len(x)] = 1.0
-        return torch.from_numpy(out).to(self.device), torch.from_numpy(mask).to(self.device)
+        batch = pad_rows(range(len(ids)), {"input_ids": ids}, 0, min_width=1)
+        mask = batch["attention_mask"].astype(np.float32)
+        return torch.from_numpy(batch["input_ids"]).to(self.device), torch.from_numpy(mask).to(self.device)
 
     def _ids(self, texts: Sequence[str], limit: int, what: str) -> list[list[int]]:
         ids, cut = self.vocabulary.ids(texts, limit, self.skip_punctuation)
