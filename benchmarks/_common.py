@@ -161,6 +161,16 @@ def read_qrels(path: str | Path) -> dict[str, dict[str, int]]:
 
 
 # ------------------------------------------------------------------------------------------ report
+def bm25_index(corpus: Any, path: str | Path, show_progress: bool = False) -> Any:
+    """The BM25 index at ``path``, built from ``corpus`` the first time: benchmarks reuse their work directory."""
+    from rankstack.index import build_inverted_index, open_index
+
+    path = Path(path)
+    if (path / "manifest.json").exists():
+        return open_index(path)
+    return build_inverted_index(corpus, path, show_progress=show_progress)
+
+
 def versions(packages: Sequence[str]) -> dict[str, str]:
     out = {}
     for name in packages:

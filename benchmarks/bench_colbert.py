@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import bm25_index as cached_bm25_index
 from _common import experiment_markdown, git_revision, machine_section, markdown_table
 
 REPO = Path(__file__).resolve().parents[1]
@@ -133,7 +134,7 @@ def run_collection(args: argparse.Namespace, name: str, encoder: Any) -> dict[st
     from rankstack.data import load_collection
     from rankstack.dense import BiEncoder, build_dense_index
     from rankstack.eval import Experiment
-    from rankstack.index import VectorIndex, build_inverted_index, open_index
+    from rankstack.index import VectorIndex
     from rankstack.late import ColBERT, ColBERTReranker
 
     col = load_collection(DATA / name)
@@ -144,8 +145,7 @@ def run_collection(args: argparse.Namespace, name: str, encoder: Any) -> dict[st
     qvecs = encoder.encode_queries(queries.text.tolist())
     quality = search_quality(args, index, qvecs)
     bm25_path = work / "bm25"
-    bm25_index = open_index(bm25_path) if (bm25_path / "manifest.json").exists() else build_inverted_index(
-        col.corpus, bm25_path, show_progress=False)  # fmt: skip
+    bm25_index = cached_bm25_index(col.corpus, bm25_path)
     dense_path = work / "dense-minilm"
     dense_index = VectorIndex(dense_path) if (dense_path / "manifest.json").exists() else build_dense_index(
         col.corpus, BiEncoder(minilm(), max_length=256), dense_path)  # fmt: skip

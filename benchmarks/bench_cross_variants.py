@@ -31,7 +31,7 @@ import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import experiment_markdown, git_revision, machine_section, markdown_table
+from _common import bm25_index, experiment_markdown, git_revision, machine_section, markdown_table
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("RANKSTACK_DATA", "").split(":")[0] or REPO.parent / "shared" / "data")
@@ -55,7 +55,6 @@ def main(argv: list[str] | None = None) -> None:
 
     from rankstack.data import load_collection
     from rankstack.eval import Experiment, evaluate
-    from rankstack.index import build_inverted_index, open_index
     from rankstack.models.model_dir import packaged_path
     from rankstack.rerank import CEDR, CascadeCrossEncoder, CrossEncoder
     from rankstack.train import PropConfig, RerankConfig, pretrain_prop, train_reranker
@@ -67,8 +66,7 @@ def main(argv: list[str] | None = None) -> None:
     col = load_collection(DATA / "scifact")
     args.workdir.mkdir(parents=True, exist_ok=True)
     bm25_path = args.workdir / "bm25"
-    index = open_index(bm25_path) if (bm25_path / "manifest.json").exists() else build_inverted_index(
-        col.corpus, bm25_path, show_progress=False)  # fmt: skip
+    index = bm25_index(col.corpus, bm25_path)
     config = RerankConfig(max_examples=args.examples, num_negatives=args.negatives, max_length=args.max_length,
                           query_max_length=32, batch_size=8, show_progress=False, save_every=10, keep_checkpoints=1)  # fmt: skip
     queries, qrels = col.queries_for("test"), col.qrels("test")

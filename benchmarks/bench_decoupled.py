@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import experiment_markdown, git_revision, machine_section, markdown_table
+from _common import bm25_index, experiment_markdown, git_revision, machine_section, markdown_table
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("RANKSTACK_DATA", "").split(":")[0] or REPO.parent / "shared" / "data")
@@ -51,7 +51,6 @@ def main(argv: list[str] | None = None) -> None:
 
     from rankstack.data import load_collection
     from rankstack.eval import Experiment
-    from rankstack.index import build_inverted_index, open_index
     from rankstack.late.decoupled import load_decoupled
     from rankstack.rerank import CrossEncoder
     from rankstack.train import RerankConfig, train_reranker
@@ -62,8 +61,7 @@ def main(argv: list[str] | None = None) -> None:
     col = load_collection(DATA / "scifact")
     args.workdir.mkdir(parents=True, exist_ok=True)
     bm25_path = args.workdir / "bm25"
-    index = open_index(bm25_path) if (bm25_path / "manifest.json").exists() else build_inverted_index(
-        col.corpus, bm25_path, show_progress=False)  # fmt: skip
+    index = bm25_index(col.corpus, bm25_path)
     config = RerankConfig(max_examples=args.examples, num_negatives=args.negatives, max_length=args.max_length,
                           query_max_length=32, batch_size=8, show_progress=True)  # fmt: skip
     queries, qrels = col.queries_for("test"), col.qrels("test")

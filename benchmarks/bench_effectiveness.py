@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import git_revision, machine_info, markdown_table, versions
+from _common import bm25_index, git_revision, machine_info, markdown_table, versions
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("RANKSTACK_DATA", "").split(":")[0] or REPO.parent / "shared" / "data")
@@ -47,15 +47,13 @@ def peer_numbers(peers_md: Path) -> dict[tuple[str, str], dict[str, float]]:
 def evaluate_collection(name: str, workdir: Path) -> dict[str, dict[str, float]]:
     import ir_measures
 
-    import rankstack
     from rankstack.data import load_collection
     from rankstack.eval import evaluate
-    from rankstack.index import build_inverted_index
     from rankstack.sparse import RM3
 
     col = load_collection(DATA / name)
     path = workdir / name
-    idx = rankstack.open(path) if (path / "manifest.json").exists() else build_inverted_index(col.corpus, path)
+    idx = bm25_index(col.corpus, path, show_progress=True)
     queries, qrels = col.queries_for("test"), col.qrels("test")
     bm25 = idx.bm25(k1=0.9, b=0.4, k=1000)
     out = {}

@@ -27,7 +27,7 @@ import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import experiment_markdown, git_revision, machine_section, markdown_table
+from _common import bm25_index, experiment_markdown, git_revision, machine_section, markdown_table
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("RANKSTACK_DATA", "").split(":")[0] or REPO.parent / "shared" / "data")
@@ -56,7 +56,6 @@ def main(argv: list[str] | None = None) -> None:
 
     from rankstack.data import load_collection
     from rankstack.eval import Experiment
-    from rankstack.index import build_inverted_index, open_index
     from rankstack.rerank import InteractionReranker
     from rankstack.train import RerankConfig, train_reranker
     from rankstack.types import Ranking
@@ -71,8 +70,7 @@ def main(argv: list[str] | None = None) -> None:
         work = args.workdir / name
         work.mkdir(parents=True, exist_ok=True)
         bm25_path = work / "bm25"
-        index = open_index(bm25_path) if (bm25_path / "manifest.json").exists() else build_inverted_index(
-            col.corpus, bm25_path, show_progress=False)  # fmt: skip
+        index = bm25_index(col.corpus, bm25_path)
         examples = args.nfcorpus_examples if name == "nfcorpus" else None
         config = RerankConfig(epochs=args.epochs, batch_size=16, learning_rate=args.lr, head_learning_rate=args.head_lr,
                               num_negatives=args.negatives, max_length=args.max_length, max_examples=examples,

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import experiment_markdown, git_revision, machine_info, markdown_table, versions
+from _common import bm25_index, experiment_markdown, git_revision, machine_info, markdown_table, versions
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("RANKSTACK_DATA", "").split(":")[0] or REPO.parent / "shared" / "data")
@@ -53,7 +53,6 @@ class Bench:
 
     def __init__(self, name: str, args: argparse.Namespace):
         from rankstack.data import load_collection
-        from rankstack.index import build_inverted_index, open_index
 
         self.name, self.args = name, args
         self.col = load_collection(DATA / name)
@@ -61,9 +60,7 @@ class Bench:
         (self.work / "runs").mkdir(parents=True, exist_ok=True)
         index_dir = self.work / "bm25-index"
         self.index = (
-            open_index(index_dir) if (index_dir / "manifest.json").exists() else build_inverted_index(
-                self.col.corpus, index_dir, show_progress=True
-            )
+            bm25_index(self.col.corpus, index_dir, show_progress=True)
         )
         self.bm25 = self.index.bm25(k1=0.9, b=0.4, k=args.depth)
         queries = self.col.queries_for("test")
@@ -307,14 +304,13 @@ def speed(args: argparse.Namespace) -> None:
     from sentence_transformers import CrossEncoder as STCrossEncoder
 
     from rankstack.data import load_collection
-    from rankstack.index import build_inverted_index, open_index
     from rankstack.rerank import CrossEncoder
 
     name = args.collections[0]
     col = load_collection(DATA / name)
     work = args.workdir / name
     index_dir = work / "bm25-index"
-    index = open_index(index_dir) if (index_dir / "manifest.json").exists() else build_inverted_index(col.corpus, index_dir)
+    index = bm25_index(col.corpus, index_dir, show_progress=True)
     model = work / "model-mono" / "final"
     if not (model / "config.json").exists():  # speed does not depend on training: any head will do
         model = work / "speed-model"

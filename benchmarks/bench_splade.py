@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import bm25_index as cached_bm25_index
 from _common import experiment_markdown, git_revision, machine_section, markdown_table
 
 REPO = Path(__file__).resolve().parents[1]
@@ -143,7 +144,7 @@ def run_collection(args: argparse.Namespace, name: str, encoder: Any) -> dict[st
     from rankstack.data import load_collection
     from rankstack.data.vectors import read_json_vectors, write_json_vectors
     from rankstack.eval import Experiment
-    from rankstack.index import build_impact_index, build_inverted_index, open_index
+    from rankstack.index import build_impact_index
     from rankstack.sparse import Impact
 
     col = load_collection(DATA / name)
@@ -165,9 +166,7 @@ def run_collection(args: argparse.Namespace, name: str, encoder: Any) -> dict[st
         timings[f"index build {bits or 'float32'} (s)"] = time.perf_counter() - t0
         timings[f"index bytes {bits or 'float32'}"] = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
     bm25_path = work / "bm25"
-    bm25_index = open_index(bm25_path) if (bm25_path / "manifest.json").exists() else build_inverted_index(
-        col.corpus, bm25_path, show_progress=False
-    )
+    bm25_index = cached_bm25_index(col.corpus, bm25_path)
     timings["bm25 index bytes"] = sum(f.stat().st_size for f in bm25_path.rglob("*") if f.is_file())
     queries, qrels = col.queries_for("test"), col.qrels("test")
     t0 = time.perf_counter()

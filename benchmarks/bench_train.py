@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import git_revision, machine_info, markdown_table, versions
+from _common import bm25_index, git_revision, machine_info, markdown_table, versions
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("RANKSTACK_DATA", "").split(":")[0] or REPO.parent / "shared" / "data")
@@ -84,7 +84,6 @@ def main(argv: list[str] | None = None) -> None:
 
     from rankstack.data import load_collection
     from rankstack.dense.encoder import BiEncoder
-    from rankstack.index import build_inverted_index, open_index
     from rankstack.train import BiEncoderScorer, TrainConfig, doc_texts, train_biencoder
 
     torch.set_num_threads(args.threads)
@@ -108,7 +107,7 @@ def main(argv: list[str] | None = None) -> None:
     work = args.workdir / ("quick" if args.quick else "full")
     work.mkdir(parents=True, exist_ok=True)
     index_dir = work / "bm25-index"
-    index = open_index(index_dir) if (index_dir / "manifest.json").exists() else build_inverted_index(corpus, index_dir)
+    index = bm25_index(corpus, index_dir, show_progress=True)
 
     config = TrainConfig(
         epochs=args.epochs,

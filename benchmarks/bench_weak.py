@@ -24,7 +24,7 @@ import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import experiment_markdown, git_revision, machine_section
+from _common import bm25_index, experiment_markdown, git_revision, machine_section
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("RANKSTACK_DATA", "").split(":")[0] or REPO.parent / "shared" / "data")
@@ -45,7 +45,6 @@ def main(argv: list[str] | None = None) -> None:
 
     from rankstack.data import load_collection
     from rankstack.eval import Experiment
-    from rankstack.index import build_inverted_index, open_index
     from rankstack.rerank import InteractionReranker
     from rankstack.train import RerankConfig, train_reranker, train_weakly
 
@@ -55,8 +54,7 @@ def main(argv: list[str] | None = None) -> None:
     col = load_collection(DATA / args.collection)
     args.workdir.mkdir(parents=True, exist_ok=True)
     bm25_path = args.workdir / "bm25"
-    index = open_index(bm25_path) if (bm25_path / "manifest.json").exists() else build_inverted_index(
-        col.corpus, bm25_path, show_progress=False)  # fmt: skip
+    index = bm25_index(col.corpus, bm25_path)
     config = RerankConfig(batch_size=16, learning_rate=1e-3, head_learning_rate=1e-2, num_negatives=args.negatives,
                           max_length=256, max_examples=args.examples, show_progress=False, log_every=20)  # fmt: skip
     queries, qrels = col.queries_for("test"), col.qrels("test")
