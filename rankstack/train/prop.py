@@ -199,7 +199,7 @@ class PropTrainer(TrainingLoop):
                 neg_q.append(" ".join(pair[1]))
                 docs.append(self.data.texts[e.positive])
         if not docs:  # no document of this batch had two word sets to compare
-            return sum(p.sum() for p in self.prop.model.parameters()) * 0.0
+            return self.no_op_loss()
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=r".*max_length")
             feats = cross.features(pos_q + neg_q, docs + docs)

@@ -352,7 +352,7 @@ class RerankerTrainer(TrainingLoop):
         if self.pairwise or self.config.loss != "pointwise":
             keep = [i for i, g in enumerate(groups) if len(g) > 1]
             if not keep:  # no query of this batch has a negative: nothing to compare, a no-op step
-                return sum(p.sum() for p in self.reranker.model.parameters()) * 0.0
+                return self.no_op_loss()
             examples, groups = [examples[i] for i in keep], [groups[i] for i in keep]
         width = max(len(g) for g in groups)
         valid = torch.zeros((len(groups), width))

@@ -130,6 +130,11 @@ class TrainingLoop:
     def loss(self, examples: Sequence[Example], step: int) -> torch.Tensor:
         raise NotImplementedError
 
+    def no_op_loss(self) -> torch.Tensor:
+        """A zero loss tied to every trained parameter: a batch with nothing to learn from (no negative, no
+        answer, no comparable pair) still takes a step, so the schedule and a resumed run stay in step."""
+        return sum(p.sum() for model in self.models for p in model.parameters()) * 0.0  # type: ignore[return-value]
+
     # ------------------------------------------------------------------------------------ setup
     def _parameter_groups(self) -> list[dict[str, Any]]:
         """Weight decay on weight matrices only: biases and LayerNorm gains are not decayed (as in BERT)."""

@@ -130,7 +130,7 @@ class SelectiveRerankerTrainer(RerankerTrainer):
         self._decisions += list(zip(feats, actions.tolist(), p.tolist(), strict=True))
         kept = [e for e, a in zip(examples, actions, strict=True) if a]
         if not kept:
-            return sum(q.sum() for q in self.reranker.model.parameters()) * 0.0
+            return self.no_op_loss()
         return super().loss(kept, step)
 
     def _optimise(self, step: int) -> float:
