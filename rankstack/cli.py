@@ -231,9 +231,40 @@ def index(
             rich_help_panel="Late interaction",
         ),
     ] = None,
+    images: Annotated[
+        bool,
+        typer.Option(
+            "--images",
+            help="Index the collection's images (corpus rows with an 'image' path) with the dual encoder --model.",
+            rich_help_panel="Multimodal",
+        ),
+    ] = False,
+    captions: Annotated[
+        bool,
+        typer.Option(
+            "--captions",
+            help="Index the collection's captions (its queries) with --model's text side: what image queries search.",
+            rich_help_panel="Multimodal",
+        ),
+    ] = False,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Multimodal: a dual encoder (a directory `rankstack train --multimodal` wrote, a CLIP / SigLIP "
+            "directory or Hugging Face id such as openai/clip-vit-base-patch32, or open_clip:ARCH/TAG).",
+            rich_help_panel="Multimodal",
+        ),
+    ] = None,
+    where: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Multimodal: keep only images whose corpus FIELD equals VALUE (FIELD=VALUE, e.g. coco_split=val2017).",
+            rich_help_panel="Multimodal",
+        ),
+    ] = None,
 ) -> None:
     """Build a BM25 inverted index; with --dense a vector index, --impact / --vectors an impact index, --colbert a
-    compressed ColBERT token index.
+    compressed ColBERT token index, --images / --captions a text-image index.
 
     Examples:
       rankstack index scifact --index-dir idx/scifact
@@ -244,6 +275,8 @@ def index(
       rankstack index scifact --index-dir idx/scifact-d2q --doc2query castorini/doc2query-t5-base-msmarco
       rankstack index scifact --index-dir idx/scifact-colbert --colbert models/colbert-scifact/final --bits 2
       rankstack index --clean --index-dir idx/scifact    # tidy up after a killed build or update
+      rankstack index coco-mini-captions -i idx/coco-images --images --model models/lit/final --where coco_split=val2017
+      rankstack index coco-mini-captions -i idx/coco-captions --captions --model models/lit/final --where coco_split=val2017
     """
     from rankstack.index import build_inverted_index
     from rankstack.text import Analyzer
@@ -252,6 +285,9 @@ def index(
         _fail("--index-dir is required: where the index is (or is to be) written")
     if clean:
         _clean(index_dir)
+        return
+    if images or captions:
+        _index_multimodal(corpus, index_dir, model, images, where, overwrite)
         return
     if vectors is not None or impact is not None:
         _index_impact(corpus, index_dir, impact, vectors, 8 if bits is None else bits, overwrite, on_duplicate,
@@ -314,6 +350,112 @@ def index(
         f"indexed {counts['documents']:,} documents ({counts['postings']:,} postings, "
         f"{counts['empty_documents']} empty) into {index_dir} in {time.perf_counter() - start:.1f}s"
     )
+
+
+def _where(values: list[str] | None) -> dict[str, str]:
+    """``--where FIELD=VALUE`` options as a mapping."""
+    out = {}
+    for value in values or []:
+        field, sep, wanted = value.partition("=")
+        if not sep or not field:
+            _fail(f"--where takes FIELD=VALUE (e.g. coco_split=val2017), not {value!r}")
+        out[field] = wanted
+    return out
+
+
+def _image_collection(corpus: str | None, where: list[str] | None):
+    from rankstack.multimodal import ImageCollection
+
+    if corpus is None or not _is_collection(corpus):
+        _fail("give an image collection: a name (coco-mini-captions) or a BEIR-like folder whose corpus rows name images")
+    return ImageCollection(_load_collection(corpus), where=_where(where))
+
+
+def _index_multimodal(corpus, index_dir: Path, model: str | None, images: bool, where, overwrite: bool) -> None:
+    from rankstack.multimodal import build_image_index, build_text_index, load_dual_encoder
+
+    if model is None:
+        _fail("--images / --captions need --model: the dual encoder whose vectors the index holds")
+    try:
+        col = _image_collection(corpus, where)
+        _quiet_model_loading()
+        encoder = load_dual_encoder(model)
+        start = time.perf_counter()
+        if images:
+            idx = build_image_index(col, encoder, index_dir, overwrite=overwrite)
+            what = "images"
+        else:
+            idx = build_text_index(col.captions, encoder, index_dir, overwrite=overwrite)
+            what = "captions"
+    except (RankstackError, FileExistsError, ValueError) as e:
+        _fail(str(e))
+    elapsed = time.perf_counter() - start
+    typer.echo(f"encoded {idx.num_docs:,} {what} of {col} with {model} ({idx.dim} dimensions) into {index_dir} in "
+               f"{elapsed:.1f}s ({idx.num_docs / max(elapsed, 1e-9):.1f}/s)")  # fmt: skip
+
+
+IMAGE_METRICS = ["nDCG@10", "R@1", "R@5", "R@10"]
+
+
+def _experiment_images(collection: str, model: str, where, split: str, metrics: list[str], test: str) -> None:
+    """Both directions on an image collection, each in its own table (the query sets differ)."""
+    import tempfile
+
+    import pandas as pd
+
+    import rankstack
+    from rankstack.eval import Experiment
+    from rankstack.index import build_inverted_index
+    from rankstack.multimodal import TextProxy, build_image_index, build_text_index, load_dual_encoder
+
+    try:
+        images = _image_collection(collection, where)
+        _quiet_model_loading()
+        dual = load_dual_encoder(model)
+        with tempfile.TemporaryDirectory(prefix="rankstack-images-") as tmp:
+            image_index = build_image_index(images, dual, Path(tmp) / "images")
+            caption_index = build_text_index(images.captions, dual, Path(tmp) / "captions")
+            captions = [rankstack.Document(q, t) for q, t in images.captions]
+            proxy_index = build_inverted_index(captions, Path(tmp) / "captions-bm25", show_progress=False)
+            proxy = TextProxy(proxy_index.bm25(k=100), images.caption_image)
+            t2i_queries, t2i_qrels = images.text_to_image()
+            i2t_queries, i2t_qrels = images.image_to_text()
+            t2i = {"dual encoder": image_index.dense(dual, k=100)(t2i_queries), "text proxy (BM25, other captions)":
+                   proxy(t2i_queries)}  # fmt: skip
+            i2t = {"dual encoder": caption_index.dense(dual, k=100)(i2t_queries)}
+        tables = [("text -> image", Experiment(t2i, t2i_queries, t2i_qrels, metrics, baseline=0, test=test), t2i_queries),
+                  ("image -> text", Experiment(i2t, i2t_queries, i2t_qrels, metrics, test=test), i2t_queries)]  # fmt: skip
+    except (RankstackError, ValueError) as e:
+        _fail(str(e))
+    for title, table, queries in tables:
+        typer.echo(f"\n{images}: {title}, {len(queries)} queries\n")
+        with pd.option_context("display.width", 250, "display.max_columns", 80, "display.float_format", "{:.4f}".format):
+            typer.echo(_compact(table, metrics).to_string(index=False))
+
+
+def _train_multimodal(collection, model, output_dir, split, where, image_tower, text_layers, class_prompts,
+                      hard_negatives, epochs, batch_size, lr, seed, save_every, resume) -> None:  # fmt: skip
+    from rankstack.multimodal import CompositeDualEncoder, ImageCollection
+    from rankstack.train.lit import LiTConfig, LiTTrainer
+
+    try:
+        col = _load_collection(collection)
+        if split not in col.splits:
+            raise ValueError(f"{col.name} has no {split!r} judgments (it has {col.splits}); choose the training images "
+                             "with --split and --where, e.g. --split test --where coco_split=train2017")  # fmt: skip
+        images = ImageCollection(col, where=_where(where), split=split)
+        _quiet_model_loading()
+        start = time.perf_counter()
+        dual = CompositeDualEncoder(image_tower, model)
+        config = LiTConfig(epochs=epochs, batch_size=batch_size or 64, learning_rate=lr or 2e-5, train_layers=text_layers,
+                           class_prompts=class_prompts, hard_negatives=hard_negatives, seed=seed,
+                           save_every=save_every or None)  # fmt: skip
+        final = LiTTrainer(dual, images.pairs(), config, output_dir).train(resume=resume)
+    except (RankstackError, ValueError) as e:
+        _fail(str(e))
+    typer.echo(f"trained on {len(images.pairs())} captions of {len(images.images)} images in "
+               f"{time.perf_counter() - start:.0f}s: {final}\n  index it: rankstack index {collection} -i IDX --images "
+               f"--model {final}")  # fmt: skip
 
 
 def _index_colbert(docs, index_dir: Path, model: str, bits: int, overwrite: bool, max_length, batch_size) -> None:
@@ -414,6 +556,10 @@ def search(
         ),
     ] = None,
     query: Annotated[str | None, typer.Option("--query", help="Search one query string and print the hits.")] = None,
+    image: Annotated[
+        Path | None,
+        typer.Option("--image", help="Search with one image (an image or caption index of a dual encoder)."),
+    ] = None,
     split: Annotated[str, typer.Option(help="Which judged query set of a collection to use.")] = "test",
     topic_field: Annotated[str, typer.Option(help="TREC topics field: title, desc or narr.")] = "title",
     k: Annotated[int, typer.Option("--k", "-k", help="Documents per query (at least 1).")] = 1000,
@@ -466,13 +612,15 @@ def search(
       rankstack search idx/scifact --query "vitamin D and bone density" -k 5
       rankstack search idx/scifact-minilm --queries scifact --output dense.trec
       rankstack search idx/scifact-colbert --queries scifact -k 100 --output colbert.trec
+      rankstack search idx/coco-images --query "a dog on a beach" -k 5
+      rankstack search idx/coco-captions --image photo.jpg -k 5
     """
     import rankstack
     from rankstack.sparse import RM3
     from rankstack.types import Queries
 
-    if (queries is None) == (query is None):
-        _fail("give exactly one of --queries (a set of queries) or --query (one query string)")
+    if sum(x is not None for x in (queries, query, image)) != 1:
+        _fail("give exactly one of --queries (a set of queries), --query (one query string) or --image (one image)")
     if k < 1:
         _fail(f"-k must be at least 1 (documents per query), not {k}")
     try:
@@ -482,11 +630,19 @@ def search(
                 _fail("--rm3 expands BM25 queries; it does not apply to a ColBERT index")
             _quiet_model_loading()
             stage = idx.colbert(model, k=k, nprobe=nprobe, exhaustive=exact)
+        elif idx.manifest["type"] == "dense" and idx.is_multimodal:
+            if rm3:
+                _fail("--rm3 expands BM25 queries; it does not apply to a text-image index")
+            _quiet_model_loading()
+            stage = idx.dense(model, k=k, exact=exact, allow_other_model=allow_other_model)
         elif idx.manifest["type"] == "dense":
             from rankstack.dense import BiEncoder
 
             if rm3:
                 _fail("--rm3 expands BM25 queries; it does not apply to a dense index")
+            if image is not None:
+                _fail(f"--image cannot search {index_dir}: it holds text vectors of the text-only model "
+                      f"{idx.model['model']!r}; build a text-image index with `rankstack index COLL --images --model M`")  # fmt: skip
             encoder = BiEncoder(model or idx.model["model"], backend=backend)  # type: ignore[arg-type]
             stage = idx.dense(
                 encoder, k=k, exact=exact, ef_search=ef_search, nprobe=nprobe, allow_other_model=allow_other_model
@@ -506,13 +662,23 @@ def search(
             stage = idx.bm25(k1=k1, b=b, k=k, num_threads=threads)
         if rm3:
             stage = RM3(stage)
-        qs = Queries(["1"], [query]) if query is not None else _read_queries(queries, split, topic_field)  # type: ignore[arg-type]
+        if image is not None and not (idx.manifest["type"] == "dense" and idx.is_multimodal):
+            _fail(f"--image cannot search {index_dir}: it is a text-only {idx.manifest['type']} index; build a "
+                  "text-image index with `rankstack index COLL --images --model M` (or --captions)")  # fmt: skip
+        if image is not None:
+            qs = Queries.from_images({"1": str(image)})
+        elif query is not None:
+            qs = Queries(["1"], [query])
+        else:
+            qs = _read_queries(queries, split, topic_field)  # type: ignore[arg-type]
         start = time.perf_counter()
         run = stage(qs)
         elapsed = time.perf_counter() - start
     except RankstackError as e:
         _fail(str(e))
-    if query is not None and output is None:
+    if image is not None and not len(run):
+        _fail(f"{image} could not be read as an image (see the warning above)")
+    if (query is not None or image is not None) and output is None:
         for docid, score, rank in zip(run.docid.tolist(), run.score.tolist(), run.rank.tolist(), strict=True):
             doc = idx.docs[docid] if idx.manifest.get("store_docs", idx.manifest["type"] == "inverted") else None
             snippet = (doc.contents()[:100] + "...") if doc else ""
@@ -815,9 +981,41 @@ def train(
     save_every: Annotated[int, typer.Option(help="Steps between checkpoints (0: only the final model).")] = 0,
     seed: Annotated[int, typer.Option(help="Seed for data order and sampling: the same seed, the same model.")] = 42,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run from its latest checkpoint.")] = False,
+    multimodal: Annotated[
+        bool,
+        typer.Option(
+            "--multimodal",
+            help="Train a text-image dual encoder LiT-style on an image collection's captions: the image tower "
+            "stays frozen, --model is the text encoder (minilm: the packaged all-MiniLM-L6-v2).",
+            rich_help_panel="Multimodal",
+        ),
+    ] = False,
+    image_tower: Annotated[
+        str, typer.Option(help="Multimodal: the frozen image tower.", rich_help_panel="Multimodal")
+    ] = "efficientnet-lite0",
+    text_layers: Annotated[
+        int,
+        typer.Option(min=0, help="Multimodal: also train this many top text layers (0: the projection only).",
+                     rich_help_panel="Multimodal"),
+    ] = 0,
+    class_prompts: Annotated[
+        bool,
+        typer.Option(help="Multimodal: add 'a photo of a {class}' pairs from the image tower's ImageNet head.",
+                     rich_help_panel="Multimodal"),
+    ] = True,
+    hard_negatives: Annotated[
+        int,
+        typer.Option(min=0, help="Multimodal: extra nearest-neighbour images per caption.", rich_help_panel="Multimodal"),
+    ] = 0,
+    where: Annotated[
+        list[str] | None,
+        typer.Option(help="Multimodal: train on the images whose corpus FIELD equals VALUE (coco_split=train2017).",
+                     rich_help_panel="Multimodal"),
+    ] = None,
 ) -> None:
     """Fine-tune a bi-encoder (contrastive, in-batch + hard negatives) or, with --reranker, a cross-encoder
-    (BM25 hard negatives; LCE, pointwise, pairwise or MarginMSE) on a collection's judgments.
+    (BM25 hard negatives; LCE, pointwise, pairwise or MarginMSE) on a collection's judgments; with --multimodal,
+    a text-image dual encoder on an image collection.
 
     The result is an ordinary Hugging Face model directory (it loads in sentence-transformers too, as a
     SentenceTransformer or a CrossEncoder); index or re-rank with it as with any model.
@@ -837,7 +1035,13 @@ def train(
       rankstack train scifact --prop --model minilm --max-examples 2000 -o models/prop
       rankstack train nfcorpus --reranker --family knrm --model minilm --weak both --split dev -o models/knrm-weak
       rankstack train scifact --reranker --model models/prop/final -o models/prop-ce
+      rankstack train coco-mini-captions --multimodal --model minilm --split test --where coco_split=train2017 \
+          --epochs 30 -o models/lit
     """
+    if multimodal:
+        _train_multimodal(collection, model, output_dir, split, where, image_tower, text_layers, class_prompts,
+                          hard_negatives, epochs, batch_size, lr, seed, save_every, resume)  # fmt: skip
+        return
     try:
         col = _load_collection(collection)
         start = time.perf_counter()
@@ -1262,6 +1466,19 @@ def experiment(
             "recall at depth 1-1000 per system (needs the [plot] extra: pip install 'rankstack[plot]').",
         ),
     ] = None,
+    images: Annotated[
+        str | None,
+        typer.Option(
+            help="Image collection: evaluate this dual encoder text->image and image->text, beside the text-proxy "
+            "baseline (BM25 over each image's other captions).",
+            rich_help_panel="Multimodal",
+        ),
+    ] = None,
+    where: Annotated[
+        list[str] | None,
+        typer.Option(help="With --images: only the images whose corpus FIELD equals VALUE (coco_split=val2017).",
+                     rich_help_panel="Multimodal"),
+    ] = None,
 ) -> None:
     """End-to-end: index a collection, run BM25 variants, evaluate, print a table with significance tests.
 
@@ -1275,6 +1492,7 @@ def experiment(
       rankstack experiment scifact --dense sentence-transformers/all-MiniLM-L6-v2
       rankstack experiment scifact --rerank cross-encoder/ms-marco-MiniLM-L-6-v2 --rerank-depth 50
       rankstack experiment scifact --plot plots/    # per-query deltas and recall-at-depth PNGs
+      rankstack experiment coco-mini-captions --images models/lit/final --where coco_split=val2017
     """
     import pandas as pd
 
@@ -1285,6 +1503,9 @@ def experiment(
 
     if rerank_depth < 1:
         _fail(f"--rerank-depth must be at least 1, not {rerank_depth}")
+    if images is not None:
+        _experiment_images(collection, images, where, split, metrics or IMAGE_METRICS, test)
+        return
     if plot is not None:  # before any system runs: a missing extra or a bad folder must not waste the run
         _check_plot_dir(plot)
     try:
@@ -1406,6 +1627,8 @@ def _compact(table, metrics: list[str]):
     import pandas as pd
 
     out = pd.DataFrame({"system": table["name"]})
+    if f"{metrics[0]} p-value (holm)" not in table:  # one system, nothing to compare with
+        return out.assign(**{m: [f"{v:.4f}" for v in table[m]] for m in metrics})
     for m in metrics:
         col = table[m]
         marks = []

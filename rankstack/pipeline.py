@@ -95,6 +95,17 @@ def as_queries(inp: Queries | Ranking) -> Queries:
     return inp.queries.subset(inp.qids()) if len(inp) else inp.queries
 
 
+def refuse_image_queries(queries: Queries, searched: str) -> None:
+    """A text-only stage given image queries says so (instead of searching with their empty texts)."""
+    if queries.image is not None and any(queries.image.tolist()):
+        from rankstack.errors import RankstackError
+
+        raise RankstackError(
+            f"image queries cannot search {searched}: it is text-only. Search an index built with a text-image dual "
+            "encoder (rankstack index COLL --images --model M, or a caption index of the same dual encoder)."
+        )
+
+
 class Then(Stage):
     """Run stages in sequence: each gets the previous one's ranking."""
 

@@ -8,6 +8,7 @@ hot paths never touch per-row Python objects, and they convert to and from panda
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,24 +32,38 @@ def _str_array(values: Iterable[Any]) -> np.ndarray:
 
 # --------------------------------------------------------------------------------------------- queries
 class Queries:
-    """A table of queries: ``qid`` and ``text`` columns, in the user's order."""
+    """A table of queries: ``qid`` and ``text`` columns, in the user's order.
 
-    __slots__ = ("qid", "text")
+    ``image`` (optional) holds a path per query for image queries (image-to-text or image-to-image search
+    with a dual encoder); such queries may have empty text.
+    """
 
-    def __init__(self, qid: Iterable[Any], text: Iterable[str]):
+    __slots__ = ("image", "qid", "text")
+
+    def __init__(self, qid: Iterable[Any], text: Iterable[str], image: Iterable[str] | None = None):
         self.qid = _str_array(qid)
         self.text = np.asarray(list(text) if not isinstance(text, np.ndarray) else text, dtype=object)
         if len(self.qid) != len(self.text):
             raise ValueError(f"qid and text differ in length ({len(self.qid)} vs {len(self.text)})")
+        self.image = None if image is None else _str_array(image)
+        if self.image is not None and len(self.image) != len(self.qid):
+            raise ValueError(f"qid and image differ in length ({len(self.qid)} vs {len(self.image)})")
 
     @classmethod
     def from_dict(cls, mapping: Mapping[Any, str]) -> Queries:
         return cls(list(mapping.keys()), list(mapping.values()))
 
     @classmethod
+    def from_images(cls, mapping: Mapping[Any, str | os.PathLike[str]]) -> Queries:
+        """Image queries: qid -> image path (their text is empty)."""
+        return cls(list(mapping.keys()), [""] * len(mapping), [str(p) for p in mapping.values()])
+
+    @classmethod
     def from_pandas(cls, frame: pd.DataFrame) -> Queries:
         text_col = "text" if "text" in frame.columns else "query"
-        return cls(frame["qid"].to_numpy(), frame[text_col].to_numpy())
+        texts = frame[text_col].to_numpy() if text_col in frame.columns else [""] * len(frame)
+        image = frame["image"].to_numpy() if "image" in frame.columns else None
+        return cls(frame["qid"].to_numpy(), texts, image)
 
     @classmethod
     def coerce(cls, value: Queries | Mapping[Any, str] | Iterable[str] | str | pd.DataFrame) -> Queries:
@@ -67,7 +82,10 @@ class Queries:
     def to_pandas(self) -> pd.DataFrame:
         import pandas as pd
 
-        return pd.DataFrame({"qid": self.qid, "text": self.text})
+        columns = {"qid": self.qid, "text": self.text}
+        if self.image is not None:
+            columns["image"] = self.image
+        return pd.DataFrame(columns)
 
     def to_dict(self) -> dict[str, str]:
         return dict(zip(self.qid.tolist(), self.text.tolist(), strict=True))
@@ -75,7 +93,7 @@ class Queries:
     def subset(self, qids: Iterable[str]) -> Queries:
         """The queries whose qid is in ``qids``, keeping this table's order."""
         keep = np.isin(self.qid, np.asarray(list(qids), dtype=object))
-        return Queries(self.qid[keep], self.text[keep])
+        return Queries(self.qid[keep], self.text[keep], None if self.image is None else self.image[keep])
 
     def __len__(self) -> int:
         return len(self.qid)
@@ -84,10 +102,14 @@ class Queries:
         return zip(self.qid.tolist(), self.text.tolist(), strict=True)
 
     def __repr__(self) -> str:
-        return f"Queries({len(self)} queries)"
+        kind = "image queries" if self.image is not None else "queries"
+        return f"Queries({len(self)} {kind})"
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Queries) and list(self) == list(other)
+        if not isinstance(other, Queries) or list(self) != list(other):
+            return False
+        mine, theirs = self.image, other.image
+        return (mine is None) == (theirs is None) and (mine is None or mine.tolist() == theirs.tolist())
 
 
 # --------------------------------------------------------------------------------------------- ranking

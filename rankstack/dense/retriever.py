@@ -16,7 +16,7 @@ import numpy as np
 
 from rankstack.dense.encoder import BiEncoder
 from rankstack.index.vectors import AnnConfig, AnnKind, VectorIndex, check_model, write_vector_index
-from rankstack.pipeline import Stage, as_queries
+from rankstack.pipeline import Stage, as_queries, refuse_image_queries
 from rankstack.types import Corpus, Document, Queries, Ranking
 
 ModelLike = BiEncoder | str | os.PathLike[str]
@@ -86,6 +86,7 @@ class DenseRetriever(Stage):
 
     def __call__(self, inp: Queries | Ranking) -> Ranking:
         queries = as_queries(inp)
+        refuse_image_queries(queries, f"{self.index.path} (vectors of {self.index.model.get('model')!r})")
         vectors = self.encoder.encode_queries(queries.text.tolist())
         qids = queries.qid
         pos_parts, score_parts = [], []

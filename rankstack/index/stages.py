@@ -16,7 +16,8 @@ from rankstack.errors import RankstackError
 
 _FACTORIES: dict[str, Callable[..., Any]] = {}
 #: which package registers each short form
-PROVIDERS = {"bm25": "rankstack.sparse", "dense": "rankstack.dense", "colbert": "rankstack.late"}
+PROVIDERS = {"bm25": "rankstack.sparse", "dense": "rankstack.dense", "colbert": "rankstack.late",
+             "multimodal": "rankstack.multimodal"}
 
 
 def register_stage(name: str, factory: Callable[..., Any]) -> None:

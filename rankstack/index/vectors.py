@@ -343,8 +343,19 @@ class VectorIndex(ManifestIndex):
         )
 
     def dense(self, model: Any = None, k: int = 1000, **kwargs: Any) -> Any:
-        """A ``DenseRetriever`` over this index; ``model`` defaults to the one recorded in the manifest."""
-        return stage_factory("dense")(self, model, k=k, **kwargs)
+        """A ``DenseRetriever`` over this index (a ``MultimodalRetriever`` when a dual encoder built it);
+        ``model`` defaults to the one recorded in the manifest."""
+        return stage_factory("multimodal" if self.is_multimodal else "dense")(self, model, k=k, **kwargs)
+
+    @property
+    def is_multimodal(self) -> bool:
+        """Built by a text-image dual encoder (images or texts in a joint space)."""
+        return self.model.get("kind") == "dual"
+
+    @property
+    def modality(self) -> str:
+        """What the rows are: ``"image"`` or ``"text"``."""
+        return str(self.model.get("modality", "text"))
 
 
 def _top_k(pos: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

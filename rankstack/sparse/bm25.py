@@ -31,7 +31,7 @@ import numpy as np
 
 from rankstack import jit
 from rankstack.index.inverted import FEW_TEXTS, NORM_DECODE_TABLE, InvertedIndex, Segment
-from rankstack.pipeline import Stage, as_queries
+from rankstack.pipeline import Stage, as_queries, refuse_image_queries
 from rankstack.sparse import topk_numpy
 from rankstack.types import Queries, Ranking
 
@@ -237,6 +237,7 @@ class BM25(PostingsSearch):
 
     def __call__(self, inp: Queries | Ranking) -> Ranking:
         queries = as_queries(inp)
+        refuse_image_queries(queries, f"the BM25 index {self.index.path}")
         if len(queries) <= FEW_QUERIES and len(self.index.segments) == 1:
             return self._few(queries)
         q_rows, gids, has_term = self.index.query_term_rows(queries.text.tolist())
