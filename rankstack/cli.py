@@ -397,7 +397,8 @@ def _index_multimodal(corpus, index_dir: Path, model: str | None, images: bool, 
 IMAGE_METRICS = ["nDCG@10", "R@1", "R@5", "R@10"]
 
 
-def _experiment_images(collection: str, model: str, where, split: str, metrics: list[str], test: str) -> None:
+def _experiment_images(collection: str, model: str, where, split: str, metrics: list[str], test: str,
+                       vl_rerank: str | None = None, depth: int = 20) -> None:  # fmt: skip
     """Both directions on an image collection, each in its own table (the query sets differ)."""
     import tempfile
 
@@ -423,8 +424,16 @@ def _experiment_images(collection: str, model: str, where, split: str, metrics: 
             t2i = {"dual encoder": image_index.dense(dual, k=100)(t2i_queries), "text proxy (BM25, other captions)":
                    proxy(t2i_queries)}  # fmt: skip
             i2t = {"dual encoder": caption_index.dense(dual, k=100)(i2t_queries)}
+            if vl_rerank is not None:
+                from rankstack.multimodal.vl import VLReranker
+
+                reranker = VLReranker(vl_rerank, images=images, texts=images.captions)
+                name = f"dual encoder >> VL re-ranker (top {depth})"
+                t2i[name] = (image_index.dense(dual, k=100) % depth >> reranker)(t2i_queries)
+                i2t[name] = (caption_index.dense(dual, k=100) % depth >> reranker)(i2t_queries)
         tables = [("text -> image", Experiment(t2i, t2i_queries, t2i_qrels, metrics, baseline=0, test=test), t2i_queries),
-                  ("image -> text", Experiment(i2t, i2t_queries, i2t_qrels, metrics, test=test), i2t_queries)]  # fmt: skip
+                  ("image -> text", Experiment(i2t, i2t_queries, i2t_qrels, metrics, baseline=0 if len(i2t) > 1 else None,
+                                               test=test), i2t_queries)]  # fmt: skip
     except (RankstackError, ValueError) as e:
         _fail(str(e))
     for title, table, queries in tables:
@@ -433,8 +442,25 @@ def _experiment_images(collection: str, model: str, where, split: str, metrics: 
             typer.echo(_compact(table, metrics).to_string(index=False))
 
 
+def _dual_candidates(images, model: str, k: int = 10) -> dict[str, list[str]]:
+    """Each caption's top ``k`` images by a dual encoder: the VL re-ranker's hard negatives."""
+    import tempfile
+
+    from rankstack.multimodal import build_image_index, load_dual_encoder
+
+    dual = load_dual_encoder(model)
+    queries, _ = images.text_to_image()
+    with tempfile.TemporaryDirectory(prefix="rankstack-candidates-") as tmp:
+        run = build_image_index(images, dual, Path(tmp) / "images", show_progress=False).dense(dual, k=k)(queries)
+    texts, out = queries.to_dict(), {}
+    for qid, docid in zip(run.qid.tolist(), run.docid.tolist(), strict=True):
+        out.setdefault(texts[qid], []).append(str(images.images[docid]))
+    return out
+
+
 def _train_multimodal(collection, model, output_dir, split, where, image_tower, text_layers, class_prompts,
-                      hard_negatives, epochs, batch_size, lr, seed, save_every, resume) -> None:  # fmt: skip
+                      hard_negatives, epochs, batch_size, lr, seed, save_every, resume, vl=False, candidates=None,
+                      num_negatives=None) -> None:  # fmt: skip
     from rankstack.multimodal import CompositeDualEncoder, ImageCollection
     from rankstack.train.lit import LiTConfig, LiTTrainer
 
@@ -446,6 +472,17 @@ def _train_multimodal(collection, model, output_dir, split, where, image_tower, 
         images = ImageCollection(col, where=_where(where), split=split)
         _quiet_model_loading()
         start = time.perf_counter()
+        if vl:
+            from rankstack.multimodal.vl import VLCrossEncoder
+            from rankstack.train.vl import VLConfig, VLTrainer
+
+            pools = _dual_candidates(images, candidates) if candidates else None
+            config = VLConfig(epochs=epochs, batch_size=batch_size or 16, learning_rate=lr or 5e-5, seed=seed,
+                              num_negatives=3 if num_negatives is None else num_negatives, save_every=save_every or None)  # fmt: skip
+            final = VLTrainer(VLCrossEncoder(image_tower, model), images.pairs(), config, output_dir, pools).train(resume=resume)
+            typer.echo(f"trained a VL re-ranker on {len(images.pairs())} captions in {time.perf_counter() - start:.0f}s: "
+                       f"{final}\n  use it: rankstack experiment {collection} --images DUAL --vl-rerank {final}")  # fmt: skip
+            return
         dual = CompositeDualEncoder(image_tower, model)
         config = LiTConfig(epochs=epochs, batch_size=batch_size or 64, learning_rate=lr or 2e-5, train_layers=text_layers,
                            class_prompts=class_prompts, hard_negatives=hard_negatives, seed=seed,
@@ -1012,6 +1049,20 @@ def train(
         typer.Option(help="Multimodal: train on the images whose corpus FIELD equals VALUE (coco_split=train2017).",
                      rich_help_panel="Multimodal"),
     ] = None,
+    vl: Annotated[
+        bool,
+        typer.Option(
+            "--vl",
+            help="Multimodal: train a vision-language cross-encoder re-ranker (image regions + text through --model's "
+            "layers) instead of a dual encoder.",
+            rich_help_panel="Multimodal",
+        ),
+    ] = False,
+    candidates: Annotated[
+        str | None,
+        typer.Option(help="With --vl: a dual encoder whose top 10 images per caption are the hard negatives "
+                      "(default: random other images).", rich_help_panel="Multimodal"),
+    ] = None,
 ) -> None:
     """Fine-tune a bi-encoder (contrastive, in-batch + hard negatives) or, with --reranker, a cross-encoder
     (BM25 hard negatives; LCE, pointwise, pairwise or MarginMSE) on a collection's judgments; with --multimodal,
@@ -1038,9 +1089,12 @@ def train(
       rankstack train coco-mini-captions --multimodal --model minilm --split test --where coco_split=train2017 \
           --epochs 30 -o models/lit
     """
+    if vl and not multimodal:
+        _fail("--vl trains a multimodal re-ranker: use it with --multimodal")
     if multimodal:
         _train_multimodal(collection, model, output_dir, split, where, image_tower, text_layers, class_prompts,
-                          hard_negatives, epochs, batch_size, lr, seed, save_every, resume)  # fmt: skip
+                          hard_negatives, epochs, batch_size, lr, seed, save_every, resume, vl, candidates,
+                          num_negatives)  # fmt: skip
         return
     try:
         col = _load_collection(collection)
@@ -1479,6 +1533,12 @@ def experiment(
         typer.Option(help="With --images: only the images whose corpus FIELD equals VALUE (coco_split=val2017).",
                      rich_help_panel="Multimodal"),
     ] = None,
+    vl_rerank: Annotated[
+        str | None,
+        typer.Option(help="With --images: also re-rank the dual encoder's top --rerank-depth with this vision-language "
+                     "cross-encoder (a `train --multimodal --vl` directory or a ViLT checkpoint).",
+                     rich_help_panel="Multimodal"),
+    ] = None,
 ) -> None:
     """End-to-end: index a collection, run BM25 variants, evaluate, print a table with significance tests.
 
@@ -1493,6 +1553,7 @@ def experiment(
       rankstack experiment scifact --rerank cross-encoder/ms-marco-MiniLM-L-6-v2 --rerank-depth 50
       rankstack experiment scifact --plot plots/    # per-query deltas and recall-at-depth PNGs
       rankstack experiment coco-mini-captions --images models/lit/final --where coco_split=val2017
+      rankstack experiment coco-mini-captions --images models/lit/final --vl-rerank models/vl/final --rerank-depth 20
     """
     import pandas as pd
 
@@ -1504,7 +1565,7 @@ def experiment(
     if rerank_depth < 1:
         _fail(f"--rerank-depth must be at least 1, not {rerank_depth}")
     if images is not None:
-        _experiment_images(collection, images, where, split, metrics or IMAGE_METRICS, test)
+        _experiment_images(collection, images, where, split, metrics or IMAGE_METRICS, test, vl_rerank, rerank_depth)
         return
     if plot is not None:  # before any system runs: a missing extra or a bad folder must not waste the run
         _check_plot_dir(plot)

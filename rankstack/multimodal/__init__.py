@@ -17,6 +17,7 @@ from rankstack.multimodal.images import ImageBatches, ImageError, ImageTransform
 from rankstack.multimodal.proxy import TextProxy
 from rankstack.multimodal.retriever import MultimodalRetriever, build_image_index, build_text_index
 from rankstack.multimodal.towers import EfficientNetTower, imagenet_class_names
+from rankstack.multimodal.vl import ViltScorer, VLCrossEncoder, VLReranker, load_vl_scorer
 from rankstack.multimodal.zero_shot import ZeroShotClassifier
 
 register_stage("multimodal", MultimodalRetriever)
@@ -33,10 +34,14 @@ __all__ = [
     "MultimodalRetriever",
     "OpenCLIPDualEncoder",
     "TextProxy",
+    "VLCrossEncoder",
+    "VLReranker",
+    "ViltScorer",
     "ZeroShotClassifier",
     "build_image_index",
     "build_text_index",
     "imagenet_class_names",
     "load_dual_encoder",
+    "load_vl_scorer",
     "open_image",
 ]

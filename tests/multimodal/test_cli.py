@@ -31,9 +31,13 @@ def test_train_index_search_experiment(image_collection, photos, tmp_path):
     assert [line.split()[0] for line in hits[-2:]] == ["1", "2"]
     hits = _ok(["search", tmp_path / "captions", "--image", photos[0], "-k", "3"]).strip().splitlines()
     assert [line.split()[0] for line in hits[-3:]] == ["1", "2", "3"]
-    table = _ok(["experiment", coll, "--images", model, "--where", "coco_split=val2017"])
+    out = _ok(["train", coll, "--multimodal", "--vl", "--candidates", model, "--model", "minilm", "--split", "test",
+               "--where", "coco_split=train2017", "--epochs", "1", "--batch-size", "15", "-o", tmp_path / "vl"])  # fmt: skip
+    assert "trained a VL re-ranker on 30 captions" in out
+    table = _ok(["experiment", coll, "--images", model, "--where", "coco_split=val2017", "--vl-rerank",
+                 tmp_path / "vl" / "final", "--rerank-depth", "3"])  # fmt: skip
     assert "text -> image, 20 queries" in table and "image -> text, 4 queries" in table
-    assert "text proxy (BM25, other captions)" in table
+    assert "text proxy (BM25, other captions)" in table and table.count("VL re-ranker (top 3)") == 2
 
 
 def test_multimodal_cli_errors(image_collection, photos, tmp_path):
@@ -50,5 +54,7 @@ def test_multimodal_cli_errors(image_collection, photos, tmp_path):
     build_inverted_index([Document("d1", "a dog")], tmp_path / "bm25", show_progress=False)
     result = runner.invoke(app, ["search", str(tmp_path / "bm25"), "--image", str(photos[0])])
     assert result.exit_code == 2 and "text-only inverted index" in result.output
+    result = runner.invoke(app, ["train", coll, "--vl", "--model", "minilm", "-o", str(tmp_path / "m")])
+    assert result.exit_code == 2 and "use it with --multimodal" in result.output
     result = runner.invoke(app, ["search", str(tmp_path / "bm25"), "--image", str(photos[0]), "--query", "dog"])
     assert result.exit_code == 2 and "exactly one of" in result.output
