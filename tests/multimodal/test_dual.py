@@ -56,14 +56,24 @@ def test_clip_similarity_equals_transformers_logits(tiny_clip, photos):
     assert dual.transform.size == 32 and dual.transform.resize == 40
 
 
-def test_tower_features_equal_a_plain_forward(tower, composite, photos):
+def test_tower_features_equal_a_plain_forward(tower, composite, photos, tmp_path, monkeypatch):
+    from rankstack.multimodal import EfficientNetTower
+
     pixels = torch.from_numpy(np.stack([load_pixels(p, tower.transform) for p in photos[:4]]))
     with torch.no_grad():
         plain = tower.net._avg_pooling(tower.net.extract_features(pixels)).flatten(1)
-        np.testing.assert_allclose(tower.features(pixels).numpy(), plain.numpy(), atol=1e-5)
+        grid = tower.net.extract_features(pixels)
         weight, bias = tower.classifier()
         np.testing.assert_allclose((plain @ weight.T + bias).numpy(), tower.net(pixels).numpy(), atol=1e-4)
-    assert tower.regions(pixels).shape == (4, 49, 1280)
+    eager = EfficientNetTower(device="cpu", backend="torch")
+    monkeypatch.setenv("RANKSTACK_HOME", str(tmp_path))  # the ONNX export goes to a fresh cache
+    onnx = EfficientNetTower(device="cpu", backend="onnx")
+    with torch.no_grad():
+        np.testing.assert_allclose(eager.features(pixels).numpy(), plain.numpy(), atol=1e-6)
+        np.testing.assert_allclose(onnx.features(pixels).numpy(), plain.numpy(), atol=1e-5, rtol=1e-5)
+        np.testing.assert_allclose(onnx.regions(pixels).numpy(), grid.flatten(2).transpose(1, 2).numpy(), atol=1e-4)
+    assert list((tmp_path / "towers").glob("efficientnet-lite0-*.onnx"))
+    assert eager.regions(pixels).shape == (4, 49, 1280)
     # the composite's image side: centred (at zero before training), normalised, no projection
     vectors, _ = composite.encode_images(photos[:4])
     expected = plain.numpy() / np.linalg.norm(plain.numpy(), axis=1, keepdims=True)
