@@ -169,10 +169,15 @@ class HFDualEncoder(DualEncoder):
         return 0.0 if bias is None else float(bias.detach())
 
     def _text_features(self, texts: list[str]) -> Any:
-        # SigLIP was trained on texts padded to its full length; CLIP pads per batch
-        padding = "max_length" if self.model_type == "siglip" else True
-        batch = self.tokenizer(texts, padding=padding, truncation=True, max_length=self.max_length, return_tensors="pt")
-        return _features(self.model.get_text_features(**batch.to(self.device)))
+        # SigLIP was trained on texts padded to its full length and attending to the padding (its tokenizer makes no
+        # attention mask); CLIP pads per batch and masks
+        siglip = self.model_type == "siglip"
+        batch = self.tokenizer(texts, padding="max_length" if siglip else True, truncation=True,
+                               max_length=self.max_length, return_tensors="pt").to(self.device)  # fmt: skip
+        inputs = {"input_ids": batch["input_ids"]}
+        if not siglip and "attention_mask" in batch:
+            inputs["attention_mask"] = batch["attention_mask"]
+        return _features(self.model.get_text_features(**inputs))
 
     def _image_features(self, pixels: Any) -> Any:
         return _features(self.model.get_image_features(pixel_values=pixels))

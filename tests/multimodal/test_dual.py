@@ -124,3 +124,28 @@ def test_zero_shot_probabilities(composite, photos, tmp_path):
     assert labels[1] is None and labels[0] in ("dog", "pizza", "train")
     with pytest.raises(ValueError, match=r"'\{\}'"):
         ZeroShotClassifier(composite, ["dog"], templates=["a photo"])
+
+
+def test_siglip_similarity_equals_transformers_logits(photos, tmp_path):
+    from transformers import AutoTokenizer, SiglipConfig, SiglipImageProcessor, SiglipModel
+
+    torch.manual_seed(0)
+    text = dict(vocab_size=30522, hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
+                max_position_embeddings=16)  # fmt: skip
+    vision = dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4, image_size=32,
+                  patch_size=8)  # fmt: skip
+    reference = SiglipModel(SiglipConfig(text_config=text, vision_config=vision)).eval()
+    with torch.no_grad():
+        reference.logit_bias.fill_(-3.0)
+    reference.save_pretrained(tmp_path)
+    AutoTokenizer.from_pretrained(packaged_path("minilm")).save_pretrained(tmp_path)
+    SiglipImageProcessor(size={"height": 32, "width": 32}).save_pretrained(tmp_path)
+    dual = load_dual_encoder(tmp_path, device="cpu")
+    assert dual.transform.square and dual.transform.size == 32
+    texts = ["a dog", "a table with plates of food on it"]
+    ours = dual.similarity(dual.encode_texts(texts), dual.encode_images(photos[:2])[0])
+    batch = dual.tokenizer(texts, padding="max_length", max_length=16, truncation=True, return_tensors="pt")
+    pixels = torch.from_numpy(np.stack([load_pixels(p, dual.transform) for p in photos[:2]]))
+    with torch.no_grad():
+        out = reference(input_ids=batch["input_ids"], pixel_values=pixels)
+    np.testing.assert_allclose(ours, out.logits_per_text.numpy(), atol=1e-4, rtol=1e-5)
