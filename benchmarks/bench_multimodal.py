@@ -61,6 +61,7 @@ def chance_run(queries, docids: list[str], seeds: int, k: int = 100):
 def effectiveness(args, log: list[str]) -> tuple[dict, dict, dict]:
     import rankstack
     from rankstack.eval import Experiment, evaluate
+    from rankstack.fusion import combsum
     from rankstack.index import build_inverted_index
     from rankstack.multimodal import (
         CompositeDualEncoder,
@@ -102,8 +103,11 @@ def effectiveness(args, log: list[str]) -> tuple[dict, dict, dict]:
     captions = build_text_index(test.captions, first, work / "first-captions", overwrite=True, show_progress=False)
     name = f"{first_name} >> VL re-ranker (top {args.vl_depth})"
     start = time.perf_counter()
-    t2i[name] = (images.dense(first, k=100) % args.vl_depth >> reranker)(t2i_q)
-    i2t[name] = (captions.dense(first, k=100) % args.vl_depth >> reranker)(i2t_q)
+    fused = f"{first_name} + VL re-ranker (top {args.vl_depth}, z-score CombSUM)"
+    for runs, index, queries in ((t2i, images, t2i_q), (i2t, captions, i2t_q)):
+        top = (index.dense(first, k=100) % args.vl_depth)(queries)
+        runs[name] = reranker(top)
+        runs[fused] = combsum([top, runs[name]], norm="zscore")
     log.append(f"VL re-ranking of both directions: {time.perf_counter() - start:.0f} s")
     untrained = CompositeDualEncoder()
     untrained.heads.image_center.copy_(_train_center(train, untrained))
@@ -158,6 +162,11 @@ def _vl_model(args, work: Path, train, first, seconds: dict):
         config = VLConfig(epochs=args.vl_epochs, num_negatives=3, show_progress=False)
         VLTrainer(VLCrossEncoder(), train.pairs(), config, out, candidates).train()
         seconds["VL re-ranker"] = time.perf_counter() - start
+    import json
+
+    history = json.loads((out / "trainer_state.json").read_text())["log_history"]
+    losses = [e["loss"] for e in history if "loss" in e]
+    seconds["VL re-ranker training loss, first -> last logged"] = f"{losses[0]:.3f} -> {losses[-1]:.3f}"
     return VLCrossEncoder.load(out / "final")
 
 
@@ -300,7 +309,8 @@ def main(argv: list[str] | None = None) -> None:
         "answer itself).",
         "",
         "Training time (s, when trained in this run): "
-        + (", ".join(f"{k}: {v:.0f}" for k, v in seconds.items()) or "all models were cached in the work directory"),
+        + (", ".join(f"{k}: {v:.0f}" if isinstance(v, float) else f"{k}: {v}" for k, v in seconds.items())
+           or "all models were cached in the work directory"),
         "",
         "; ".join(log),
         "",
