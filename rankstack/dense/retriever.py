@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from rankstack.dense.encoder import BiEncoder
-from rankstack.index.vectors import AnnConfig, AnnKind, VectorIndex, check_model, write_vector_index
+from rankstack.index.vectors import AnnConfig, AnnKind, VectorIndex, check_model, hits_ranking, write_vector_index
 from rankstack.pipeline import Stage, as_queries, refuse_image_queries
 from rankstack.types import Corpus, Document, Queries, Ranking
 
@@ -98,16 +98,4 @@ class DenseRetriever(Stage):
             score_parts.append(scores)
         if not pos_parts:
             return Ranking.empty(queries)
-        pos, scores = np.vstack(pos_parts), np.vstack(score_parts)
-        found = pos >= 0
-        counts = found.sum(axis=1)
-        rank = np.broadcast_to(np.arange(1, pos.shape[1] + 1), pos.shape)[found]
-        docids = self.index.docids[pos[found]]
-        return Ranking(
-            np.repeat(np.asarray(qids, dtype=object), counts),
-            docids,
-            scores[found],
-            rank,
-            queries=queries,
-            presorted=True,
-        )
+        return hits_ranking(self.index, qids, np.vstack(pos_parts), np.vstack(score_parts), queries)

@@ -47,6 +47,7 @@ from rankstack.index.manifest import (
 )
 from rankstack.index.select import TopK
 from rankstack.index.stages import stage_factory
+from rankstack.types import Ranking
 
 log = logging.getLogger(__name__)
 
@@ -356,6 +357,14 @@ class VectorIndex(ManifestIndex):
     def modality(self) -> str:
         """What the rows are: ``"image"`` or ``"text"``."""
         return str(self.model.get("modality", "text"))
+
+
+def hits_ranking(index: VectorIndex, qids: np.ndarray, pos: np.ndarray, scores: np.ndarray, queries: Any) -> Ranking:
+    """A Ranking from ``search``'s ``(positions, scores)`` rows for ``qids`` (row i = qids[i]; -1 = no hit)."""
+    found = pos >= 0
+    rank = np.broadcast_to(np.arange(1, pos.shape[1] + 1), pos.shape)[found]
+    qid = np.repeat(np.asarray(qids, dtype=object), found.sum(axis=1))
+    return Ranking(qid, index.docids[pos[found]], scores[found], rank, queries=queries, presorted=True)
 
 
 def _top_k(pos: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

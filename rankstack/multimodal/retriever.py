@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from rankstack.errors import RankstackError
-from rankstack.index.vectors import AnnConfig, AnnKind, VectorIndex, check_model, write_vector_index
+from rankstack.index.vectors import AnnConfig, AnnKind, VectorIndex, check_model, hits_ranking, write_vector_index
 from rankstack.models.lazy import chunked
 from rankstack.multimodal.dual import DualEncoder, load_dual_encoder
 from rankstack.pipeline import Stage, as_queries
@@ -151,14 +151,4 @@ class MultimodalRetriever(Stage):
         if not len(positions):
             return Ranking.empty(queries)
         pos, scores = self.index.search(vectors, self.k, self.exact, **self.search_options)
-        found = pos >= 0
-        counts = found.sum(axis=1)
-        rank = np.broadcast_to(np.arange(1, pos.shape[1] + 1), pos.shape)[found]
-        return Ranking(
-            np.repeat(queries.qid[positions], counts),
-            self.index.docids[pos[found]],
-            scores[found],
-            rank,
-            queries=queries,
-            presorted=True,
-        )
+        return hits_ranking(self.index, queries.qid[positions], pos, scores, queries)

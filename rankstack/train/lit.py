@@ -26,14 +26,14 @@ from rankstack.multimodal.dual import CompositeDualEncoder
 from rankstack.multimodal.images import ImageBatches
 from rankstack.multimodal.towers import imagenet_class_names
 from rankstack.train.examples import Example, TrainingSet
-from rankstack.train.trainer import TrainingLoop
+from rankstack.train.trainer import LoopSettings, TrainingLoop
 
 _CLASS = "imagenet-class:"
 _MAX_LOG_SCALE = float(np.log(100.0))  # CLIP clamps its logit scale at 100
 
 
 @dataclasses.dataclass
-class LiTConfig:
+class LiTConfig(LoopSettings):
     """``learning_rate`` is the text encoder's (when ``train_layers`` > 0); the fresh projection and the
     temperature learn at ``head_learning_rate``. ``hard_negatives``: per caption, that many extra images,
     the nearest to its own image in the frozen feature space."""
@@ -47,15 +47,6 @@ class LiTConfig:
     class_templates: tuple[str, ...] = ("a photo of a {}.",)
     hard_negatives: int = 0
     learn_temperature: bool = True
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.1
-    max_grad_norm: float | None = 1.0
-    seed: int = 0
-    log_every: int = 20
-    save_every: int | None = None
-    keep_checkpoints: int | None = 2
-    refresh_every: int | None = None
-    show_progress: bool = True
 
 
 class LiTTrainer(TrainingLoop):

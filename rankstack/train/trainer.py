@@ -41,6 +41,22 @@ Refresh = Callable[[BiEncoder], Mapping[str, Sequence[str]]]
 LossName = Literal["contrastive", "margin_mse"]
 
 
+@dataclass
+class LoopSettings:
+    """What ``TrainingLoop`` itself reads beyond epochs, batch size and learning rates: a base for the configs of
+    trainers that add only their own knobs (``LiTConfig``, ``VLConfig``)."""
+
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    max_grad_norm: float | None = 1.0
+    seed: int = 0
+    log_every: int = 20
+    save_every: int | None = None
+    keep_checkpoints: int | None = 2
+    refresh_every: int | None = None
+    show_progress: bool = True
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Every knob of a training run; saved into ``trainer_state.json`` so a run documents itself.

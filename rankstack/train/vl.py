@@ -19,11 +19,11 @@ import torch
 
 from rankstack.multimodal.vl import VLCrossEncoder
 from rankstack.train.examples import Example, TrainingSet
-from rankstack.train.trainer import TrainingLoop
+from rankstack.train.trainer import LoopSettings, TrainingLoop
 
 
 @dataclasses.dataclass
-class VLConfig:
+class VLConfig(LoopSettings):
     """``learning_rate``: the transformer's; the fresh region projection, positions and head use
     ``head_learning_rate``."""
 
@@ -32,15 +32,6 @@ class VLConfig:
     num_negatives: int = 3
     learning_rate: float = 5e-5
     head_learning_rate: float = 1e-3
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.1
-    max_grad_norm: float | None = 1.0
-    seed: int = 0
-    log_every: int = 20
-    save_every: int | None = None
-    keep_checkpoints: int | None = 2
-    refresh_every: int | None = None
-    show_progress: bool = True
 
 
 class VLTrainer(TrainingLoop):
