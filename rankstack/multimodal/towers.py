@@ -131,6 +131,12 @@ def _onnx_session(tower: EfficientNetTower, threads: int | None) -> Any:
         raise MissingExtraError("onnxruntime", "onnx") from None
     digest = hashlib.sha256(tower.weights.read_bytes()).hexdigest()[:16]
     file = _cache_root() / f"{tower.name}-{digest}.onnx"
+    try:
+        file.parent.mkdir(parents=True, exist_ok=True)
+    except OSError:  # a read-only home: export into the temporary directory instead
+        import tempfile
+
+        file = Path(tempfile.gettempdir()) / "rankstack-towers" / file.name
     if not file.exists():
         import warnings
 
