@@ -149,3 +149,57 @@ def test_siglip_similarity_equals_transformers_logits(photos, tmp_path):
     with torch.no_grad():
         out = reference(input_ids=batch["input_ids"], pixel_values=pixels)
     np.testing.assert_allclose(ours, out.logits_per_text.numpy(), atol=1e-4, rtol=1e-5)
+
+
+def test_open_clip_models_load_through_the_extra(photos, monkeypatch):
+    """open_clip cannot be installed here (its torchvision needs another torch); a stand-in module with its API
+    checks the glue: names, tokenizer, preprocessing settings, logit scale."""
+    import sys
+    import types
+
+    class Visual(torch.nn.Module):
+        image_size = (32, 32)
+        image_mean = (0.5, 0.5, 0.5)
+        image_std = (0.25, 0.25, 0.25)
+
+    class Model(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.visual = Visual()
+            self.text_projection = torch.nn.Parameter(torch.randn(8, 6))
+            self.logit_scale = torch.nn.Parameter(torch.tensor(np.log(50.0)))
+            self.pixels = torch.nn.Linear(3 * 32 * 32, 6)
+
+        def encode_text(self, tokens):
+            return tokens.float()[:, :8] @ self.text_projection
+
+        def encode_image(self, pixels):
+            return self.pixels(pixels.flatten(1))
+
+    seen = {}
+
+    def create_model_and_transforms(architecture, pretrained=None, device=None):
+        seen.update(architecture=architecture, pretrained=pretrained)
+        return Model(), None, None
+
+    stub = types.SimpleNamespace(create_model_and_transforms=create_model_and_transforms,
+                                 get_tokenizer=lambda name: lambda texts: torch.ones(len(texts), 77))  # fmt: skip
+    monkeypatch.setitem(sys.modules, "open_clip", stub)
+    dual = load_dual_encoder("open_clip:ViT-B-32/laion2b_s34b_b79k", device="cpu")
+    assert seen == {"architecture": "ViT-B-32", "pretrained": "laion2b_s34b_b79k"}
+    assert dual.name == "open_clip:ViT-B-32/laion2b_s34b_b79k" and dual.dim == 6
+    assert dual.transform.size == 32 and dual.transform.std == (0.25, 0.25, 0.25)
+    images, kept = dual.encode_images(photos[:2])
+    assert images.shape == (2, 6) and kept.tolist() == [0, 1]
+    np.testing.assert_allclose(np.linalg.norm(dual.encode_texts(["a", "b"]), axis=1), 1.0, atol=1e-6)
+    assert abs(dual.logit_scale - 50.0) < 1e-3
+
+
+def test_open_clip_missing_names_the_extra(monkeypatch):
+    import sys
+
+    from rankstack.errors import MissingExtraError
+
+    monkeypatch.setitem(sys.modules, "open_clip", None)
+    with pytest.raises(MissingExtraError, match=r"rankstack\[open_clip\]"):
+        load_dual_encoder("open_clip:ViT-B-32")
