@@ -385,7 +385,7 @@ def _index_multimodal(corpus, index_dir: Path, model: str | None, images: bool, 
             idx = build_image_index(col, encoder, index_dir, overwrite=overwrite)
             what = "images"
         else:
-            idx = build_text_index(col.captions, encoder, index_dir, overwrite=overwrite)
+            idx = build_text_index(col.captions, encoder, index_dir, overwrite=overwrite, source=col.root)
             what = "captions"
     except (RankstackError, FileExistsError, ValueError) as e:
         _fail(str(e))
@@ -456,6 +456,23 @@ def _dual_candidates(images, model: str, k: int = 10) -> dict[str, list[str]]:
     for qid, docid in zip(run.qid.tolist(), run.docid.tolist(), strict=True):
         out.setdefault(texts[qid], []).append(str(images.images[docid]))
     return out
+
+
+def _multimodal_labels(idx) -> dict[str, str]:
+    """What to print beside a text-image index's hits: image paths or caption texts, read from the collection
+    folder the index recorded (nothing when it recorded none or the folder has moved)."""
+    from rankstack.multimodal import ImageCollection
+
+    source = idx.model.get("source")
+    if not source or not Path(source).is_dir():
+        return {}
+    try:
+        col = ImageCollection(source)
+    except (RankstackError, ValueError, OSError):
+        return {}
+    if idx.modality == "image":
+        return {d: str(p) for d, p in col.images.items()}
+    return col.captions.to_dict()
 
 
 def _train_multimodal(collection, model, output_dir, split, where, image_tower, text_layers, class_prompts,
@@ -716,9 +733,10 @@ def search(
     if image is not None and not len(run):
         _fail(f"{image} could not be read as an image (see the warning above)")
     if (query is not None or image is not None) and output is None:
+        shown = _multimodal_labels(idx) if idx.manifest["type"] == "dense" and idx.is_multimodal else {}
         for docid, score, rank in zip(run.docid.tolist(), run.score.tolist(), run.rank.tolist(), strict=True):
             doc = idx.docs[docid] if idx.manifest.get("store_docs", idx.manifest["type"] == "inverted") else None
-            snippet = (doc.contents()[:100] + "...") if doc else ""
+            snippet = (doc.contents()[:100] + "...") if doc else shown.get(docid, "")
             typer.echo(f"{rank:>4}  {score:8.4f}  {docid}  {snippet}")
         return
     if output is None:

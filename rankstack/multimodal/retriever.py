@@ -74,8 +74,10 @@ def build_text_index(
     chunk_size: int = 4096,
     overwrite: bool = False,
     show_progress: bool = True,
+    source: str | os.PathLike[str] | None = None,
 ) -> VectorIndex:
-    """Encode texts (captions, alt text) with the model's text side: the index image queries search."""
+    """Encode texts (captions, alt text) with the model's text side: the index image queries search. ``source``
+    (recorded in the manifest) is the collection folder the texts came from."""
     encoder = load_dual_encoder(model)
     if isinstance(texts, Queries):
         items: Iterable[tuple[str, str]] = iter(texts)
@@ -89,7 +91,8 @@ def build_text_index(
         for chunk in chunked(items, chunk_size):
             yield [d for d, _ in chunk], encoder.encode_texts([t for _, t in chunk], show_progress=show_progress)
 
-    return write_vector_index(path, blocks(), _identity(encoder, "text", None), config, overwrite=overwrite)
+    identity = _identity(encoder, "text", None if source is None else str(source))
+    return write_vector_index(path, blocks(), identity, config, overwrite=overwrite)
 
 
 class MultimodalRetriever(Stage):

@@ -29,8 +29,10 @@ def test_train_index_search_experiment(image_collection, photos, tmp_path):
     _ok(["index", coll, "-i", tmp_path / "captions", "--captions", "--model", model])
     hits = _ok(["search", tmp_path / "images", "--query", "a plate of food", "-k", "2"]).strip().splitlines()
     assert [line.split()[0] for line in hits[-2:]] == ["1", "2"]
+    assert all(line.endswith(".jpg") and "/images/" in line for line in hits[-2:])  # the photo's path is shown
     hits = _ok(["search", tmp_path / "captions", "--image", photos[0], "-k", "3"]).strip().splitlines()
     assert [line.split()[0] for line in hits[-3:]] == ["1", "2", "3"]
+    assert all(len(line.split()) > 4 for line in hits[-3:])  # and a caption's text
     out = _ok(["train", coll, "--multimodal", "--vl", "--candidates", model, "--model", "minilm", "--split", "test",
                "--where", "coco_split=train2017", "--epochs", "1", "--batch-size", "15", "-o", tmp_path / "vl"])  # fmt: skip
     assert "trained a VL re-ranker on 30 captions" in out
