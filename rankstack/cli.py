@@ -1589,6 +1589,10 @@ def experiment(
         _check_plot_dir(plot)
     try:
         col = _load_collection(collection)
+        first = next(iter(col.corpus), None)
+        if first is not None and "image" in first.fields and not first.contents().strip():
+            raise ValueError(f"{col.name} is an image collection (its documents are images, with no text to index): "
+                             f"evaluate a text-image model with `rankstack experiment {collection} --images MODEL`")  # fmt: skip
         path = index_dir or Path(".cache") / "indexes" / col.name
         if (path / "manifest.json").exists():
             idx = rankstack.open(path)

@@ -56,6 +56,8 @@ def test_multimodal_cli_errors(image_collection, photos, tmp_path):
     build_inverted_index([Document("d1", "a dog")], tmp_path / "bm25", show_progress=False)
     result = runner.invoke(app, ["search", str(tmp_path / "bm25"), "--image", str(photos[0])])
     assert result.exit_code == 2 and "text-only inverted index" in result.output
+    result = runner.invoke(app, ["experiment", coll, "--index-dir", str(tmp_path / "bm25-images")])
+    assert result.exit_code == 2 and "is an image collection" in result.output and "--images MODEL" in result.output
     result = runner.invoke(app, ["train", coll, "--vl", "--model", "minilm", "-o", str(tmp_path / "m")])
     assert result.exit_code == 2 and "use it with --multimodal" in result.output
     result = runner.invoke(app, ["search", str(tmp_path / "bm25"), "--image", str(photos[0]), "--query", "dog"])
