@@ -253,6 +253,7 @@ class CompositeDualEncoder(DualEncoder):
         device: str | None = None,
         batch_size: int = 32,
         threads: int | None = None,
+        seed: int = 0,
         _text_source: Path | None = None,
     ):
         torch = lazy.torch()
@@ -272,11 +273,14 @@ class CompositeDualEncoder(DualEncoder):
         if not image_projection and self.dim != self.tower.dim:
             raise RankstackError(f"dim {self.dim} differs from the image tower's {self.tower.dim}: pass "
                                  "image_projection=True to learn a projection, or leave dim unset")  # fmt: skip
-        # everything outside the two encoders, in one module: what training optimises besides the text layers
+        # everything outside the two encoders, in one module: what training optimises besides the text layers;
+        # initialised from ``seed`` (without touching the global generator) so a training run is repeatable
         self.heads = torch.nn.Module()
-        self.heads.text_projection = torch.nn.Linear(hidden, self.dim)
-        if image_projection:
-            self.heads.image_projection = torch.nn.Linear(self.tower.dim, self.dim)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.heads.text_projection = torch.nn.Linear(hidden, self.dim)
+            if image_projection:
+                self.heads.image_projection = torch.nn.Linear(self.tower.dim, self.dim)
         self.heads.log_scale = torch.nn.Parameter(torch.tensor(math.log(1 / _CLIP_TEMPERATURE)))
         self.heads.register_buffer("image_center", torch.zeros(self.tower.dim))
         self.heads.to(self.device)

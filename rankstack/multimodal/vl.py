@@ -39,7 +39,7 @@ class VLCrossEncoder:
 
     def __init__(self, image_tower: str | EfficientNetTower = "efficientnet-lite0", text_model: str | os.PathLike[str] = "minilm",
                  *, max_length: int = 48, device: str | None = None, batch_size: int = 32,
-                 cache_images: int = 4096, _text_source: Path | None = None):  # fmt: skip
+                 cache_images: int = 4096, seed: int = 0, _text_source: Path | None = None):  # fmt: skip
         torch = lazy.torch()
         transformers = lazy.transformers()
         self.device = lazy.default_device(device)
@@ -54,11 +54,13 @@ class VLCrossEncoder:
             probe = self.tower.regions(torch.zeros(1, 3, self.tower.transform.size, self.tower.transform.size))
         self.num_regions = int(probe.shape[1])
         self.heads = torch.nn.Module()
-        self.heads.region_projection = torch.nn.Linear(self.tower.dim, hidden)
-        self.heads.region_position = torch.nn.Parameter(torch.zeros(self.num_regions, hidden))
-        torch.nn.init.normal_(self.heads.region_position, std=0.02)
-        self.heads.region_norm = torch.nn.LayerNorm(hidden, eps=1e-12)
-        self.heads.score = torch.nn.Linear(hidden, 1)
+        with torch.random.fork_rng(devices=[]):  # fresh parts initialised from ``seed``: repeatable training runs
+            torch.manual_seed(seed)
+            self.heads.region_projection = torch.nn.Linear(self.tower.dim, hidden)
+            self.heads.region_position = torch.nn.Parameter(torch.zeros(self.num_regions, hidden))
+            torch.nn.init.normal_(self.heads.region_position, std=0.02)
+            self.heads.region_norm = torch.nn.LayerNorm(hidden, eps=1e-12)
+            self.heads.score = torch.nn.Linear(hidden, 1)
         self.heads.to(self.device)
         self.max_length, self.batch_size = max_length, batch_size
         self.transform = self.tower.transform

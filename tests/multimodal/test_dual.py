@@ -203,3 +203,12 @@ def test_open_clip_missing_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "open_clip", None)
     with pytest.raises(MissingExtraError, match=r"rankstack\[open_clip\]"):
         load_dual_encoder("open_clip:ViT-B-32")
+
+
+def test_fresh_heads_are_seeded(tower):
+    a = CompositeDualEncoder(tower, "minilm", device="cpu")
+    torch.rand(5)  # the global generator moves on; the heads do not depend on it
+    b = CompositeDualEncoder(tower, "minilm", device="cpu")
+    c = CompositeDualEncoder(tower, "minilm", device="cpu", seed=1)
+    assert torch.equal(a.heads.text_projection.weight, b.heads.text_projection.weight)
+    assert not torch.equal(a.heads.text_projection.weight, c.heads.text_projection.weight)
