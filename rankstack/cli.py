@@ -495,7 +495,8 @@ def _train_multimodal(collection, model, output_dir, split, where, image_tower, 
 
             pools = _dual_candidates(images, candidates) if candidates else None
             config = VLConfig(epochs=epochs, batch_size=batch_size or 16, learning_rate=lr or 5e-5, seed=seed,
-                              num_negatives=3 if num_negatives is None else num_negatives, save_every=save_every or None)  # fmt: skip
+                              num_negatives=3 if num_negatives is None else num_negatives, save_every=save_every or None,
+                              train_layers=text_layers or None)  # fmt: skip
             final = VLTrainer(VLCrossEncoder(image_tower, model), images.pairs(), config, output_dir, pools).train(resume=resume)
             typer.echo(f"trained a VL re-ranker on {len(images.pairs())} captions in {time.perf_counter() - start:.0f}s: "
                        f"{final}\n  use it: rankstack experiment {collection} --images DUAL --vl-rerank {final}")  # fmt: skip
@@ -1050,8 +1051,8 @@ def train(
     ] = "efficientnet-lite0",
     text_layers: Annotated[
         int,
-        typer.Option(min=0, help="Multimodal: also train this many top text layers (0: the projection only).",
-                     rich_help_panel="Multimodal"),
+        typer.Option(min=0, help="Multimodal: also train this many top text layers (0: the projection only; with "
+                     "--vl: the top layers that learn, 0 = all).", rich_help_panel="Multimodal"),
     ] = 0,
     class_prompts: Annotated[
         bool,

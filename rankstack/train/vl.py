@@ -30,6 +30,7 @@ class VLConfig(LoopSettings):
     epochs: int = 10
     batch_size: int = 16
     num_negatives: int = 3
+    train_layers: int | None = None  # the top N transformer layers learn (None: all, with the embeddings)
     learning_rate: float = 5e-5
     head_learning_rate: float = 1e-3
 
@@ -54,6 +55,13 @@ class VLTrainer(TrainingLoop):
         for e in examples:  # no candidates: random other images
             pools[e.qid] = pools[e.qid] or [p for p in everything if p != e.positive]
         data = TrainingSet(examples, {}, {e.qid: frozenset([e.positive]) for e in examples}, negatives=pools)
+        if config.train_layers is not None:
+            for p in model.text.parameters():
+                p.requires_grad_(False)
+            blocks = model.text.encoder.layer
+            for block in blocks[len(blocks) - config.train_layers :]:
+                for p in block.parameters():
+                    p.requires_grad_(True)
         super().__init__(model, [model.text, model.heads], data, config, output_dir)
 
     def fresh_parameters(self) -> list[torch.nn.Parameter]:
