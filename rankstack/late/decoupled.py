@@ -35,6 +35,7 @@ from rankstack.models import lazy, model_dir
 from rankstack.models.batching import longest_first, pad_rows
 from rankstack.models.layers import additive_mask, run_layers
 from rankstack.rerank.base import Missing, PointwiseReranker, text_digest
+from rankstack.rerank.settings import merged_settings
 from rankstack.rerank.texts import DocSource
 
 CONFIG_FILE = "late_reranker.json"
@@ -76,10 +77,7 @@ class DecoupledReranker(PointwiseReranker):
         saved = model_dir.read_json_object(self.path / CONFIG_FILE)
         if saved and saved.get("family") != self.family:
             raise ValueError(f"{self.path} holds a {saved.get('family')} re-ranker, not {self.family}")
-        unknown = set(settings) - set(self.defaults)
-        if unknown:
-            raise TypeError(f"{type(self).__name__} has no setting {sorted(unknown)} (it has {sorted(self.defaults)})")
-        self.settings = {**self.defaults, **saved.get("settings", {}), **settings}
+        self.settings = merged_settings(type(self).__name__, self.defaults, saved.get("settings", {}), settings)
         self.max_length, self.query_max_length = int(max_length), int(query_max_length)
         self.batch_size = int(batch_size)
         self.device = lazy.default_device(device)

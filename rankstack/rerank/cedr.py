@@ -37,6 +37,7 @@ from rankstack.models import lazy, model_dir
 from rankstack.models.batching import longest_first, pad_rows
 from rankstack.models.model_dir import ModelDirectoryError
 from rankstack.rerank.base import Missing, PointwiseReranker
+from rankstack.rerank.settings import merged_settings
 from rankstack.rerank.texts import DocSource
 
 CONFIG_FILE = "cedr.json"
@@ -118,11 +119,8 @@ class CEDR(PointwiseReranker):
         head = head or "knrm"
         if head not in HEADS:
             raise ValueError(f"head must be one of {', '.join(HEADS)}, not {head!r}")
-        unknown = set(settings) - set(DEFAULTS[head])
-        if unknown:
-            raise TypeError(f"CEDR-{head} has no setting {sorted(unknown)} (it has {sorted(DEFAULTS[head])})")
+        self.settings = merged_settings(f"CEDR-{head}", DEFAULTS[head], saved.get("settings", {}), settings)
         self.head, self.path = head, path
-        self.settings = {**DEFAULTS[head], **saved.get("settings", {}), **settings}
         self.tokenizer = transformers.AutoTokenizer.from_pretrained(path)
         self.bert, _ = lazy.from_pretrained_quietly(transformers.AutoModel, path, **model_dir.encoder_kwargs(path))
         limit = int(getattr(self.bert.config, "max_position_embeddings", 512) or 512)

@@ -29,6 +29,7 @@ from typing import Any, ClassVar
 
 from rankstack.errors import MissingExtraError
 from rankstack.rerank.kernels import cosine_matrix, kernel_mus, kernel_pooling, kernel_sigmas, matching_histogram
+from rankstack.rerank.settings import merged_settings
 
 try:
     import torch
@@ -46,10 +47,7 @@ class InteractionModel(nn.Module):
 
     def __init__(self, vocab_size: int, dim: int, **settings: Any):
         super().__init__()
-        unknown = set(settings) - set(self.defaults)
-        if unknown:
-            raise TypeError(f"{type(self).__name__} has no setting {sorted(unknown)} (it has {sorted(self.defaults)})")
-        self.settings = {**self.defaults, **settings}
+        self.settings = merged_settings(type(self).__name__, self.defaults, {}, settings)
         self.embedding = nn.Embedding(vocab_size, dim)
         self.dim = dim
 

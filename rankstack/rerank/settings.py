@@ -84,3 +84,12 @@ def load_classifier(path: Path, name: str, labels: int, has_head: bool, device: 
         with quiet_transformers():
             model = loader.from_pretrained(path, num_labels=labels)
     return model.to(device).eval(), device
+
+
+def merged_settings(owner: str, defaults: Mapping[str, Any], saved: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
+    """``defaults``, overridden by what a directory ``saved``, overridden by the caller's keywords (``given``); a
+    keyword the defaults do not name is refused with the known ones (a misspelt setting must not pass silently)."""
+    unknown = set(given) - set(defaults)
+    if unknown:
+        raise TypeError(f"{owner} has no setting {sorted(unknown)} (it has {sorted(defaults)})")
+    return {**defaults, **saved, **given}
