@@ -40,6 +40,13 @@ class Stage:
         """A copy that returns at most ``k`` rows per query by itself, or None if the stage cannot."""
         return None
 
+    def _capped(self, k: int) -> Stage:
+        """``with_cutoff`` for a stage whose depth is its ``k`` attribute: a shallow copy with ``k`` lowered."""
+        clone = object.__new__(type(self))
+        clone.__dict__.update(self.__dict__)
+        clone.k = min(self.k, k)  # type: ignore[attr-defined]
+        return clone
+
     # ---- operators
     def __rshift__(self, other: Stage) -> Stage:
         return Then(self, other)

@@ -75,10 +75,7 @@ class DenseRetriever(Stage):
         self.allow_other_model, self.batch_size = allow_other_model, batch_size
 
     def with_cutoff(self, k: int) -> DenseRetriever:
-        clone = object.__new__(DenseRetriever)
-        clone.__dict__.update(self.__dict__)
-        clone.k = min(self.k, k)
-        return clone
+        return self._capped(k)  # type: ignore[return-value]
 
     def __repr__(self) -> str:
         extra = ", exact=True" if self.exact else ""

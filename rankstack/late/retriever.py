@@ -91,10 +91,7 @@ class ColBERT(Stage):
         return PlaidSettings(**{**base.__dict__, **chosen})
 
     def with_cutoff(self, k: int) -> ColBERT:
-        clone = object.__new__(ColBERT)
-        clone.__dict__.update(self.__dict__)
-        clone.k = min(self.k, k)
-        return clone
+        return self._capped(k)  # type: ignore[return-value]
 
     def __repr__(self) -> str:
         extra = ", exhaustive=True" if self.exhaustive else ""

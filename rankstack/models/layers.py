@@ -22,3 +22,13 @@ def run_layers(layers: Sequence[Any], hidden: Any, mask: Any) -> Any:
         out = layer(hidden, attention_mask=extended)
         hidden = out[0] if isinstance(out, tuple) else out
     return hidden
+
+
+def train_top_layers(encoder: Any, layers: int) -> None:
+    """Freeze a BERT-style ``encoder`` except its top ``layers`` transformer layers (0: all of it frozen)."""
+    for p in encoder.parameters():
+        p.requires_grad_(False)
+    blocks = encoder.encoder.layer
+    for block in blocks[len(blocks) - layers :] if layers else []:
+        for p in block.parameters():
+            p.requires_grad_(True)

@@ -123,10 +123,7 @@ class MultimodalRetriever(Stage):
         self.k, self.exact, self.search_options = int(k), exact, search
 
     def with_cutoff(self, k: int) -> MultimodalRetriever:
-        clone = object.__new__(MultimodalRetriever)
-        clone.__dict__.update(self.__dict__)
-        clone.k = min(self.k, k)
-        return clone
+        return self._capped(k)  # type: ignore[return-value]
 
     def __repr__(self) -> str:
         return f"{self.index!r}.dense({self.model!r}, k={self.k})"

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from rankstack.models.layers import train_top_layers
 from rankstack.multimodal.dual import CompositeDualEncoder
 from rankstack.multimodal.images import ImageBatches
 from rankstack.multimodal.towers import imagenet_class_names
@@ -70,7 +71,7 @@ class LiTTrainer(TrainingLoop):
             examples += self._class_examples(float((stacked - stacked.mean(0)).norm(dim=1).mean()))
         data = TrainingSet(examples, {}, {e.qid: frozenset([e.positive]) for e in examples})
         self.neighbours = _nearest(features, readable, config.hard_negatives)
-        self._freeze(config.train_layers)
+        train_top_layers(model.text, config.train_layers)
         self.pooled: dict[str, torch.Tensor] | None = None
         if config.train_layers == 0:  # the text encoder is frozen: its pooled outputs never change
             texts = sorted({e.query for e in examples})
@@ -91,15 +92,6 @@ class LiTTrainer(TrainingLoop):
             self.features[f"{_CLASS}{c}"] = self.model.heads.image_center + direction
         return [Example(f"class-{c}-{t}", template.format(name), f"{_CLASS}{c}")
                 for c, name in enumerate(names) for t, template in enumerate(self.lit.class_templates)]  # fmt: skip
-
-    def _freeze(self, layers: int) -> None:
-        for p in self.model.text.parameters():
-            p.requires_grad_(False)
-        if layers:
-            blocks = self.model.text.encoder.layer
-            for block in blocks[len(blocks) - layers :]:
-                for p in block.parameters():
-                    p.requires_grad_(True)
 
     def fresh_parameters(self) -> list[torch.nn.Parameter]:
         return list(self.model.heads.parameters())

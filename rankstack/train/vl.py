@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from rankstack.models.layers import train_top_layers
 from rankstack.multimodal.vl import VLCrossEncoder
 from rankstack.train.examples import Example, TrainingSet
 from rankstack.train.trainer import LoopSettings, TrainingLoop
@@ -56,12 +57,7 @@ class VLTrainer(TrainingLoop):
             pools[e.qid] = pools[e.qid] or [p for p in everything if p != e.positive]
         data = TrainingSet(examples, {}, {e.qid: frozenset([e.positive]) for e in examples}, negatives=pools)
         if config.train_layers is not None:
-            for p in model.text.parameters():
-                p.requires_grad_(False)
-            blocks = model.text.encoder.layer
-            for block in blocks[len(blocks) - config.train_layers :]:
-                for p in block.parameters():
-                    p.requires_grad_(True)
+            train_top_layers(model.text, config.train_layers)
         super().__init__(model, [model.text, model.heads], data, config, output_dir)
 
     def fresh_parameters(self) -> list[torch.nn.Parameter]:
