@@ -168,14 +168,15 @@ class Bench:
     def duo(self):
         from rankstack.rerank import DuoCrossEncoder
 
-        model = self.train("duo", duo=True)
+        model = self.train("duo", duo=True, loss="pointwise")  # a pairwise model: BCE on p(a beats b)
         return DuoCrossEncoder(model, docs=self.index, max_length=self.args.max_length, show_progress=True)
 
-    def mono(self, backend: str = "torch"):
-        """The trained cross-encoder, on PyTorch (fp32) or ONNX Runtime (int8; exported on first use)."""
+    def mono(self, backend: str = "torch", model: Path | None = None):
+        """The trained cross-encoder (``model``, default mono's), on PyTorch (fp32) or ONNX Runtime (int8;
+        exported on first use)."""
         from rankstack.rerank import CrossEncoder
 
-        model = self.train("mono")
+        model = model or self.train("mono")
         if backend == "onnx" and not (model / "onnx" / "model_qint8.onnx").exists():
             CrossEncoder(model).export_onnx()
         return CrossEncoder(model, docs=self.index, max_length=self.args.max_length, show_progress=True,
@@ -212,17 +213,11 @@ def systems_for(bench: Bench, wanted: list[str]) -> tuple[dict[str, Any], dict[s
             )
 
         main["BM25 >> mono distilled (MarginMSE)"] = bench.run("distilled", distilled)
-    if "curriculum" in wanted:
-        def curriculum():
-            model = bench.train("curriculum", curriculum="recip")
-            return bench.bm25 % a.depth >> CrossEncoder(
-                model, docs=bench.index, max_length=a.max_length, show_progress=True
-            )
-
-        main["BM25 >> mono + curriculum"] = bench.run("curriculum", curriculum)
 
     variants: dict[str, Any] = {}
-    rest = [w for w in wanted if w in ("duo", "firstp", "maxp", "sump", "pcgm", "birch", "bertqe", "seq2seq")]
+    rest = [
+        w for w in wanted if w in ("duo", "firstp", "maxp", "sump", "pcgm", "birch", "bertqe", "seq2seq", "curriculum")
+    ]
     if not rest:
         return main, variants
     sub = bench.queries.subset(bench.queries.qid[: a.variant_queries])
@@ -258,6 +253,14 @@ def systems_for(bench: Bench, wanted: list[str]) -> tuple[dict[str, Any], dict[s
             return first >> MonoT5(model, docs=bench.index, max_length=a.max_length, show_progress=True)
 
         variants[f"BM25 >> monoT5-style (MiniLM encoder, {a.decoder_layers}-layer decoder)"] = on_subset("seq2seq", seq2seq)
+    if "curriculum" in rest:  # the same training as mono's, easy pairs (high BM25 positive, low negative) first
+        def curriculum():
+            model = bench.train("curriculum", curriculum="recip")
+            return first >> bench.mono(a.variant_backend, model=model)
+
+        variants["BM25 >> mono + BM25 curriculum" + (" (ONNX int8)" if a.variant_backend == "onnx" else "")] = (
+            on_subset(f"curriculum-{a.variant_backend}", curriculum)
+        )
     if "duo" in rest:
         variants[f"BM25 >> mono % {a.duo_depth} >> duo"] = on_subset("duo", lambda: first >> mono % a.duo_depth >> bench.duo())
     return main, {k: v for k, v in variants.items() if v is not None}
