@@ -148,10 +148,13 @@ class Ranking:
     # ---- constructors
     @classmethod
     def _trusted(
-        cls, qid: np.ndarray, docid: np.ndarray, score: np.ndarray, rank: np.ndarray, queries: Queries | None
+        cls, qid: np.ndarray | str, docid: np.ndarray, score: np.ndarray, rank: np.ndarray, queries: Queries | None
     ) -> Ranking:
         """For retrievers: columns already sorted, ids already object arrays of str, no checks (at one query
-        per call the checks cost more than the search)."""
+        per call the checks cost more than the search). A str ``qid``: every row is that query's."""
+        if isinstance(qid, str):  # np.full(n, qid, dtype=object) costs five times this
+            one, qid = qid, np.empty(len(docid), dtype=object)
+            qid.fill(one)
         self = cls.__new__(cls)
         self.qid, self.docid, self.score, self.rank, self.queries = (
             qid,

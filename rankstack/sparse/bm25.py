@@ -42,8 +42,10 @@ _STRIDE = np.int64(1) << np.int64(32)  # packs (query row, term id) into one int
 FEW_QUERIES = FEW_TEXTS  # batches up to this size run on the calling thread
 _NUMPY_MAX_DOCS = 1 << 20  # numpy's accumulator is dense: beyond this, even one query is cheaper compiled
 _NUMPY_CALLS = 16  # small batches a process answers with numpy before it loads the compiled kernels
+_QUERIES_PER_CHUNK = 32  # a parallel batch has at least this many queries per chunk (each chunk allocates scratch)
 _SCRATCH_MAX_DOCS = 1 << 22  # per-thread scratch is kept for segments up to this size (36 bytes a document)
 _state = {"numpy_calls": 0, "kernels": None}
+_NO_MAP = np.zeros(0, dtype=np.int64)  # one_query_topk's "segment-local ids are the global ones"
 
 
 def _kernels() -> ModuleType:
@@ -51,16 +53,17 @@ def _kernels() -> ModuleType:
     if _state["kernels"] is None:
         from rankstack.sparse import topk
 
-        jit.announce(topk.batch_topk, topk.serial_topk, topk.serial_topk_terms)
+        jit.announce(topk.batch_topk, topk.serial_topk, topk.serial_topk_terms, topk.one_query_topk)
         _state["kernels"] = topk
     return _state["kernels"]
 
 
-def _numpy_first(num_docs: int) -> bool:
-    """Whether a small batch over a segment this size goes to numpy (see the module docstring)."""
+def _numpy_first(num_docs: int, count: bool = True) -> bool:
+    """Whether a small batch over a segment this size goes to numpy (see the module docstring); ``count``:
+    it does (a call that only asks leaves the count of numpy calls alone)."""
     if _state["kernels"] is not None or num_docs > _NUMPY_MAX_DOCS or _state["numpy_calls"] >= _NUMPY_CALLS:
         return False
-    _state["numpy_calls"] += 1
+    _state["numpy_calls"] += count
     return True
 
 
@@ -93,15 +96,21 @@ class SegmentImpacts:
         self.num_docs = seg.num_docs
         self._scratch = threading.local()
 
-    def scratch(self, k: int, maxscore: bool) -> tuple[np.ndarray, ...]:
-        """This thread's scratch arrays for ``topk.serial_topk`` (kept for small and medium segments)."""
+    def scratch(self, k: int, maxscore: bool, threads: int = 0) -> tuple[np.ndarray, ...]:
+        """This thread's scratch arrays for ``topk.serial_topk``, or with ``threads`` one row per numba
+        thread for ``topk.batch_topk``: kept for small and medium segments, so a query (or a small batch)
+        allocates and zeroes nothing collection-sized."""
         topk = _kernels()
-        if self.num_docs > _SCRATCH_MAX_DOCS:
-            return topk.scratch(self.num_docs, k, maxscore)
-        key = "maxscore" if maxscore else "exhaustive"
+        if max(1, threads) * self.num_docs > _SCRATCH_MAX_DOCS:
+            return topk.thread_scratch(threads, self.num_docs, k, maxscore) if threads else topk.scratch(
+                self.num_docs, k, maxscore
+            )
+        key = ("maxscore" if maxscore else "exhaustive") + (f"-{threads}" if threads else "")
         arrays = getattr(self._scratch, key, None)
-        if arrays is None or len(arrays[1]) < (k + 1 if maxscore else self.num_docs + 1):
-            arrays = topk.scratch(self.num_docs, k, maxscore)
+        if arrays is None or arrays[1].shape[-1] < (k + 1 if maxscore else self.num_docs + 1):
+            arrays = topk.thread_scratch(threads, self.num_docs, k, maxscore) if threads else topk.scratch(
+                self.num_docs, k, maxscore
+            )
             setattr(self._scratch, key, arrays)
         return arrays
 
@@ -137,6 +146,17 @@ def _impacts(index: InvertedIndex, k1: float, b: float) -> list[SegmentImpacts]:
     return cache[key]
 
 
+def _one_query_arguments(index: InvertedIndex, k1: float, b: float) -> tuple[Segment, SegmentImpacts, tuple]:
+    """The one-segment index's arrays ``topk.one_query_topk`` takes before a query's own, gathered once."""
+    cache = index.__dict__.setdefault("_bm25_impacts", {})
+    key = ("one query", float(k1), float(b))
+    if key not in cache:
+        seg, imp, to_local = index.segments[0], _impacts(index, k1, b)[0], index.lexicon.local[0]
+        fixed = (imp.docs, imp.imps, imp.offsets, imp.max_impact, _idf_table(index), index.lexicon.df)
+        cache[key] = (seg, imp, (*fixed, _NO_MAP if to_local is None else to_local))
+    return cache[key]
+
+
 class PostingsSearch(Stage):
     """What BM25 and impact retrieval share: the top-k kernels over each segment's postings and the merge
     of the segments' results into one ranking (``index``, ``k``, ``algorithm``, ``num_threads``)."""
@@ -150,8 +170,8 @@ class PostingsSearch(Stage):
         nq = len(q_offsets) - 1
         k = max(1, min(self.k, seg.num_docs))
         maxscore = self.algorithm == "maxscore"
-        if nq <= FEW_QUERIES:
-            if _numpy_first(seg.num_docs):
+        if nq <= FEW_QUERIES or self.num_threads == 1:
+            if nq <= FEW_QUERIES and _numpy_first(seg.num_docs):
                 starts, ends = imp.offsets[local], imp.offsets[local + 1]
                 return topk_numpy.few_topk(imp.docs, imp.imps, q_offsets, starts, ends, weights, seg.num_docs, k)
             return _kernels().serial_topk_terms(
@@ -166,11 +186,13 @@ class PostingsSearch(Stage):
         if self.num_threads:
             numba.set_num_threads(min(self.num_threads, numba.config.NUMBA_NUM_THREADS))
         try:
-            chunks = 1 if numba.get_num_threads() == 1 else 4 * numba.get_num_threads()
+            # chunks balance the threads' load, but each allocates a collection-sized scratch: a small batch
+            # gets one chunk per thread
+            workers = numba.get_num_threads()
+            chunks = min(4 * workers, max(workers, nq // _QUERIES_PER_CHUNK))
             ubs = weights * imp.max_impact[local]
-            return topk.batch_topk(
-                imp.docs, imp.imps, q_offsets, starts, ends, weights, ubs, seg.num_docs, k, maxscore, chunks
-            )
+            work = imp.scratch(k, maxscore, threads=numba.config.NUMBA_NUM_THREADS)  # thread ids < this
+            return topk.batch_topk(imp.docs, imp.imps, q_offsets, starts, ends, weights, ubs, k, maxscore, chunks, work)
         finally:
             numba.set_num_threads(threads)
 
@@ -252,8 +274,10 @@ class BM25(PostingsSearch):
         query per call (a server's load) the fixed cost of each array operation is most of the time."""
         index = self.index
         lex, df = index.lexicon, index.lexicon.df
-        deletions = bool(index.manifest["counts"]["deleted"])
         qids = queries.qid.tolist()
+        if len(qids) == 1 and not _numpy_first(index.segments[0].num_docs, count=False):
+            return self._one(qids[0], queries)
+        deletions = bool(index.manifest["counts"]["deleted"])
         offsets, gids, counts, empty = [0], [], [], []
         for qid, text in zip(qids, queries.text.tolist(), strict=True):
             ids, any_term = index.query_term_ids(text) if text else ([], False)
@@ -285,10 +309,23 @@ class BM25(PostingsSearch):
         if len(qids) == 1:  # one query, one segment: the ranking's columns directly
             docs, scores, _ = result
             n = len(docs)
-            return Ranking._trusted(
-                np.full(n, qids[0], dtype=object), seg.docids[docs], scores, np.arange(1, n + 1), queries
-            )
+            return Ranking._trusted(qids[0], seg.docids[docs], scores, np.arange(1, n + 1), queries)
         return self._merge(qids, [result], queries)
+
+    def _one(self, qid: str, queries: Queries) -> Ranking:
+        """``_few`` for one query, compiled from term ids to the ranking's columns (``topk.one_query_topk``)."""
+        index = self.index
+        text = queries.text[0]
+        ids, any_term = index.query_term_ids(text) if text else ([], False)
+        if not any_term:
+            _warn_empty([qid], stacklevel=5)
+        seg, imp, fixed = _one_query_arguments(index, self.k1, self.b)
+        k = max(1, min(self.k, seg.num_docs))
+        maxscore = self.algorithm == "maxscore"
+        docs, scores, ranks = _kernels().one_query_topk(
+            *fixed, np.array(ids, dtype=np.int64), k, maxscore, imp.scratch(k, maxscore)
+        )
+        return Ranking._trusted(qid, seg.docids[docs], scores, ranks, queries)
 
     def search_weighted(
         self, qids: Sequence[str], bags: Sequence[Mapping[str, float]], queries: Queries | None = None

@@ -166,10 +166,7 @@ class Impact(PostingsSearch):
             local = gids_a if to_local is None else to_local[gids_a]
             scale = float(seg.entry.get("impact_scale", 1.0))
             docs, scores, _ = self._run_kernel(seg, imp, np.array([0, len(local)], np.int64), local, w_a / scale)
-            n = len(docs)
-            qid = np.empty(n, dtype=object)
-            qid[:] = str(qids[0])
-            return Ranking._trusted(qid, seg.docids[docs], scores, np.arange(1, n + 1), queries)
+            return Ranking._trusted(str(qids[0]), seg.docids[docs], scores, np.arange(1, len(docs) + 1), queries)
         per_segment = []
         for seg, imp, to_local in zip(self.index.segments, _segment_impacts(self.index), lex.local, strict=True):
             local = gids_a if to_local is None else to_local[gids_a]

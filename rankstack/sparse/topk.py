@@ -501,11 +501,49 @@ def serial_topk_terms(docs, imps, offsets, max_impact, q_offsets, terms, weights
     )
 
 
+@njit()
+def one_query_topk(docs, imps, offsets, max_impact, idf, df, to_local, gids, k, use_maxscore, work):  # pragma: no cover
+    """One analysed query, from its term ids (``gids``, global, repeats kept) to its ranking's columns, in one
+    call: at one query per call (a server's load) every numpy call between analysis and the kernel costs
+    about what the search does. The query is a bag of words in term-id order (a repeated term counts once,
+    with its count as boost: weight = float32(count) * idf, widened); terms with ``df`` 0 (only in deleted
+    documents) are dropped; ``to_local`` maps global to segment-local term ids (empty: the same). Returns
+    ``(docs, scores float64, ranks)``, best first."""
+    g = np.sort(gids)
+    n = 0
+    terms = np.empty(len(g), dtype=np.int64)
+    weights = np.empty(len(g), dtype=np.float64)
+    i = 0
+    while i < len(g):
+        j = i + 1
+        while j < len(g) and g[j] == g[i]:
+            j += 1
+        local = g[i] if len(to_local) == 0 else to_local[g[i]]
+        if df[g[i]] > 0 and local >= 0:
+            terms[n] = local
+            weights[n] = np.float64(np.float32(j - i) * idf[g[i]])
+            n += 1
+        i = j
+    q_offsets = np.zeros(2, dtype=np.int64)
+    q_offsets[1] = n
+    top_docs, top_scores, _ = serial_topk_terms(
+        docs, imps, offsets, max_impact, q_offsets, terms[:n], weights[:n], k, use_maxscore, work
+    )
+    m = len(top_docs)
+    scores = np.empty(m, dtype=np.float64)
+    ranks = np.empty(m, dtype=np.int64)
+    for r in range(m):
+        scores[r] = top_scores[r]
+        ranks[r] = r + 1
+    return top_docs, scores, ranks
+
+
 @njit(parallel=True)
 def batch_topk(
-    docs, imps, q_offsets, starts, ends, weights, ubs, num_docs, k, use_maxscore, num_chunks
+    docs, imps, q_offsets, starts, ends, weights, ubs, k, use_maxscore, num_chunks, work
 ):  # pragma: no cover
-    """Top k for many queries; query q's terms are rows ``q_offsets[q]:q_offsets[q+1]``.
+    """Top k for many queries; query q's terms are rows ``q_offsets[q]:q_offsets[q+1]``. ``work``: one row
+    of scratch per thread (``thread_scratch``), so chunks allocate nothing.
 
     Returns flat ``(docs int64, scores float32, counts)``: query q's results, best first, are the
     ``counts[q]`` rows after the first ``counts[:q].sum()``.
@@ -514,10 +552,25 @@ def batch_topk(
     keys_out = np.empty((nq, k), dtype=np.uint64)
     counts = np.zeros(nq, dtype=np.int64)
     chunks = max(1, min(num_chunks, nq))
+    acc, cand, score32, keys, sel, tmp = work
     for c in numba.prange(chunks):
-        acc, cand, score32, keys, sel, tmp = scratch(num_docs, k, use_maxscore)
+        t = numba.get_thread_id()
         _run_queries(
             c * nq // chunks, (c + 1) * nq // chunks, docs, imps, q_offsets, starts, ends, weights, ubs, k,
-            use_maxscore, keys_out, counts, acc, cand, score32, keys, sel, tmp,
+            use_maxscore, keys_out, counts, acc[t], cand[t], score32[t], keys[t], sel[t], tmp[t],
         )  # fmt: skip
     return _flatten(keys_out, counts)
+
+
+@njit()
+def thread_scratch(threads, num_docs, k, use_maxscore):  # pragma: no cover - compiled
+    """``scratch`` for each of ``threads`` threads, as rows of 2-d arrays (``batch_topk``'s ``work``)."""
+    n = k + 1 if use_maxscore else num_docs + 1
+    return (
+        np.zeros((threads, num_docs if not use_maxscore else 1), dtype=np.float64),
+        np.empty((threads, n), dtype=np.int64),
+        np.empty((threads, n), dtype=np.float32),
+        np.empty((threads, n), dtype=np.uint64),
+        np.empty((threads, n), dtype=np.uint64),
+        np.empty((threads, n), dtype=np.uint64),
+    )

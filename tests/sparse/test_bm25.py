@@ -122,3 +122,23 @@ def test_one_query_at_a_time_equals_the_batch_on_every_path(index, monkeypatch, 
     assert seen == [True] * 7 + [False] * 5
     pair = stage(Queries(qids[:2], texts[:2]))
     assert pair.score.tolist() == batch.for_qids(qids[:2]).score.tolist()
+
+
+def test_one_compiled_query_skips_deleted_documents_and_their_terms(corpus, tmp_path, monkeypatch):
+    """The one-query kernel after deletions: terms left only in deleted documents drop out (df 0), as in a
+    batch and in a fresh build of what is left."""
+    from rankstack.sparse import bm25 as bm25_module
+
+    monkeypatch.setattr(bm25_module, "_NUMPY_CALLS", 0)  # straight to the compiled kernels
+    index = build_inverted_index(corpus, tmp_path / "i", show_progress=False)
+    gone = [d.docid for d in corpus[::3]]
+    index = index.delete(gone)
+    fresh = build_inverted_index([d for d in corpus if d.docid not in set(gone)], tmp_path / "f", show_progress=False)
+    texts = random_queries(8, seed=21)
+    qids = [str(i) for i in range(len(texts))]
+    batch = index.bm25(k=15)(Queries(qids, texts))
+    for qid, text in zip(qids, texts):
+        one = index.bm25(k=15)(Queries([qid], [text]))
+        assert one == batch.for_qids([qid])
+        clean = fresh.bm25(k=15)(Queries([qid], [text]))
+        assert one.docid.tolist() == clean.docid.tolist()

@@ -3,6 +3,7 @@ ways a batch runs (compiled in parallel chunks, compiled on the calling thread, 
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -38,8 +39,9 @@ def run(postings, weights, num_docs, k, maxscore, chunks=1, path="parallel"):
             docs, imps, q_offsets, offsets[:-1], offsets[1:], w, ubs, k, maxscore, *topk.scratch(num_docs, k, maxscore)
         )
     else:
+        work = topk.thread_scratch(numba.config.NUMBA_NUM_THREADS, num_docs, k, maxscore)
         out_docs, out_scores, counts = topk.batch_topk(
-            docs, imps, q_offsets, offsets[:-1], offsets[1:], w, ubs, num_docs, k, maxscore, chunks
+            docs, imps, q_offsets, offsets[:-1], offsets[1:], w, ubs, k, maxscore, chunks, work
         )
     return out_docs[: counts[0]], out_scores[: counts[0]]
 
@@ -134,7 +136,9 @@ def test_batches_in_parallel_chunks_equal_one_at_a_time():
     args = (docs, imps, q_offsets, offsets[:-1], offsets[1:], weights)
     for maxscore, path in [(False, "parallel"), (True, "parallel"), (False, "serial"), (True, "serial"), (False, "numpy")]:
         if path == "parallel":
-            d, s, c = topk.batch_topk(*args, ubs, num_docs, 50, maxscore, 8)
+            work = topk.thread_scratch(numba.config.NUMBA_NUM_THREADS, num_docs, 50, maxscore)
+            d, s, c = topk.batch_topk(*args, ubs, 50, maxscore, 8, work)
+            assert not work[0].any()  # each thread's accumulator is left all zero for the next batch
         elif path == "serial":
             d, s, c = topk.serial_topk(*args, ubs, 50, maxscore, *topk.scratch(num_docs, 50, maxscore))
         else:
