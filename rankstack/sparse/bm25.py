@@ -53,7 +53,7 @@ def _kernels() -> ModuleType:
     if _state["kernels"] is None:
         from rankstack.sparse import topk
 
-        jit.announce(topk.batch_topk, topk.serial_topk, topk.serial_topk_terms, topk.one_query_topk)
+        jit.announce(topk.batch_topk, topk.serial_topk, topk.serial_topk_terms, topk.one_query_topk, topk.batch_terms)
         _state["kernels"] = topk
     return _state["kernels"]
 
@@ -147,7 +147,8 @@ def _impacts(index: InvertedIndex, k1: float, b: float) -> list[SegmentImpacts]:
 
 
 def _one_query_arguments(index: InvertedIndex, k1: float, b: float) -> tuple[Segment, SegmentImpacts, tuple]:
-    """The one-segment index's arrays ``topk.one_query_topk`` takes before a query's own, gathered once."""
+    """The one-segment index's arrays ``topk.one_query_topk`` takes before a query's own (``[4:]``: idf, df
+    and the local ids, as ``topk.batch_terms`` takes them), gathered once."""
     cache = index.__dict__.setdefault("_bm25_impacts", {})
     key = ("one query", float(k1), float(b))
     if key not in cache:
@@ -179,9 +180,21 @@ class PostingsSearch(Stage):
                 imp.scratch(k, maxscore),
             )  # fmt: skip
         starts, ends = imp.offsets[local], imp.offsets[local + 1]
+        return self._run_batch(seg, imp, q_offsets, starts, ends, weights, weights * imp.max_impact[local])
+
+    def _run_batch(self, seg: Segment, imp: SegmentImpacts, q_offsets, starts, ends, weights, ubs):
+        """The compiled top k of a batch given each term's postings range, weight and score bound: on the
+        calling thread when one thread is asked for, else in parallel chunks."""
         import numba
 
+        nq = len(q_offsets) - 1
+        k = max(1, min(self.k, seg.num_docs))
+        maxscore = self.algorithm == "maxscore"
         topk = _kernels()
+        if self.num_threads == 1:
+            return topk.serial_topk(
+                imp.docs, imp.imps, q_offsets, starts, ends, weights, ubs, k, maxscore, *imp.scratch(k, maxscore)
+            )
         threads = numba.get_num_threads()
         if self.num_threads:
             numba.set_num_threads(min(self.num_threads, numba.config.NUMBA_NUM_THREADS))
@@ -190,7 +203,6 @@ class PostingsSearch(Stage):
             # gets one chunk per thread
             workers = numba.get_num_threads()
             chunks = min(4 * workers, max(workers, nq // _QUERIES_PER_CHUNK))
-            ubs = weights * imp.max_impact[local]
             work = imp.scratch(k, maxscore, threads=numba.config.NUMBA_NUM_THREADS)  # thread ids < this
             return topk.batch_topk(imp.docs, imp.imps, q_offsets, starts, ends, weights, ubs, k, maxscore, chunks, work)
         finally:
@@ -265,6 +277,13 @@ class BM25(PostingsSearch):
         q_rows, gids, has_term = self.index.query_term_rows(queries.text.tolist())
         if not has_term.all():
             _warn_empty(queries.qid[~has_term].tolist())
+        if len(self.index.segments) == 1:  # the usual case: from analysed terms to the ranking in three calls
+            seg, imp, fixed = _one_query_arguments(self.index, self.k1, self.b)
+            topk = _kernels()
+            prepared = topk.batch_terms(q_rows, gids, len(queries), *fixed[4:], imp.offsets, imp.max_impact)
+            docs, scores, counts = self._run_batch(seg, imp, *prepared)
+            rows, ranks = topk.ranked_rows(counts)
+            return Ranking._trusted(queries.qid[rows], seg.docids[docs], scores, ranks, queries)
         # a repeated query term counts once, with its count as boost (Anserini's bag of words)
         pairs, counts = np.unique(q_rows * _STRIDE + gids, return_counts=True)
         return self._search(queries.qid.tolist(), pairs // _STRIDE, pairs % _STRIDE, counts.astype(np.float32), queries)

@@ -502,6 +502,60 @@ def serial_topk_terms(docs, imps, offsets, max_impact, q_offsets, terms, weights
 
 
 @njit()
+def batch_terms(rows, gids, nq, idf, df, to_local, offsets, max_impact):  # pragma: no cover - compiled
+    """A batch's analysed terms (text ``rows``, sorted, and global term ids, repeats kept) to what the top-k
+    kernels take, in one call instead of a dozen numpy calls: per query a bag of words in term-id order
+    (a repeated term counts once, weight = float32(count) * idf, widened), terms only in deleted documents
+    (``df`` 0) or not in the segment (``to_local`` -1; empty ``to_local``: ids are the segment's) dropped.
+    Returns ``(q_offsets, starts, ends, weights, ubs)``."""
+    key = np.sort(rows * (np.int64(1) << np.int64(32)) + gids)
+    n = len(key)
+    q_offsets = np.zeros(nq + 1, dtype=np.int64)
+    starts = np.empty(n, dtype=np.int64)
+    ends = np.empty(n, dtype=np.int64)
+    weights = np.empty(n, dtype=np.float64)
+    ubs = np.empty(n, dtype=np.float64)
+    m = 0
+    i = 0
+    while i < n:
+        j = i + 1
+        while j < n and key[j] == key[i]:
+            j += 1
+        row = key[i] >> np.int64(32)
+        g = key[i] & np.int64(0xFFFFFFFF)
+        local = g if len(to_local) == 0 else to_local[g]
+        if df[g] > 0 and local >= 0:
+            w = np.float64(np.float32(j - i) * idf[g])
+            starts[m] = offsets[local]
+            ends[m] = offsets[local + 1]
+            weights[m] = w
+            ubs[m] = w * max_impact[local]
+            m += 1
+            q_offsets[row + 1] = m
+        i = j
+    for q in range(nq):  # queries left without terms end where the previous one did
+        q_offsets[q + 1] = max(q_offsets[q + 1], q_offsets[q])
+    return q_offsets, starts[:m], ends[:m], weights[:m], ubs[:m]
+
+
+@njit()
+def ranked_rows(counts):  # pragma: no cover - compiled
+    """For the kernels' flat results: each row's query (index into the batch) and rank."""
+    total = 0
+    for q in range(len(counts)):
+        total += counts[q]
+    query = np.empty(total, dtype=np.int64)
+    rank = np.empty(total, dtype=np.int64)
+    pos = 0
+    for q in range(len(counts)):
+        for r in range(counts[q]):
+            query[pos] = q
+            rank[pos] = r + 1
+            pos += 1
+    return query, rank
+
+
+@njit()
 def one_query_topk(docs, imps, offsets, max_impact, idf, df, to_local, gids, k, use_maxscore, work):  # pragma: no cover
     """One analysed query, from its term ids (``gids``, global, repeats kept) to its ranking's columns, in one
     call: at one query per call (a server's load) every numpy call between analysis and the kernel costs

@@ -124,9 +124,9 @@ def test_one_query_at_a_time_equals_the_batch_on_every_path(index, monkeypatch, 
     assert pair.score.tolist() == batch.for_qids(qids[:2]).score.tolist()
 
 
-def test_one_compiled_query_skips_deleted_documents_and_their_terms(corpus, tmp_path, monkeypatch):
-    """The one-query kernel after deletions: terms left only in deleted documents drop out (df 0), as in a
-    batch and in a fresh build of what is left."""
+def test_compiled_paths_skip_deleted_documents_and_their_terms(corpus, tmp_path, monkeypatch):
+    """The one-query kernel and batches (on one thread and in parallel) after deletions: terms left only in
+    deleted documents drop out (df 0), and rankings equal a fresh build of what is left."""
     from rankstack.sparse import bm25 as bm25_module
 
     monkeypatch.setattr(bm25_module, "_NUMPY_CALLS", 0)  # straight to the compiled kernels
@@ -134,11 +134,14 @@ def test_one_compiled_query_skips_deleted_documents_and_their_terms(corpus, tmp_
     gone = [d.docid for d in corpus[::3]]
     index = index.delete(gone)
     fresh = build_inverted_index([d for d in corpus if d.docid not in set(gone)], tmp_path / "f", show_progress=False)
-    texts = random_queries(8, seed=21)
+    texts = random_queries(12, seed=21)
+    texts[4] = "zzzunknown"  # no term: no rows, and the batch's later queries keep theirs
+    texts[6] = f"{texts[6]} {texts[6]}"  # counts become boosts
     qids = [str(i) for i in range(len(texts))]
-    batch = index.bm25(k=15)(Queries(qids, texts))
+    batches = [index.bm25(k=15, num_threads=t)(Queries(qids, texts)) for t in (1, None)]  # > FEW_QUERIES
+    assert batches[0] == batches[1] and "4" not in set(batches[0].qid.tolist())
     for qid, text in zip(qids, texts):
         one = index.bm25(k=15)(Queries([qid], [text]))
-        assert one == batch.for_qids([qid])
+        assert one == batches[0].for_qids([qid])
         clean = fresh.bm25(k=15)(Queries([qid], [text]))
         assert one.docid.tolist() == clean.docid.tolist()
