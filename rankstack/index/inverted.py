@@ -484,8 +484,8 @@ class InvertedIndex:
         A few texts go text by text anyway: setting up the compiled pass costs ten times what the cached
         Python path spends on one short query."""
         n = len(texts)
-        has_term = np.zeros(n, dtype=bool)
         if n <= FEW_TEXTS:
+            has_term = np.zeros(n, dtype=bool)
             few_rows: list[int] = []
             few_gids: list[int] = []
             for i, text in enumerate(texts):
@@ -493,10 +493,11 @@ class InvertedIndex:
                 few_rows.extend([i] * len(ids))
                 few_gids.extend(ids)
             return np.asarray(few_rows, dtype=np.int64), np.asarray(few_gids, dtype=np.int64), has_term
-        rows_parts, gid_parts = [], []
+        from rankstack.text.query_scan import kept_terms
+
         table = self._raw_token_table
-        batch = table.tokenize(list(texts))
-        gids = table.lookup(batch, _UNSEEN)
+        batch = table.tokenize(list(texts), lookup=True, missing=_UNSEEN)
+        gids = batch.values
         for pos in np.flatnonzero(gids == _UNSEEN).tolist():
             token = batch.token(pos)
             token = token.lower() if self.analyzer.lowercase else token
@@ -505,11 +506,11 @@ class InvertedIndex:
             if len(table) < _TOKEN_CACHE_SIZE:
                 table.add(token, gid)
             gids[pos] = gid
-        has_term[batch.rows[gids != _STOPWORD]] = True
-        keep = gids >= 0
-        rows_parts.append(batch.rows[keep])
-        gid_parts.append(gids[keep])
+        rows, gids, has_term = kept_terms(batch.rows, gids, n, _STOPWORD)
         slow = np.flatnonzero(batch.complex_rows).tolist()
+        if not slow:  # rows come out of the scan in text order
+            return rows, gids, has_term
+        rows_parts, gid_parts = [rows], [gids]
         slow_rows, slow_gids = [], []
         for i in slow:
             ids, any_term = self.query_term_ids(texts[i]) if texts[i] else ([], False)
@@ -519,8 +520,6 @@ class InvertedIndex:
         if slow_rows:
             rows_parts.append(np.asarray(slow_rows, dtype=np.int64))
             gid_parts.append(np.asarray(slow_gids, dtype=np.int64))
-        if not rows_parts:
-            return np.zeros(0, np.int64), np.zeros(0, np.int64), has_term
         rows, gids = np.concatenate(rows_parts), np.concatenate(gid_parts)
         order = np.argsort(rows, kind="stable")
         return rows[order], gids[order], has_term

@@ -202,20 +202,58 @@ def _rehash(old_hash, old_start, old_len, old_value, slot_hash, slot_start, slot
             slot_value[s] = old_value[o]
 
 
+@njit()
+def _scan_lookup(
+    buf, bounds, lower, cls, join, lower_map, slot_hash, slot_start, slot_len, slot_value, keys, missing
+):  # pragma: no cover - compiled
+    """``scan``, then each token's value in the table: one call where a batch of short queries would
+    otherwise pay two."""
+    los, his, rows, hashes, complex_rows = scan(buf, bounds, lower, cls, join, lower_map)
+    values = _lookup(slot_hash, slot_start, slot_len, slot_value, keys, buf, los, his, hashes, lower, lower_map, missing)
+    return los, his, rows, values, complex_rows
+
+
+@njit()
+def kept_terms(rows, values, num_rows, stopword):  # pragma: no cover - compiled
+    """Tokens with a term (value >= 0) as (rows, values), and whether each row had any token other than a
+    ``stopword`` (a row of stopwords alone has no query)."""
+    keep = 0
+    has_term = np.zeros(num_rows, dtype=np.bool_)
+    out_rows = np.empty(len(rows), dtype=np.int64)
+    out_values = np.empty(len(rows), dtype=np.int64)
+    for t in range(len(rows)):
+        v = values[t]
+        if v != stopword:
+            has_term[rows[t]] = True
+        if v >= 0:
+            out_rows[keep] = rows[t]
+            out_values[keep] = v
+            keep += 1
+    return out_rows[:keep], out_values[:keep], has_term
+
+
 class ScannedBatch:
     """A batch of texts after ``TokenTable.tokenize``: the joined text, its code points and the tokens
-    (``starts``, ``ends`` into both, text ``rows``, ``hashes``); ``complex_rows`` need the general path."""
+    (``starts``, ``ends`` into both, text ``rows``, ``hashes``); ``complex_rows`` need the general path.
+    Given a ``table``, each token's value there (``missing`` where it has none) comes in ``values`` instead
+    of the hashes."""
 
-    def __init__(self, texts: list[str], lower: bool):
+    def __init__(self, texts: list[str], lower: bool, table: TokenTable | None = None, missing: int = -1):
         lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
         bounds = np.zeros(len(texts) + 1, dtype=np.int64)
         np.cumsum(lengths, out=bounds[1:])
         self.text = "".join(texts)
         self.code_points = np.frombuffer(self.text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
         cls, join, lower_map = char_tables()
-        self.starts, self.ends, self.rows, self.hashes, self.complex_rows = scan(
-            self.code_points, bounds, lower, cls, join, lower_map
-        )
+        self.hashes = self.values = None
+        if table is None:
+            self.starts, self.ends, self.rows, self.hashes, self.complex_rows = scan(
+                self.code_points, bounds, lower, cls, join, lower_map
+            )
+        else:
+            self.starts, self.ends, self.rows, self.values, self.complex_rows = _scan_lookup(
+                self.code_points, bounds, lower, cls, join, lower_map, *table.slots(), missing
+            )
 
     def token(self, i: int) -> str:
         return self.text[self.starts[i] : self.ends[i]]
@@ -241,8 +279,13 @@ class TokenTable:
     def __len__(self) -> int:
         return self.size
 
-    def tokenize(self, texts: list[str]) -> ScannedBatch:
-        return ScannedBatch(texts, self.lower)
+    def tokenize(self, texts: list[str], lookup: bool = False, missing: int = -1) -> ScannedBatch:
+        """The batch's tokens; with ``lookup``, their values too (``missing`` where the table has none)."""
+        return ScannedBatch(texts, self.lower, self if lookup else None, missing)
+
+    def slots(self) -> tuple[np.ndarray, ...]:
+        """The table's arrays as the compiled lookups take them."""
+        return self._hash, self._start, self._len, self._value, self._keys
 
     def lookup(self, batch: ScannedBatch, missing: int) -> np.ndarray:
         """The value of each of the batch's tokens, ``missing`` where the table has none."""

@@ -58,6 +58,19 @@ def test_table_maps_tokens_through_growth_and_case():
     batch = table.tokenize(["W1X w4999x, unseen W7x", "", "w0x ΑΒΓ"])
     assert table.lookup(batch, missing=-99).tolist() == [1, 4999, -99, -7, 0, 42]
     assert batch.rows.tolist() == [0, 0, 0, 0, 2, 2]
+    fused = table.tokenize(["W1X w4999x, unseen W7x", "", "w0x ΑΒΓ"], lookup=True, missing=-99)  # one call
+    assert fused.values.tolist() == [1, 4999, -99, -7, 0, 42] and fused.rows.tolist() == batch.rows.tolist()
+    assert fused.starts.tolist() == batch.starts.tolist() and fused.ends.tolist() == batch.ends.tolist()
+
+
+def test_kept_terms_drop_unknown_and_stopwords_and_flag_rows_with_a_term():
+    from rankstack.text.query_scan import kept_terms
+
+    rows = np.array([0, 0, 1, 2, 2, 2], dtype=np.int64)
+    values = np.array([-1, 5, -2, -1, -2, 9], dtype=np.int64)  # -1: unknown word, -2: stopword
+    kept_rows, kept, has_term = kept_terms(rows, values, 4, -2)
+    assert kept_rows.tolist() == [0, 2] and kept.tolist() == [5, 9]
+    assert has_term.tolist() == [True, False, True, False]  # row 1: a stopword alone; row 3: no tokens
 
 
 def test_case_sensitive_table_keeps_case_apart():
