@@ -529,9 +529,9 @@ def _index_colbert(docs, index_dir: Path, model: str, bits: int, overwrite: bool
 
 
 def _impact_encoder(model: str, **kwargs: Any):
-    from rankstack.sparse.splade import Splade, packaged_splade_tiny
+    from rankstack.sparse.splade import load_splade
 
-    return Splade(packaged_splade_tiny() if model == "splade-tiny" else model, **kwargs)
+    return load_splade(model, **kwargs)
 
 
 def _index_impact(
@@ -1728,6 +1728,60 @@ def _compact(table, metrics: list[str]):
     ]
     out[f"{first} p (holm)"] = ["" if pd.isna(p) else f"{p:.4f}" for p in table[f"{first} p-value (holm)"]]
     return out
+
+
+@app.command()
+def serve(
+    spec: Annotated[Path, typer.Argument(help="A serve spec (.toml; see rankstack/serve/spec.py) or an index directory.")],
+    host: Annotated[str, typer.Option(help="Address to bind. 0.0.0.0 exposes the server to your network.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    workers: Annotated[int, typer.Option(help="Processes; they share the indexes' memory maps.")] = 1,
+    api_key: Annotated[
+        str | None,
+        typer.Option(help="Require this key in the X-API-Key header (or set RANKSTACK_API_KEY).", envvar="RANKSTACK_API_KEY"),
+    ] = None,
+    check: Annotated[bool, typer.Option("--check", help="Open the spec's indexes and models, print the pipeline, exit.")] = False,
+) -> None:
+    """Serve a pipeline over HTTP, with a search page at / (needs the [serve] extra).
+
+    Endpoints: GET /search?q=...&k=10&offset=0, POST /search (a batch), GET /docs/{docid}, GET /healthz,
+    GET /metrics (Prometheus), OpenAPI docs at /api. Binds to 127.0.0.1 unless --host says otherwise; Ctrl-C
+    (SIGTERM) lets requests in flight finish.
+
+    Examples:
+      rankstack serve .cache/indexes/scifact
+      rankstack serve pipeline.toml --port 8080 --workers 2
+      rankstack serve pipeline.toml --check
+    """
+    import os
+
+    from rankstack.serve import load_spec
+
+    if workers < 1:
+        _fail(f"--workers must be at least 1, not {workers}")
+    if not 0 < port < 65536:
+        _fail(f"--port must be 1..65535, not {port}")
+    pipeline = load_spec(spec)  # a bad spec fails here, before any worker starts
+    if check:
+        typer.echo(f"{pipeline.title}: {pipeline.stage!r}")
+        return
+    try:
+        import uvicorn
+
+        from rankstack.serve.app import create_app
+    except ImportError:
+        _fail("rankstack serve needs the [serve] extra: pip install 'rankstack[serve]'")
+    if host not in ("127.0.0.1", "localhost", "::1") and api_key is None:
+        typer.secho(f"warning: serving on {host} without --api-key: anyone who can reach it can search", err=True)
+    typer.echo(f"serving {pipeline.stage!r} on http://{host}:{port}/ (Ctrl-C stops)", err=True)
+    options = {"host": host, "port": port, "timeout_graceful_shutdown": 30, "log_level": "warning"}
+    if workers == 1:
+        uvicorn.run(create_app(pipeline, api_key), **options)
+        return
+    os.environ["RANKSTACK_SERVE_SPEC"] = str(spec.resolve())
+    if api_key is not None:
+        os.environ["RANKSTACK_API_KEY"] = api_key
+    uvicorn.run("rankstack.serve.app:app_from_env", factory=True, workers=workers, **options)
 
 
 def main() -> None:

@@ -13,6 +13,7 @@ _LAZY = {
     "Splade": "rankstack.sparse.splade",
     "UniCoil": "rankstack.sparse.unicoil",
     "packaged_splade_tiny": "rankstack.sparse.splade",
+    "load_splade": "rankstack.sparse.splade",
 }
 
 
@@ -24,4 +25,4 @@ def __getattr__(name: str):
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-__all__ = ["BM25", "RM3", "Doc2Query", "Impact", "SparseEncoder", "Splade", "UniCoil", "lucene_idf", "packaged_splade_tiny", "pretokenized"]
+__all__ = ["BM25", "RM3", "Doc2Query", "Impact", "SparseEncoder", "Splade", "UniCoil", "load_splade", "lucene_idf", "packaged_splade_tiny", "pretokenized"]

@@ -259,4 +259,9 @@ def packaged_splade_tiny() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "model"
 
 
-__all__ = ["Splade", "packaged_splade_tiny"]
+def load_splade(model: str | Path, **kwargs: Any) -> Splade:
+    """A SPLADE encoder from a path or Hugging Face id; ``"splade-tiny"`` names the packaged checkpoint."""
+    return Splade(packaged_splade_tiny() if str(model) == "splade-tiny" else model, **kwargs)
+
+
+__all__ = ["Splade", "load_splade", "packaged_splade_tiny"]
