@@ -19,7 +19,7 @@ evaluated as code::
 
     [[rerankers]]                     # in order; each re-ranks the previous stage's top `depth`
     model = "models/mono"             # any checkpoint load_reranker reads (family= when it cannot tell)
-    depth = 50
+    depth = 50                        # also: max_length, batch_size, backend ("onnx"), cache (false: no score cache)
     docs = "bm25"                     # whose document store supplies the texts (default: the first that has one)
 
     [limits]                          # what one request may ask for (4xx beyond)
@@ -54,7 +54,7 @@ RETRIEVER_OPTIONS: dict[str, tuple[str, ...]] = {
     "colbert": ("index", "k", "model", "nprobe", "exact"),
 }
 FUSION_OPTIONS = ("method", "norm", "k", "rrf_k")
-RERANKER_OPTIONS = ("model", "depth", "family", "docs", "max_length", "batch_size", "backend", "name")
+RERANKER_OPTIONS = ("model", "depth", "family", "docs", "max_length", "batch_size", "backend", "cache", "name")
 
 
 class SpecError(RankstackError):
@@ -261,7 +261,7 @@ def from_mapping(data: Mapping[str, Any], base: Path, origin: str, text: str) ->
 
         model = str(options["model"])
         local = Path(model) if Path(model).is_absolute() else base / model
-        kwargs = {k: v for k, v in options.items() if k in ("max_length", "batch_size", "backend")}
+        kwargs = {k: v for k, v in options.items() if k in ("max_length", "batch_size", "backend", "cache")}
         try:
             reranker = load_reranker(str(local) if local.exists() else model, opened[source], family=options.get("family"),
                                      **kwargs)  # fmt: skip
