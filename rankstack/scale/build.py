@@ -1,0 +1,138 @@
+"""Building a sharded index: one ordinary index per contiguous slice of the corpus, built by Ray tasks when Ray
+is initialised (``ray.init()`` for a local cluster, ``ray.init(address="auto")`` on one started with
+``ray start --head``), else one after another here.
+
+A task that dies (a killed worker, a lost node) is retried by Ray (``max_retries``); a shard is written aside
+and renamed into place, so a retried task replaces a half-written shard instead of adding to it, and the whole
+sharded index appears only when every shard is complete (``shards.json`` last, in one rename).
+
+Dense shards can be encoded with Ray Data (``encode="ray-data"``): the corpus becomes a dataset, a pool of
+encoder actors maps it in batches, and the driver writes each shard's vectors (in corpus order).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from rankstack.index.manifest import atomic_directory
+from rankstack.scale.sharded import KINDS, ShardedIndex, write_shards_file
+from rankstack.types import Document
+
+Encode = Literal["tasks", "ray-data"]
+
+
+def build_sharded(
+    corpus: Iterable[Document],
+    path: str | Path,
+    num_shards: int,
+    kind: str = "bm25",
+    model: Any = None,
+    *,
+    overwrite: bool = False,
+    store_docs: bool = True,
+    encode: Encode = "tasks",
+    encode_workers: int = 2,
+    max_retries: int = 3,
+    task: Callable[..., int] | None = None,
+) -> ShardedIndex:
+    """Split ``corpus`` into ``num_shards`` contiguous slices and index each (``kind``: "bm25" or "dense" with
+    ``model``, a Hugging Face id or directory that every worker loads). ``task`` replaces ``build_shard`` as
+    what each task runs (same arguments), e.g. to add work around it."""
+    task = task or build_shard
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
+    if num_shards < 1:
+        raise ValueError(f"num_shards must be at least 1, not {num_shards}")
+    if kind == "dense" and model is None:
+        raise ValueError("a dense sharded index needs model= (a Hugging Face id or a model directory)")
+    docs = list(corpus)
+    bounds = [len(docs) * i // num_shards for i in range(num_shards + 1)]
+    slices = [docs[bounds[i] : bounds[i + 1]] for i in range(num_shards)]
+    path = Path(path)
+    with atomic_directory(path, overwrite=overwrite) as tmp:
+        dirs = [tmp / f"shard-{i:03d}" for i in range(num_shards)]
+        if kind == "dense" and encode == "ray-data":
+            _dense_shards_with_ray_data(slices, dirs, model, encode_workers)
+        elif _ray_ready():
+            import ray
+
+            remote = ray.remote(max_retries=max_retries, retry_exceptions=False)(task)
+            ray.get([remote.remote(ray.put(s), str(d), kind, _portable(model), store_docs) for s, d in zip(slices, dirs, strict=True)])
+        else:
+            for s, d in zip(slices, dirs, strict=True):
+                task(s, str(d), kind, model, store_docs)
+        write_shards_file(tmp, kind, dirs, {"model": _portable(model)} if model is not None else None)
+    return ShardedIndex(path)
+
+
+def build_shard(docs: Sequence[Document], out: str, kind: str, model: Any, store_docs: bool) -> int:
+    """One shard: an ordinary index (written aside, then renamed: a retried task replaces, never appends)."""
+    if kind == "bm25":
+        from rankstack.index import build_inverted_index
+
+        build_inverted_index(docs, out, overwrite=True, store_docs=store_docs, show_progress=False)
+    else:
+        from rankstack.dense import build_dense_index
+
+        build_dense_index(docs, model, out, overwrite=True, show_progress=False)
+    return len(docs)
+
+
+def encode_with_ray_data(texts: Sequence[str], model: str, batch_size: int = 64, workers: int = 2) -> np.ndarray:
+    """Document vectors of ``texts`` (in order), encoded by ``workers`` Ray Data actors each holding ``model``."""
+    import ray
+
+    _require_ray()
+    data = ray.data.from_items([{"row": i, "text": t} for i, t in enumerate(texts)])
+
+    class Encode:
+        def __init__(self) -> None:
+            from rankstack.dense import BiEncoder
+
+            self.encoder = BiEncoder(model)
+
+        def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            return {"row": batch["row"], "vector": self.encoder.encode_docs(list(batch["text"]))}
+
+    rows = data.map_batches(Encode, batch_size=batch_size, concurrency=workers).take_all()
+    rows.sort(key=lambda r: r["row"])
+    return np.stack([r["vector"] for r in rows]) if rows else np.zeros((0, 0), np.float32)
+
+
+def _dense_shards_with_ray_data(slices: list[list[Document]], dirs: list[Path], model: Any, workers: int) -> None:
+    from rankstack.dense import BiEncoder
+    from rankstack.index.vectors import AnnConfig, write_vector_index
+
+    identity = BiEncoder(model).identity()
+    texts = [d.contents() for s in slices for d in s]
+    vectors = encode_with_ray_data(texts, str(model), workers=workers)
+    start = 0
+    for s, d in zip(slices, dirs, strict=True):
+        block = vectors[start : start + len(s)]
+        start += len(s)
+        write_vector_index(d, [([doc.docid for doc in s], block)], identity, AnnConfig(kind="flat"), overwrite=True)
+
+
+def _ray_ready() -> bool:
+    try:
+        import ray
+    except ImportError:
+        return False
+    return bool(ray.is_initialized())
+
+
+def _require_ray() -> None:
+    if not _ray_ready():
+        raise RuntimeError("Ray is not initialised: call ray.init() (a local cluster) or ray.init(address='auto')")
+
+
+def _portable(model: Any) -> Any:
+    """What a worker can load: a name or a path (an encoder object's own model name)."""
+    if model is None or isinstance(model, str | os.PathLike):
+        return None if model is None else str(model)
+    return getattr(model, "name", None) or model.identity().get("model")

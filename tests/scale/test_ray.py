@@ -1,0 +1,77 @@
+"""The Ray paths on a local cluster (``ray.init(num_cpus=2)``): shard builds as Ray tasks, a worker killed
+mid-build, search through one actor per shard, dense shards encoded with Ray Data."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from rankstack.index import build_inverted_index
+from rankstack.scale import build_shard, build_sharded
+from rankstack.types import Queries
+from tests.helpers import random_docs, random_queries
+
+ray = pytest.importorskip("ray")
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    return random_docs(300, seed=4, max_len=40)
+
+
+@pytest.fixture(scope="module")
+def queries():
+    texts = random_queries(40, seed=8)
+    return Queries([str(i) for i in range(len(texts))], texts)
+
+
+def test_ray_built_shards_searched_by_actors_equal_one_index(cluster, corpus, queries, tmp_path):
+    sharded = build_sharded(corpus, tmp_path / "s", 3)
+    stage = sharded.bm25(k=50)
+    got = stage(queries)
+    assert stage.__dict__.get("_actors") is not None  # the shards were searched by Ray actors
+    want = build_inverted_index(corpus, tmp_path / "one", show_progress=False).bm25(k=50)(queries)
+    assert got.docid.tolist() == want.docid.tolist() and got.score.tolist() == want.score.tolist()
+
+
+def test_a_worker_killed_mid_build_is_retried_and_the_shard_written_once(cluster, corpus, queries, tmp_path):
+    marker = tmp_path / "died-once"
+
+    def dies_once(docs, out, kind, model, store_docs):  # defined here: Ray ships it by value
+        if out.endswith("shard-001") and not os.path.exists(marker):
+            open(marker, "w").close()
+            head, name = os.path.split(out)  # a shard build killed half-way leaves its temporary sibling
+            os.makedirs(os.path.join(head, f".{name}.tmp-{os.getpid()}-deadbeef", "seg-000000"))
+            os._exit(1)  # the worker process dies, as under kill -9
+        return build_shard(docs, out, kind, model, store_docs)
+
+    sharded = build_sharded(corpus, tmp_path / "s", 2, task=dies_once)
+    assert marker.exists()
+    # the retry cleared the dead worker's temporary directory: only the complete shards remain
+    assert sorted(p.name for p in (tmp_path / "s").iterdir()) == ["shard-000", "shard-001", "shards.json"]
+    assert [len(s.segments) for s in sharded.shards] == [1, 1]  # one segment each: nothing written twice
+    want = build_inverted_index(corpus, tmp_path / "one", show_progress=False).bm25(k=20)(queries)
+    assert sharded.bm25(k=20)(queries).docid.tolist() == want.docid.tolist()
+
+
+def test_dense_shards_encoded_with_ray_data_equal_one_index(cluster, corpus, queries, tmp_path):
+    pytest.importorskip("torch")
+    from rankstack.dense import BiEncoder, build_dense_index
+    from tests.dense.conftest import make_tiny_model
+
+    model = make_tiny_model(tmp_path / "model")
+    sharded = build_sharded(corpus, tmp_path / "s", 2, kind="dense", model=str(model), encode="ray-data")
+    encoder = BiEncoder(str(model))
+    got = sharded.dense(encoder, k=30)(queries)
+    one = build_dense_index(corpus, encoder, tmp_path / "one", show_progress=False)
+    want = one.dense(encoder, k=30, exact=True)(queries)
+    assert got.docid.tolist() == want.docid.tolist()
+    assert got.score.tolist() == pytest.approx(want.score.tolist(), abs=1e-6)

@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from rankstack.index import build_inverted_index
+from rankstack.scale import ShardError, build_sharded, open_sharded
+from rankstack.types import Queries
+from tests.helpers import random_docs, random_queries
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    return random_docs(400, seed=11, max_len=40)
+
+
+@pytest.fixture(scope="module")
+def single(corpus, tmp_path_factory):
+    return build_inverted_index(corpus, tmp_path_factory.mktemp("one") / "idx", show_progress=False)
+
+
+@pytest.fixture(scope="module")
+def queries():
+    texts = random_queries(60, seed=5)
+    texts[3] = f"{texts[3]} {texts[3]}"  # repeated terms: counts become boosts
+    texts[7] = "zzzunknown"
+    return Queries([str(i) for i in range(len(texts))], texts)
+
+
+@pytest.mark.parametrize("num_shards", [2, 4])
+@pytest.mark.parametrize("k", [10, 1000])
+def test_sharded_bm25_equals_one_index_exactly(corpus, single, queries, tmp_path_factory, num_shards, k):
+    path = tmp_path_factory.mktemp("sharded") / f"s{num_shards}"
+    sharded = build_sharded(corpus, path, num_shards)
+    assert len(sharded) == num_shards and (path / "shard-000" / "manifest.json").exists()
+    got = sharded.bm25(k=k)(queries)
+    want = single.bm25(k=k)(queries)
+    assert got.qid.tolist() == want.qid.tolist() and got.docid.tolist() == want.docid.tolist()
+    assert got.score.tolist() == want.score.tolist() and got.rank.tolist() == want.rank.tolist()
+    one = sharded.bm25(k=k)(queries.subset(["3"]))  # one query at a time too
+    assert one.docid.tolist() == want.for_qids(["3"]).docid.tolist()
+
+
+def test_a_missing_or_replaced_shard_stops_the_search_unless_partial_is_asked_for(corpus, tmp_path):
+    path = tmp_path / "s"
+    build_sharded(corpus, path, 3)
+    shutil.rmtree(path / "shard-001")
+    with pytest.raises(ShardError, match=r"shard-001 is missing\. Rebuild the shard, or pass allow_partial=True"):
+        open_sharded(path)
+    with pytest.warns(UserWarning, match=r"without shards \['shard-001'\]"):
+        partial = open_sharded(path, allow_partial=True)
+    stage = partial.bm25(k=1000)
+    assert stage.missing == ["shard-001"]
+    run = stage(Queries(["1"], [corpus[0].text]))
+    middle = {d.docid for d in corpus[133:266]}
+    assert len(run) > 0 and not middle & set(run.docid.tolist())
+    build_inverted_index(corpus[:5], path / "shard-001", show_progress=False)  # some other index in its place
+    with pytest.raises(ShardError, match=r"not the shard shards\.json recorded"):
+        open_sharded(path)
+
+
+def test_shards_json_is_checked(tmp_path, corpus):
+    path = tmp_path / "s"
+    build_sharded(corpus[:50], path, 2)
+    data = json.loads((path / "shards.json").read_text())
+    assert [s["docs"] for s in data["shards"]] == [25, 25] and data["kind"] == "bm25"
+    data["format_version"] = 99
+    (path / "shards.json").write_text(json.dumps(data))
+    with pytest.raises(Exception, match="this rankstack reads format 1"):
+        open_sharded(path)
+    with pytest.raises(ShardError, match=r"has no shards\.json"):
+        open_sharded(tmp_path)
+
+
+def test_cli_builds_and_searches_shards(corpus, single, tmp_path):
+    from typer.testing import CliRunner
+
+    from rankstack.cli import app
+    source = tmp_path / "corpus.jsonl"
+    source.write_text("".join(json.dumps({"_id": d.docid, "text": d.text}) + "\n" for d in corpus), encoding="utf-8")
+    result = CliRunner().invoke(app, ["index", str(source), "-i", str(tmp_path / "s"), "--shards", "3"])
+    assert result.exit_code == 0, result.output
+    assert "into 3 shards" in result.output
+    text = corpus[5].text
+    result = CliRunner().invoke(app, ["search", str(tmp_path / "s"), "--query", text, "-k", "5"])
+    assert result.exit_code == 0, result.output
+    want = single.bm25(k=5)(Queries(["1"], [text]))
+    assert [line.split()[2] for line in result.output.strip().splitlines() if line.strip()[:1].isdigit()] == want.docid.tolist()
