@@ -1803,6 +1803,10 @@ def serve(
         typer.Option(help="Require this key in the X-API-Key header (or set RANKSTACK_API_KEY).", envvar="RANKSTACK_API_KEY"),
     ] = None,
     check: Annotated[bool, typer.Option("--check", help="Open the spec's indexes and models, print the pipeline, exit.")] = False,
+    ray_serve: Annotated[
+        bool,
+        typer.Option("--ray-serve", help="Deploy on Ray Serve instead of uvicorn (--workers replicas; the [scale] extra)."),
+    ] = False,
 ) -> None:
     """Serve a pipeline over HTTP, with a search page at / (needs the [serve] extra).
 
@@ -1814,6 +1818,7 @@ def serve(
       rankstack serve .cache/indexes/scifact
       rankstack serve pipeline.toml --port 8080 --workers 2
       rankstack serve pipeline.toml --check
+      rankstack serve pipeline.toml --ray-serve --workers 2   # two Ray Serve replicas
     """
     import os
 
@@ -1836,6 +1841,11 @@ def serve(
     if host not in ("127.0.0.1", "localhost", "::1") and api_key is None:
         typer.secho(f"warning: serving on {host} without --api-key: anyone who can reach it can search", err=True)
     typer.echo(f"serving {pipeline.stage!r} on http://{host}:{port}/ (Ctrl-C stops)", err=True)
+    if ray_serve:
+        from rankstack.serve import ray_serve as ray_deploy
+
+        ray_deploy.run(spec, host, port, api_key, replicas=workers)
+        return
     options = {"host": host, "port": port, "timeout_graceful_shutdown": 30, "log_level": "warning"}
     if workers == 1:
         uvicorn.run(create_app(pipeline, api_key), **options)

@@ -75,3 +75,28 @@ def test_dense_shards_encoded_with_ray_data_equal_one_index(cluster, corpus, que
     want = one.dense(encoder, k=30, exact=True)(queries)
     assert got.docid.tolist() == want.docid.tolist()
     assert got.score.tolist() == pytest.approx(want.score.tolist(), abs=1e-6)
+
+
+def test_the_serve_app_as_a_ray_serve_deployment(cluster, corpus, tmp_path):
+    pytest.importorskip("ray.serve")
+    httpx = pytest.importorskip("httpx")
+    import socket
+
+    from ray import serve
+
+    from rankstack.serve import load_spec
+    from rankstack.serve.ray_serve import run
+
+    build_inverted_index(corpus, tmp_path / "idx", show_progress=False)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    try:
+        run(tmp_path / "idx", "127.0.0.1", port, blocking=False)
+        text = corpus[9].text
+        r = httpx.get(f"http://127.0.0.1:{port}/search", params={"q": text, "k": 5, "snippets": "false"}, timeout=60)
+        assert r.status_code == 200, r.text
+        want = load_spec(tmp_path / "idx").stage(Queries(["q"], [text])).cutoff(5)
+        assert [h["docid"] for h in r.json()["hits"]] == want.docid.tolist()
+    finally:
+        serve.shutdown()
