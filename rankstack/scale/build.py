@@ -83,8 +83,11 @@ def build_shard(docs: Sequence[Document], out: str, kind: str, model: Any, store
     return len(docs)
 
 
-def encode_with_ray_data(texts: Sequence[str], model: str, batch_size: int = 64, workers: int = 2) -> np.ndarray:
-    """Document vectors of ``texts`` (in order), encoded by ``workers`` Ray Data actors each holding ``model``."""
+def encode_with_ray_data(
+    texts: Sequence[str], model: str, batch_size: int = 64, workers: int = 2, max_length: int | None = None
+) -> np.ndarray:
+    """Document vectors of ``texts`` (in order), encoded by ``workers`` Ray Data actors each holding ``model``
+    (truncating at ``max_length`` tokens, default the model's)."""
     import ray
 
     _require_ray()
@@ -94,7 +97,7 @@ def encode_with_ray_data(texts: Sequence[str], model: str, batch_size: int = 64,
         def __init__(self) -> None:
             from rankstack.dense import BiEncoder
 
-            self.encoder = BiEncoder(model)
+            self.encoder = BiEncoder(model) if max_length is None else BiEncoder(model, max_length=max_length)
 
         def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
             return {"row": batch["row"], "vector": self.encoder.encode_docs(list(batch["text"]))}
