@@ -65,6 +65,8 @@ def test_steps_run_the_same_pipeline_as_the_composed_stage(served):
          "needs document texts: docs = one of the retrievers with a document store \\(none has one"),
         ("[retrievers.a]\nindex = 'toy'\n[[rerankers]]\nmodel = 'mono'\ndepth = -1\n", "line 5: re-ranker #1: depth must be"),
         ("[retrievers.a\nindex = 'toy'\n", "not valid TOML"),
+        ("[retrievers.a]\nindex = 'toy'\n[[rerankers]]\nmodel = 'mono'\nfamily = 'fancy'\n",
+         r"line 4: re-ranker #1: cannot load 'mono': family must be one of monoBERT, duoBERT"),
     ],
 )
 def test_bad_specs_name_the_file_the_line_and_the_fix(served, text, message):
