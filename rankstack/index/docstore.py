@@ -8,8 +8,9 @@ lookup decompresses a few KB, not the whole store.
 from __future__ import annotations
 
 import json
+import threading
 import zlib
-from collections import deque
+from collections import OrderedDict, deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,11 @@ class DocStoreWriter:
 
 
 class DocStoreReader:
+    """Random access to the records; the last ``CACHED_BLOCKS`` decompressed blocks are kept (a result page's
+    documents, a re-ranker's candidates and a server's popular answers come back to the same blocks)."""
+
+    CACHED_BLOCKS = 64
+
     def __init__(self, directory: Path):
         self._offsets = np.load(directory / "docs_offsets.npy", mmap_mode="r")
         self._data = (
@@ -75,12 +81,20 @@ class DocStoreReader:
             if (directory / "docs.bin").stat().st_size
             else np.zeros(0, np.uint8)
         )
-        self._cache: tuple[int, list[str]] | None = None
+        self._blocks: OrderedDict[int, list[str]] = OrderedDict()
+        self._lock = threading.Lock()
 
     def get(self, i: int) -> dict[str, Any]:
         block, within = divmod(int(i), BLOCK)
-        if self._cache is None or self._cache[0] != block:
+        with self._lock:
+            lines = self._blocks.get(block)
+            if lines is not None:
+                self._blocks.move_to_end(block)
+        if lines is None:
             start, end = int(self._offsets[block]), int(self._offsets[block + 1])
             lines = zlib.decompress(self._data[start:end].tobytes()).decode("utf-8").split("\n")
-            self._cache = (block, lines)
-        return json.loads(self._cache[1][within])
+            with self._lock:
+                self._blocks[block] = lines
+                if len(self._blocks) > self.CACHED_BLOCKS:
+                    self._blocks.popitem(last=False)
+        return json.loads(lines[within])
