@@ -224,21 +224,41 @@ class ShardedBM25(Stage):
 
 def merge_shard_rankings(queries: Queries, rankings: Sequence[Ranking], shard_numbers: Sequence[int], k: int) -> Ranking:
     """The top ``k`` per query of the shards' rankings: by score, ties by shard then the shard's own order
-    (document order across contiguous shards)."""
+    (document order across contiguous shards). Up to 256 shards and 2**24 queries a call."""
     if not rankings:
         return Ranking.empty(queries)
     row_of = {q: i for i, q in enumerate(queries.qid.tolist())}
-    qrow = np.concatenate([np.fromiter((row_of[q] for q in r.qid.tolist()), np.int64, len(r)) for r in rankings])
+    qrow = np.concatenate([_query_rows(r.qid, row_of) for r in rankings])
     score = np.concatenate([r.score for r in rankings])
     shard = np.concatenate([np.full(len(r), n, np.int64) for r, n in zip(rankings, shard_numbers, strict=True)])
-    rank = np.concatenate([r.rank for r in rankings])
-    docid = np.concatenate([r.docid for r in rankings])
-    order = np.lexsort((rank, shard, -score, qrow))
-    qrow, score, docid = qrow[order], score[order], docid[order]
-    starts = np.searchsorted(qrow, np.arange(len(queries)))
-    new_rank = np.arange(len(qrow)) - starts[qrow] + 1
+    # one stable sort of packed (query, score descending, shard) keys: rows equal in all three keep their
+    # shard's own (rank) order. Scores are float32 values (the shards' kernels), so 32 bits hold them exactly.
+    bits = score.astype(np.float32).view(np.uint32).astype(np.uint64)
+    ascending = np.where(bits >> np.uint64(31), ~bits & np.uint64(0xFFFFFFFF), bits | np.uint64(0x80000000))
+    key = (qrow.astype(np.uint64) << np.uint64(40)) | ((np.uint64(0xFFFFFFFF) - ascending) << np.uint64(8)) | shard.astype(np.uint64)
+    order = np.argsort(key, kind="stable")
+    sorted_rows = qrow[order]
+    starts = np.searchsorted(sorted_rows, np.arange(len(queries)))
+    new_rank = np.arange(len(order)) - starts[sorted_rows] + 1
     keep = new_rank <= k
-    return Ranking(queries.qid[qrow[keep]], docid[keep], score[keep], new_rank[keep], queries=queries, presorted=True)
+    chosen = order[keep]  # only the kept rows' docids are gathered (object arrays cost per element)
+    bases = np.cumsum([0] + [len(r) for r in rankings])
+    which = np.searchsorted(bases, chosen, side="right") - 1
+    docid = np.empty(len(chosen), dtype=object)
+    for i, r in enumerate(rankings):
+        mine = which == i
+        docid[mine] = r.docid[chosen[mine] - bases[i]]
+    return Ranking(queries.qid[qrow[chosen]], docid, score[chosen], new_rank[keep], queries=queries, presorted=True)
+
+
+def _query_rows(qid: np.ndarray, row_of: dict[str, int]) -> np.ndarray:
+    """Each row's query number, one dictionary lookup per run of equal qids (a shard's ranking keeps each
+    query's rows together), not per row."""
+    if not len(qid):
+        return np.zeros(0, np.int64)
+    starts = np.flatnonzero(np.concatenate([[True], qid[1:] != qid[:-1]]))
+    lengths = np.diff(np.append(starts, len(qid)))
+    return np.repeat(np.fromiter((row_of[q] for q in qid[starts].tolist()), np.int64, len(starts)), lengths)
 
 
 # ------------------------------------------------------------------------------------------------ dense
