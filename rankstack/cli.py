@@ -265,8 +265,9 @@ def index(
     shards: Annotated[
         int,
         typer.Option(
-            help="BM25 or --dense: split the corpus into this many shards (each an ordinary index) that `rankstack "
-            "search` merges exactly, with the collection's statistics.",
+            help="BM25, --dense or --impact: split the corpus into this many shards (each an ordinary index) that "
+            "`rankstack search` merges exactly (BM25 with the collection's statistics; impact shards keep float32 "
+            "weights unless --bits is given).",
             min=0,
             rich_help_panel="Scale",
         ),
@@ -306,6 +307,11 @@ def index(
         return
     if images or captions:
         _index_multimodal(corpus, index_dir, model, images, where, overwrite)
+        return
+    if shards and impact is not None and corpus is not None:
+        docs = _load_collection(corpus).corpus if _is_collection(corpus) else _read_corpus(corpus)
+        _index_sharded(docs, index_dir, shards, None, ray_address, overwrite, store_docs, impact=impact,
+                       bits=None if not bits else bits)  # fmt: skip
         return
     if vectors is not None or impact is not None:
         _index_impact(corpus, index_dir, impact, vectors, 8 if bits is None else bits, overwrite, on_duplicate,
@@ -374,7 +380,7 @@ def index(
 
 
 def _index_sharded(docs, index_dir: Path, shards: int, dense: str | None, ray_address: str | None, overwrite: bool,
-                   store_docs: bool) -> None:  # fmt: skip
+                   store_docs: bool, impact: str | None = None, bits: int | None = None) -> None:  # fmt: skip
     from rankstack.scale import build_sharded
 
     if ray_address is not None:
@@ -384,8 +390,9 @@ def _index_sharded(docs, index_dir: Path, shards: int, dense: str | None, ray_ad
             _fail("--ray needs the [scale] extra: pip install 'rankstack[scale]'")
         ray.init(address=None if ray_address == "local" else ray_address, include_dashboard=False, log_to_driver=False)
     start = time.perf_counter()
-    sharded = build_sharded(docs, index_dir, shards, "dense" if dense else "bm25", dense, overwrite=overwrite,
-                            store_docs=store_docs)  # fmt: skip
+    kind = "impact" if impact else "dense" if dense else "bm25"
+    sharded = build_sharded(docs, index_dir, shards, kind, impact or dense, overwrite=overwrite, store_docs=store_docs,
+                            bits=bits)  # fmt: skip
     counts = [s["docs"] for s in sharded.manifest["shards"]]
     typer.echo(f"indexed {sum(counts):,} documents into {shards} shards ({', '.join(f'{c:,}' for c in counts)}) in "
                f"{index_dir} in {time.perf_counter() - start:.1f}s{' with Ray' if ray_address else ''}")  # fmt: skip
@@ -722,7 +729,8 @@ def search(
             from rankstack.scale import open_sharded
 
             idx = open_sharded(index_dir)
-            stage = idx.bm25(k1=k1, b=b, k=k) if idx.kind == "bm25" else idx.dense(model, k=k)
+            stage = (idx.bm25(k1=k1, b=b, k=k) if idx.kind == "bm25" else idx.dense(model, k=k) if idx.kind == "dense"
+                     else idx.impact(model, k=k))  # fmt: skip
             qs = Queries(["1"], [query]) if query is not None else _read_queries(queries, split, topic_field)  # type: ignore[arg-type]
             if image is not None:
                 _fail("--image needs a text-image index; a sharded index holds text")

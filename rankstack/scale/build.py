@@ -39,17 +39,19 @@ def build_sharded(
     encode_workers: int = 2,
     max_retries: int = 3,
     task: Callable[..., int] | None = None,
+    bits: int | None = None,
 ) -> ShardedIndex:
-    """Split ``corpus`` into ``num_shards`` contiguous slices and index each (``kind``: "bm25" or "dense" with
-    ``model``, a Hugging Face id or directory that every worker loads). ``task`` replaces ``build_shard`` as
+    """Split ``corpus`` into ``num_shards`` contiguous slices and index each (``kind``: "bm25", or "dense" / "impact"
+    (SPLADE) with ``model``, a Hugging Face id or directory that every worker loads). ``task`` replaces ``build_shard`` as
     what each task runs (same arguments), e.g. to add work around it."""
     task = task or build_shard
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
     if num_shards < 1:
         raise ValueError(f"num_shards must be at least 1, not {num_shards}")
-    if kind == "dense" and model is None:
-        raise ValueError("a dense sharded index needs model= (a Hugging Face id or a model directory)")
+    if kind in ("dense", "impact") and model is None:
+        raise ValueError(f"a {kind} sharded index needs model= (a Hugging Face id or a model directory"
+                         f"{'; splade-tiny for the packaged SPLADE' if kind == 'impact' else ''})")  # fmt: skip
     docs = list(corpus)
     bounds = [len(docs) * i // num_shards for i in range(num_shards + 1)]
     slices = [docs[bounds[i] : bounds[i + 1]] for i in range(num_shards)]
@@ -62,20 +64,32 @@ def build_sharded(
             import ray
 
             remote = ray.remote(max_retries=max_retries, retry_exceptions=False)(task)
-            ray.get([remote.remote(ray.put(s), str(d), kind, _portable(model), store_docs) for s, d in zip(slices, dirs, strict=True)])
+            ray.get([remote.remote(ray.put(s), str(d), kind, _portable(model), store_docs, bits)
+                     for s, d in zip(slices, dirs, strict=True)])  # fmt: skip
         else:
             for s, d in zip(slices, dirs, strict=True):
-                task(s, str(d), kind, model, store_docs)
+                task(s, str(d), kind, model, store_docs, bits)
         write_shards_file(tmp, kind, dirs, {"model": _portable(model)} if model is not None else None)
     return ShardedIndex(path)
 
 
-def build_shard(docs: Sequence[Document], out: str, kind: str, model: Any, store_docs: bool) -> int:
-    """One shard: an ordinary index (written aside, then renamed: a retried task replaces, never appends)."""
+def build_shard(docs: Sequence[Document], out: str, kind: str, model: Any, store_docs: bool, bits: int | None = None) -> int:
+    """One shard: an ordinary index (written aside, then renamed: a retried task replaces, never appends).
+    Impact shards keep float32 weights unless ``bits`` asks for quantised ones (each shard then has its own
+    scale, divided out at search time, so scores differ from one index's by the quantisation error)."""
     if kind == "bm25":
         from rankstack.index import build_inverted_index
 
         build_inverted_index(docs, out, overwrite=True, store_docs=store_docs, show_progress=False)
+    elif kind == "impact":
+        from rankstack.index import build_impact_index
+        from rankstack.sparse.impact import encode_corpus
+        from rankstack.sparse.splade import load_splade
+
+        encoder = load_splade(model) if isinstance(model, str | os.PathLike) else model
+        vectors = encode_corpus(encoder, docs, show_progress=False)
+        build_impact_index(vectors, out, bits=bits, encoder=encoder.describe(), overwrite=True, store_docs=store_docs,
+                           show_progress=False)  # fmt: skip
     else:
         from rankstack.dense import build_dense_index
 
@@ -138,4 +152,6 @@ def _portable(model: Any) -> Any:
     """What a worker can load: a name or a path (an encoder object's own model name)."""
     if model is None or isinstance(model, str | os.PathLike):
         return None if model is None else str(model)
+    if hasattr(model, "describe"):  # a sparse encoder
+        return model.describe().get("model")
     return getattr(model, "name", None) or model.identity().get("model")

@@ -36,7 +36,7 @@ from rankstack.types import Queries, Ranking
 
 SHARDS_FILE = "shards.json"
 FORMAT_VERSION = 1
-KINDS = ("bm25", "dense")
+KINDS = ("bm25", "dense", "impact")
 
 
 class ShardError(RankstackError):
@@ -124,6 +124,9 @@ class ShardedIndex:
 
     def dense(self, encoder: Any = None, k: int = 1000) -> ShardedDense:
         return ShardedDense(self, encoder, k)
+
+    def impact(self, encoder: Any = None, k: int = 1000) -> ShardedImpact:
+        return ShardedImpact(self, encoder, k)
 
 
 def open_sharded(path: str | Path, allow_partial: bool = False) -> ShardedIndex:
@@ -290,6 +293,45 @@ class ShardedDense(Stage):
             shard = self.index.shards[i]
             pos, scores = shard.search(vectors, self.k, exact=True)
             results.append(hits_ranking(shard, queries.qid, pos, scores, queries))
+        return merge_shard_rankings(queries, results, live, self.k)
+
+
+# ------------------------------------------------------------------------------------------------ impact
+class ShardedImpact(Stage):
+    """Learned sparse (impact) shards: queries encoded once here, each shard searched with the same
+    ``{token: weight}`` bags, merged into one top ``k``. Impacts need no collection statistics: float32 shards
+    score as one index over the same vectors would (each shard encodes its own documents, and the encoder's
+    rounding depends on the batch, ~1e-7; tested to 1e-5)."""
+
+    def __init__(self, index: ShardedIndex, encoder: Any = None, k: int = 1000):
+        if index.kind != "impact":
+            raise ShardError(f"{index.path} holds {index.kind} shards, not impact ones")
+        from rankstack.sparse import Impact
+
+        live = [s for s in index.shards if s is not None]
+        if encoder is None or isinstance(encoder, str):
+            from rankstack.sparse.splade import load_splade
+
+            recorded = (live[0].impact.get("encoder") or {}).get("model")
+            encoder = load_splade(encoder or recorded) if (encoder or recorded) else None
+        self.index, self.encoder, self.k = index, encoder, int(k)
+        self.missing = list(index.missing)
+        self._stages = [None if s is None else Impact(s, None, k=k, num_threads=1) for s in index.shards]
+
+    def __repr__(self) -> str:
+        return f"{self.index!r}.impact({self.encoder!r}, k={self.k})"
+
+    def __call__(self, inp: Queries | Ranking) -> Ranking:
+        from rankstack.sparse import pretokenized
+
+        queries = as_queries(inp)
+        texts = queries.text.tolist()
+        bags = self.encoder.encode_queries(texts) if self.encoder is not None else [pretokenized(t) for t in texts]
+        live = [i for i, s in enumerate(self.index.shards) if s is not None]
+        qids = queries.qid.tolist()
+        with warnings.catch_warnings():  # a query without a term in one shard may match in another
+            warnings.simplefilter("ignore", UserWarning)
+            results = [self._stages[i].search_weighted(qids, bags, queries) for i in live]
         return merge_shard_rankings(queries, results, live, self.k)
 
 

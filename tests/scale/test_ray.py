@@ -45,13 +45,13 @@ def test_ray_built_shards_searched_by_actors_equal_one_index(cluster, corpus, qu
 def test_a_worker_killed_mid_build_is_retried_and_the_shard_written_once(cluster, corpus, queries, tmp_path):
     marker = tmp_path / "died-once"
 
-    def dies_once(docs, out, kind, model, store_docs):  # defined here: Ray ships it by value
+    def dies_once(docs, out, kind, model, store_docs, bits):  # defined here: Ray ships it by value
         if out.endswith("shard-001") and not os.path.exists(marker):
             open(marker, "w").close()
             head, name = os.path.split(out)  # a shard build killed half-way leaves its temporary sibling
             os.makedirs(os.path.join(head, f".{name}.tmp-{os.getpid()}-deadbeef", "seg-000000"))
             os._exit(1)  # the worker process dies, as under kill -9
-        return build_shard(docs, out, kind, model, store_docs)
+        return build_shard(docs, out, kind, model, store_docs, bits)
 
     sharded = build_sharded(corpus, tmp_path / "s", 2, task=dies_once)
     assert marker.exists()

