@@ -311,7 +311,7 @@ def index(
     if shards and impact is not None and corpus is not None:
         docs = _load_collection(corpus).corpus if _is_collection(corpus) else _read_corpus(corpus)
         _index_sharded(docs, index_dir, shards, None, ray_address, overwrite, store_docs, impact=impact,
-                       bits=None if not bits else bits)  # fmt: skip
+                       bits=bits or None)  # fmt: skip
         return
     if vectors is not None or impact is not None:
         _index_impact(corpus, index_dir, impact, vectors, 8 if bits is None else bits, overwrite, on_duplicate,
