@@ -265,7 +265,7 @@ def index(
     shards: Annotated[
         int,
         typer.Option(
-            help="BM25, --dense or --impact: split the corpus into this many shards (each an ordinary index) that "
+            help="BM25, --dense, --impact or --colbert: split the corpus into this many shards (each an ordinary index) that "
             "`rankstack search` merges exactly (BM25 with the collection's statistics; impact shards keep float32 "
             "weights unless --bits is given).",
             min=0,
@@ -326,11 +326,12 @@ def index(
             from rankstack.data import read_corpus
 
             docs = read_corpus(corpus)
+        if shards:
+            _index_sharded(docs, index_dir, shards, dense, ray_address, overwrite, store_docs, colbert=colbert,
+                           bits=bits)  # fmt: skip
+            return
         if colbert is not None:
             _index_colbert(docs, index_dir, colbert, 2 if bits is None else bits, overwrite, max_length, batch_size)
-            return
-        if shards:
-            _index_sharded(docs, index_dir, shards, dense, ray_address, overwrite, store_docs)
             return
         if dense is not None:
             from rankstack.dense import BiEncoder, build_dense_index
@@ -380,7 +381,8 @@ def index(
 
 
 def _index_sharded(docs, index_dir: Path, shards: int, dense: str | None, ray_address: str | None, overwrite: bool,
-                   store_docs: bool, impact: str | None = None, bits: int | None = None) -> None:  # fmt: skip
+                   store_docs: bool, impact: str | None = None, bits: int | None = None,
+                   colbert: str | None = None) -> None:  # fmt: skip
     from rankstack.scale import build_sharded
 
     if ray_address is not None:
@@ -390,9 +392,9 @@ def _index_sharded(docs, index_dir: Path, shards: int, dense: str | None, ray_ad
             _fail("--ray needs the [scale] extra: pip install 'rankstack[scale]'")
         ray.init(address=None if ray_address == "local" else ray_address, include_dashboard=False, log_to_driver=False)
     start = time.perf_counter()
-    kind = "impact" if impact else "dense" if dense else "bm25"
-    sharded = build_sharded(docs, index_dir, shards, kind, impact or dense, overwrite=overwrite, store_docs=store_docs,
-                            bits=bits)  # fmt: skip
+    kind = "impact" if impact else "colbert" if colbert else "dense" if dense else "bm25"
+    sharded = build_sharded(docs, index_dir, shards, kind, impact or colbert or dense, overwrite=overwrite,
+                            store_docs=store_docs, bits=bits)  # fmt: skip
     counts = [s["docs"] for s in sharded.manifest["shards"]]
     typer.echo(f"indexed {sum(counts):,} documents into {shards} shards ({', '.join(f'{c:,}' for c in counts)}) in "
                f"{index_dir} in {time.perf_counter() - start:.1f}s{' with Ray' if ray_address else ''}")  # fmt: skip
@@ -730,6 +732,7 @@ def search(
 
             idx = open_sharded(index_dir)
             stage = (idx.bm25(k1=k1, b=b, k=k) if idx.kind == "bm25" else idx.dense(model, k=k) if idx.kind == "dense"
+                     else idx.colbert(model, k=k, nprobe=nprobe, exhaustive=exact) if idx.kind == "colbert"
                      else idx.impact(model, k=k))  # fmt: skip
             qs = Queries(["1"], [query]) if query is not None else _read_queries(queries, split, topic_field)  # type: ignore[arg-type]
             if image is not None:

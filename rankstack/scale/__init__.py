@@ -9,6 +9,7 @@ from rankstack.scale.build import build_shard, build_sharded, encode_with_ray_da
 from rankstack.scale.sharded import (
     GlobalStatistics,
     ShardedBM25,
+    ShardedColBERT,
     ShardedDense,
     ShardedImpact,
     ShardedIndex,
@@ -21,6 +22,7 @@ __all__ = [
     "GlobalStatistics",
     "ShardError",
     "ShardedBM25",
+    "ShardedColBERT",
     "ShardedDense",
     "ShardedImpact",
     "ShardedIndex",

@@ -42,14 +42,15 @@ def build_sharded(
     bits: int | None = None,
 ) -> ShardedIndex:
     """Split ``corpus`` into ``num_shards`` contiguous slices and index each (``kind``: "bm25", or "dense" / "impact"
-    (SPLADE) with ``model``, a Hugging Face id or directory that every worker loads). ``task`` replaces ``build_shard`` as
+    (SPLADE) / "colbert" with ``model``, a Hugging Face id or directory that every worker loads; ColBERT shards
+    compress with ``bits`` residual bits, default 2, 0 keeps float16 vectors). ``task`` replaces ``build_shard`` as
     what each task runs (same arguments), e.g. to add work around it."""
     task = task or build_shard
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
     if num_shards < 1:
         raise ValueError(f"num_shards must be at least 1, not {num_shards}")
-    if kind in ("dense", "impact") and model is None:
+    if kind in ("dense", "impact", "colbert") and model is None:
         raise ValueError(f"a {kind} sharded index needs model= (a Hugging Face id or a model directory"
                          f"{'; splade-tiny for the packaged SPLADE' if kind == 'impact' else ''})")  # fmt: skip
     docs = list(corpus)
@@ -90,6 +91,11 @@ def build_shard(docs: Sequence[Document], out: str, kind: str, model: Any, store
         vectors = encode_corpus(encoder, docs, show_progress=False)
         build_impact_index(vectors, out, bits=bits, encoder=encoder.describe(), overwrite=True, store_docs=store_docs,
                            show_progress=False)  # fmt: skip
+    elif kind == "colbert":
+        from rankstack.late import ColBERTEncoder, build_colbert_index
+
+        encoder = ColBERTEncoder(model) if isinstance(model, str | os.PathLike) else model
+        build_colbert_index(docs, encoder, out, bits=2 if bits is None else bits, overwrite=True, show_progress=False)
     else:
         from rankstack.dense import build_dense_index
 
@@ -154,4 +160,6 @@ def _portable(model: Any) -> Any:
         return None if model is None else str(model)
     if hasattr(model, "describe"):  # a sparse encoder
         return model.describe().get("model")
+    if hasattr(model, "fingerprint") and hasattr(model, "path"):  # a ColBERT encoder
+        return str(model.path)
     return getattr(model, "name", None) or model.identity().get("model")

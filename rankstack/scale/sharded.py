@@ -36,7 +36,7 @@ from rankstack.types import Queries, Ranking
 
 SHARDS_FILE = "shards.json"
 FORMAT_VERSION = 1
-KINDS = ("bm25", "dense", "impact")
+KINDS = ("bm25", "dense", "impact", "colbert")
 
 
 class ShardError(RankstackError):
@@ -127,6 +127,9 @@ class ShardedIndex:
 
     def impact(self, encoder: Any = None, k: int = 1000) -> ShardedImpact:
         return ShardedImpact(self, encoder, k)
+
+    def colbert(self, encoder: Any = None, k: int = 1000, **kwargs: Any) -> ShardedColBERT:
+        return ShardedColBERT(self, encoder, k, **kwargs)
 
 
 def open_sharded(path: str | Path, allow_partial: bool = False) -> ShardedIndex:
@@ -333,6 +336,28 @@ class ShardedImpact(Stage):
             warnings.simplefilter("ignore", UserWarning)
             results = [self._stages[i].search_weighted(qids, bags, queries) for i in live]
         return merge_shard_rankings(queries, results, live, self.k)
+
+
+# ------------------------------------------------------------------------------------------------ ColBERT
+class ShardedColBERT(Stage):
+    """ColBERT shards, each searched by its own PLAID stage (``kwargs``: its settings; ``exhaustive=True`` scores
+    every document by MaxSim), merged into one top ``k``. Each shard has its own centroids and residual codec, so
+    scores equal one index's only without compression (``bits=0``) and up to the encoder's batch rounding."""
+
+    def __init__(self, index: ShardedIndex, encoder: Any = None, k: int = 1000, **kwargs: Any):
+        if index.kind != "colbert":
+            raise ShardError(f"{index.path} holds {index.kind} shards, not ColBERT ones")
+        self.index, self.encoder, self.k = index, encoder, int(k)
+        self.missing = list(index.missing)
+        self._stages = [None if s is None else s.colbert(encoder, k=k, **kwargs) for s in index.shards]
+
+    def __repr__(self) -> str:
+        return f"{self.index!r}.colbert({self.encoder!r}, k={self.k})"
+
+    def __call__(self, inp: Queries | Ranking) -> Ranking:
+        queries = as_queries(inp)
+        live = [i for i, s in enumerate(self.index.shards) if s is not None]
+        return merge_shard_rankings(queries, [self._stages[i](queries) for i in live], live, self.k)
 
 
 # ------------------------------------------------------------------------------------------------ Ray

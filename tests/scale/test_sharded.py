@@ -117,3 +117,21 @@ def test_sharded_splade_equals_one_impact_index(tmp_path):
         w = dict(zip(want.for_qids([qid]).docid.tolist(), want.for_qids([qid]).score.tolist(), strict=True))
         assert len(g.keys() & w.keys()) >= 18
         assert all(abs(g[d] - w[d]) < 1e-5 for d in g.keys() & w.keys())
+
+
+def test_sharded_colbert_without_compression_scores_as_one_index(tmp_path):
+    pytest.importorskip("torch")
+    from rankstack.late import ColBERT, ColBERTEncoder, build_colbert_index
+    from tests.rerank.conftest import make_tiny_bert_encoder, toy_docs, toy_queries
+
+    encoder = ColBERTEncoder(make_tiny_bert_encoder(tmp_path / "bert"), dim=16, device="cpu")
+    docs = toy_docs()
+    sharded = build_sharded(docs, tmp_path / "s", 2, kind="colbert", model=encoder, bits=0)
+    one = build_colbert_index(docs, encoder, tmp_path / "one", bits=0, show_progress=False)
+    queries = toy_queries()
+    got = sharded.colbert(encoder, k=5, exhaustive=True)(queries)
+    want = ColBERT(one, encoder, k=5, exhaustive=True)(queries)
+    for qid in queries.qid.tolist():  # batch rounding of the encoder aside (~1e-6), the same documents and scores
+        g = dict(zip(got.for_qids([qid]).docid.tolist(), got.for_qids([qid]).score.tolist(), strict=True))
+        w = dict(zip(want.for_qids([qid]).docid.tolist(), want.for_qids([qid]).score.tolist(), strict=True))
+        assert len(g.keys() & w.keys()) >= 4 and all(abs(g[d] - w[d]) < 1e-3 for d in g.keys() & w.keys())
