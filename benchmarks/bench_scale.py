@@ -116,7 +116,7 @@ def shard_and_merge(stage, queries, n: int, k: int) -> tuple[float, float]:
     """Seconds for shard 0 alone to answer the batch, and for the gatherer to merge the n shards' answers."""
     from rankstack.scale import merge_shard_rankings
 
-    rows, (terms,), weights = stage.analyse(queries)
+    rows, terms, weights = stage.analyse(queries)
     t_shard = best_of(lambda: stage.search_shard(0, queries, rows, terms, weights))
     results = [stage.search_shard(i, queries, rows, terms, weights) for i in range(n)]
     return t_shard, best_of(lambda: merge_shard_rankings(queries, results, list(range(n)), k))

@@ -804,16 +804,12 @@ def search(
             snippet = (doc.contents()[:100] + "...") if doc else shown.get(docid, "")
             typer.echo(f"{rank:>4}  {score:8.4f}  {docid}  {snippet}")
         return
-    if output is None:
-        for q, d, r, s in zip(run.qid.tolist(), run.docid.tolist(), run.rank.tolist(), run.score.tolist(), strict=True):
-            typer.echo(f"{q} Q0 {d} {r} {s:.6f} {tag}")
-    else:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        run.write_trec(output, tag=tag)
+    _print_run(run, output, tag, one_query=False)
     typer.echo(f"searched {len(qs)} queries in {elapsed:.2f}s ({len(qs) / max(elapsed, 1e-9):.0f} q/s)", err=True)
 
 
 def _print_run(run, output: Path | None, tag: str, one_query: bool) -> None:
+    """A run to ``output`` (TREC), else on stdout: TREC lines, or rank / score / docid for one query."""
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)
         run.write_trec(output, tag=tag)

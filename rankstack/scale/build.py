@@ -111,11 +111,6 @@ def encode_with_ray_data(
 ) -> np.ndarray:
     """Document vectors of ``texts`` (in order), encoded by ``workers`` Ray Data actors each holding ``model``
     (truncating at ``max_length`` tokens, default the model's)."""
-    import ray
-
-    _require_ray()
-    data = ray.data.from_items([{"row": i, "text": t} for i, t in enumerate(texts)])
-
     class Encode:
         def __init__(self) -> None:
             from rankstack.dense import BiEncoder
@@ -125,19 +120,13 @@ def encode_with_ray_data(
         def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
             return {"row": batch["row"], "vector": self.encoder.encode_docs(list(batch["text"]))}
 
-    rows = data.map_batches(Encode, batch_size=batch_size, concurrency=workers).take_all()
-    rows.sort(key=lambda r: r["row"])
+    rows = _map_in_order(texts, Encode, batch_size, workers)
     return np.stack([r["vector"] for r in rows]) if rows else np.zeros((0, 0), np.float32)
 
 
 def encode_sparse_with_ray_data(texts: Sequence[str], model: str, batch_size: int = 64, workers: int = 2) -> list[dict[str, float]]:
     """SPLADE ``{token: weight}`` vectors of ``texts`` (in order), encoded by ``workers`` Ray Data actors; rows
     travel as two parallel lists (tokens, weights), which Arrow stores as it is."""
-    import ray
-
-    _require_ray()
-    data = ray.data.from_items([{"row": i, "text": t} for i, t in enumerate(texts)])
-
     class Encode:
         def __init__(self) -> None:
             from rankstack.sparse.splade import load_splade
@@ -149,9 +138,20 @@ def encode_sparse_with_ray_data(texts: Sequence[str], model: str, batch_size: in
             return {"row": batch["row"], "tokens": [list(v) for v in vectors],
                     "weights": [[float(w) for w in v.values()] for v in vectors]}  # fmt: skip
 
-    rows = data.map_batches(Encode, batch_size=batch_size, concurrency=workers).take_all()
-    rows.sort(key=lambda r: r["row"])
+    rows = _map_in_order(texts, Encode, batch_size, workers)
     return [dict(zip(r["tokens"], r["weights"], strict=True)) for r in rows]
+
+
+def _map_in_order(texts: Sequence[str], actor: type, batch_size: int, workers: int) -> list[dict[str, Any]]:
+    """``texts`` as a Ray dataset of (row, text), mapped in batches by ``workers`` instances of ``actor``; the
+    output rows back in the texts' order."""
+    import ray
+
+    _require_ray()
+    data = ray.data.from_items([{"row": i, "text": t} for i, t in enumerate(texts)])
+    rows = data.map_batches(actor, batch_size=batch_size, concurrency=workers).take_all()
+    rows.sort(key=lambda r: r["row"])
+    return rows
 
 
 def _impact_shards_with_ray_data(

@@ -184,7 +184,7 @@ class ShardedBM25(Stage):
     def with_cutoff(self, k: int) -> ShardedBM25:
         return ShardedBM25(self.index, self.k1, self.b, min(k, self.k))
 
-    def analyse(self, queries: Queries) -> tuple[np.ndarray, list[list[str]], np.ndarray]:
+    def analyse(self, queries: Queries) -> tuple[np.ndarray, list[str], np.ndarray]:
         """Each query's terms in the collection's term order with their weights (count x global idf, as a
         single index weighs them): flat (query row, term, weight)."""
         rows: list[int] = []
@@ -202,30 +202,35 @@ class ShardedBM25(Stage):
                 rows.append(row)
                 terms.append(term)
                 weights.append(float(np.float32(bag[term]) * idf[order[term]]))
-        return np.asarray(rows, np.int64), [terms], np.asarray(weights, np.float64)
+        return np.asarray(rows, np.int64), terms, np.asarray(weights, np.float64)
 
     def search_shard(self, i: int, queries: Queries, rows: np.ndarray, terms: list[str], weights: np.ndarray) -> Ranking:
-        shard, stage = self.index.shards[i], self._stages[i]
-        ids = shard.lexicon.ids
-        local = np.fromiter((ids.get(t, -1) for t in terms), dtype=np.int64, count=len(terms))
-        here = local >= 0
-        return stage.search_terms(queries.qid.tolist(), rows[here], local[here], weights[here], self.stats.avgdl, queries)
+        return _search_shard(self._stages[i], queries.qid.tolist(), rows, terms, weights, self.stats.avgdl, queries)
 
     def __call__(self, inp: Queries | Ranking) -> Ranking:
         queries = as_queries(inp)
-        rows, (terms,), weights = self.analyse(queries)
+        rows, terms, weights = self.analyse(queries)
         live = [i for i, s in enumerate(self.index.shards) if s is not None]
         actors = _ray_actors(self)
         if actors is not None:
             import ray
 
-            results = ray.get([actors[i].search.remote(queries.qid.tolist(), queries.text.tolist(), rows, terms, weights)
-                               for i in live])  # fmt: skip
+            results = ray.get([actors[i].search.remote(queries.qid.tolist(), rows, terms, weights) for i in live])
             results = [Ranking(q, d, s, r, queries=queries, presorted=True) for q, d, s, r in results]
         else:
             with ThreadPoolExecutor(min(len(live), 8) or 1) as pool:
                 results = list(pool.map(lambda i: self.search_shard(i, queries, rows, terms, weights), live))
         return merge_shard_rankings(queries, results, live, self.k)
+
+
+def _search_shard(stage: Any, qids: list[str], rows: np.ndarray, terms: list[str], weights: np.ndarray, avgdl: float,
+                  queries: Queries | None = None) -> Ranking:  # fmt: skip
+    """One BM25 shard's answer to analysed queries: terms mapped to the shard's ids (those it lacks dropped),
+    scored with the collection's weights and avgdl."""
+    ids = stage.index.lexicon.ids
+    local = np.fromiter((ids.get(t, -1) for t in terms), dtype=np.int64, count=len(terms))
+    here = local >= 0
+    return stage.search_terms(qids, rows[here], local[here], weights[here], avgdl, queries)
 
 
 def merge_shard_rankings(queries: Queries, rankings: Sequence[Ranking], shard_numbers: Sequence[int], k: int) -> Ranking:
@@ -384,13 +389,9 @@ class _ShardSearcher:
     """A Ray actor: one BM25 shard, opened once, scoring with the collection's avgdl and the driver's weights."""
 
     def __init__(self, path: str, k1: float, b: float, k: int, avgdl: float):
-        self.index = _open(Path(path))
-        self.stage = self.index.bm25(k1=k1, b=b, k=k, num_threads=1)
+        self.stage = _open(Path(path)).bm25(k1=k1, b=b, k=k, num_threads=1)
         self.avgdl = avgdl
 
-    def search(self, qids: list[str], texts: list[str], rows: np.ndarray, terms: list[str], weights: np.ndarray):
-        ids = self.index.lexicon.ids
-        local = np.fromiter((ids.get(t, -1) for t in terms), dtype=np.int64, count=len(terms))
-        here = local >= 0
-        r = self.stage.search_terms(qids, rows[here], local[here], weights[here], self.avgdl)
+    def search(self, qids: list[str], rows: np.ndarray, terms: list[str], weights: np.ndarray):
+        r = _search_shard(self.stage, qids, rows, terms, weights, self.avgdl)
         return r.qid, r.docid, r.score, r.rank

@@ -89,14 +89,18 @@ class ServedPipeline:
         if len(self.retrievers) == 1:
             stage = self.retrievers[0][1]
         else:
-            f = self.fusion or {}
-            stage = Fuse(*(s for _, s in self.retrievers), method=f.get("method", "rrf"), norm=f.get("norm", "minmax"),
-                         k=f.get("rrf_k", 60))  # fmt: skip
-            if f.get("k"):
-                stage = stage % int(f["k"])
+            stage = Fuse(*(s for _, s in self.retrievers), **self._fuse_options)
+            if (self.fusion or {}).get("k"):
+                stage = stage % int(self.fusion["k"])  # type: ignore[index]
         for _, depth, reranker in self.rerankers:
             stage = stage % depth >> reranker
         return stage
+
+    @property
+    def _fuse_options(self) -> dict[str, Any]:
+        """The spec's [fusion] as ``Fuse`` / ``fusion.fuse`` take it (the cut-off ``k`` apart)."""
+        f = self.fusion or {}
+        return {"method": f.get("method", "rrf"), "norm": f.get("norm", "minmax"), "k": f.get("rrf_k", 60)}
 
     @property
     def depth(self) -> int:
@@ -119,11 +123,10 @@ class ServedPipeline:
             timings[name] = time.perf_counter() - t0
         ranking = rankings[0]
         if len(rankings) > 1:
-            f = self.fusion or {}
             t0 = time.perf_counter()
-            ranking = fusion.fuse(rankings, f.get("method", "rrf"), norm=f.get("norm", "minmax"), k=f.get("rrf_k", 60))
-            if f.get("k"):
-                ranking = ranking.cutoff(int(f["k"]))
+            ranking = fusion.fuse(rankings, **self._fuse_options)
+            if (self.fusion or {}).get("k"):
+                ranking = ranking.cutoff(int(self.fusion["k"]))  # type: ignore[index]
             timings["fusion"] = time.perf_counter() - t0
         for name, depth, reranker in self.rerankers:
             t0 = time.perf_counter()

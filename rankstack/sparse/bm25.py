@@ -101,16 +101,18 @@ class SegmentImpacts:
         thread for ``topk.batch_topk``: kept for small and medium segments, so a query (or a small batch)
         allocates and zeroes nothing collection-sized."""
         topk = _kernels()
+
+        def fresh() -> tuple[np.ndarray, ...]:
+            if threads:
+                return topk.thread_scratch(threads, self.num_docs, k, maxscore)
+            return topk.scratch(self.num_docs, k, maxscore)
+
         if max(1, threads) * self.num_docs > _SCRATCH_MAX_DOCS:
-            return topk.thread_scratch(threads, self.num_docs, k, maxscore) if threads else topk.scratch(
-                self.num_docs, k, maxscore
-            )
+            return fresh()
         key = ("maxscore" if maxscore else "exhaustive") + (f"-{threads}" if threads else "")
         arrays = getattr(self._scratch, key, None)
         if arrays is None or arrays[1].shape[-1] < (k + 1 if maxscore else self.num_docs + 1):
-            arrays = topk.thread_scratch(threads, self.num_docs, k, maxscore) if threads else topk.scratch(
-                self.num_docs, k, maxscore
-            )
+            arrays = fresh()
             setattr(self._scratch, key, arrays)
         return arrays
 
@@ -149,9 +151,9 @@ def _impacts(index: InvertedIndex, k1: float, b: float, avgdl: float | None = No
     return cache[key]
 
 
-def _one_query_arguments(index: InvertedIndex, k1: float, b: float) -> tuple[Segment, SegmentImpacts, tuple]:
-    """The one-segment index's arrays ``topk.one_query_topk`` takes before a query's own (``[4:]``: idf, df
-    and the local ids, as ``topk.batch_terms`` takes them), gathered once."""
+def _segment_arguments(index: InvertedIndex, k1: float, b: float) -> tuple[Segment, SegmentImpacts, tuple]:
+    """A one-segment index's arrays that ``topk.one_query_topk`` takes before a query's own (``[4:]``: idf, df
+    and the local ids, as ``topk.batch_terms`` takes them), gathered once per (k1, b)."""
     cache = index.__dict__.setdefault("_bm25_impacts", {})
     key = ("one query", float(k1), float(b))
     if key not in cache:
@@ -281,7 +283,7 @@ class BM25(PostingsSearch):
         if not has_term.all():
             _warn_empty(queries.qid[~has_term].tolist())
         if len(self.index.segments) == 1:  # the usual case: from analysed terms to the ranking in three calls
-            seg, imp, fixed = _one_query_arguments(self.index, self.k1, self.b)
+            seg, imp, fixed = _segment_arguments(self.index, self.k1, self.b)
             topk = _kernels()
             prepared = topk.batch_terms(q_rows, gids, len(queries), *fixed[4:], imp.offsets, imp.max_impact)
             docs, scores, counts = self._run_batch(seg, imp, *prepared)
@@ -341,7 +343,7 @@ class BM25(PostingsSearch):
         ids, any_term = index.query_term_ids(text) if text else ([], False)
         if not any_term:
             _warn_empty([qid], stacklevel=5)
-        seg, imp, fixed = _one_query_arguments(index, self.k1, self.b)
+        seg, imp, fixed = _segment_arguments(index, self.k1, self.b)
         k = max(1, min(self.k, seg.num_docs))
         maxscore = self.algorithm == "maxscore"
         docs, scores, ranks = _kernels().one_query_topk(
@@ -369,9 +371,7 @@ class BM25(PostingsSearch):
     def _search(self, qids, rows: np.ndarray, gids: np.ndarray, boosts: np.ndarray, queries) -> Ranking:
         """Rows of (query row, global term id, boost), sorted by query row: the batch as arrays."""
         index = self.index
-        keep = index.lexicon.df[gids] > 0  # terms only in deleted documents
-        rows, gids = rows[keep], gids[keep]
-        weights = boosts[keep] * _idf_table(index)[gids]
+        weights = boosts * _idf_table(index)[gids]
         return self._scored(qids, rows, gids, weights, queries, _impacts(index, self.k1, self.b))
 
     def search_terms(
@@ -384,13 +384,13 @@ class BM25(PostingsSearch):
         global term id, weight), sorted by query row; within a query, terms are accumulated in the order given."""
         rows, gids = np.asarray(rows, dtype=np.int64), np.asarray(gids, dtype=np.int64)
         weights = np.asarray(weights, dtype=np.float64)
-        keep = self.index.lexicon.df[gids] > 0
-        impacts = _impacts(self.index, self.k1, self.b, avgdl)
-        return self._scored(qids, rows[keep], gids[keep], weights[keep], queries, impacts)
+        return self._scored(qids, rows, gids, weights, queries, _impacts(self.index, self.k1, self.b, avgdl))
 
     def _scored(self, qids, rows, gids, weights, queries, impacts: list[SegmentImpacts]) -> Ranking:
         index = self.index
         lex = index.lexicon
+        keep = lex.df[gids] > 0  # terms only in deleted documents
+        rows, gids, weights = rows[keep], gids[keep], weights[keep]
         per_segment = []
         for seg, imp, to_local in zip(index.segments, impacts, lex.local, strict=True):
             local = gids if to_local is None else to_local[gids]

@@ -559,29 +559,13 @@ def ranked_rows(counts):  # pragma: no cover - compiled
 def one_query_topk(docs, imps, offsets, max_impact, idf, df, to_local, gids, k, use_maxscore, work):  # pragma: no cover
     """One analysed query, from its term ids (``gids``, global, repeats kept) to its ranking's columns, in one
     call: at one query per call (a server's load) every numpy call between analysis and the kernel costs
-    about what the search does. The query is a bag of words in term-id order (a repeated term counts once,
-    with its count as boost: weight = float32(count) * idf, widened); terms with ``df`` 0 (only in deleted
-    documents) are dropped; ``to_local`` maps global to segment-local term ids (empty: the same). Returns
+    about what the search does. The bag of words is ``batch_terms``' for a batch of one. Returns
     ``(docs, scores float64, ranks)``, best first."""
-    g = np.sort(gids)
-    n = 0
-    terms = np.empty(len(g), dtype=np.int64)
-    weights = np.empty(len(g), dtype=np.float64)
-    i = 0
-    while i < len(g):
-        j = i + 1
-        while j < len(g) and g[j] == g[i]:
-            j += 1
-        local = g[i] if len(to_local) == 0 else to_local[g[i]]
-        if df[g[i]] > 0 and local >= 0:
-            terms[n] = local
-            weights[n] = np.float64(np.float32(j - i) * idf[g[i]])
-            n += 1
-        i = j
-    q_offsets = np.zeros(2, dtype=np.int64)
-    q_offsets[1] = n
-    top_docs, top_scores, _ = serial_topk_terms(
-        docs, imps, offsets, max_impact, q_offsets, terms[:n], weights[:n], k, use_maxscore, work
+    rows = np.zeros(len(gids), dtype=np.int64)
+    q_offsets, starts, ends, weights, ubs = batch_terms(rows, gids, 1, idf, df, to_local, offsets, max_impact)
+    acc, cand, score32, keys, sel, tmp = work
+    top_docs, top_scores, _ = serial_topk(
+        docs, imps, q_offsets, starts, ends, weights, ubs, k, use_maxscore, acc, cand, score32, keys, sel, tmp
     )
     m = len(top_docs)
     scores = np.empty(m, dtype=np.float64)

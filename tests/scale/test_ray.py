@@ -11,6 +11,7 @@ from rankstack.index import build_inverted_index
 from rankstack.scale import build_shard, build_sharded
 from rankstack.types import Queries
 from tests.helpers import random_docs, random_queries
+from tests.scale import assert_nearly_same_hits
 
 ray = pytest.importorskip("ray")
 
@@ -115,7 +116,4 @@ def test_splade_shards_encoded_with_ray_data_match_local_encoding(cluster, tmp_p
     local = build_sharded(docs, tmp_path / "l", 2, kind="impact", model="splade-tiny")
     queries = Queries(["a", "b"], [docs[4].text, docs[40].text])
     got, want = remote.impact(k=10)(queries), local.impact(k=10)(queries)
-    for qid in ("a", "b"):
-        g = dict(zip(got.for_qids([qid]).docid.tolist(), got.for_qids([qid]).score.tolist(), strict=True))
-        w = dict(zip(want.for_qids([qid]).docid.tolist(), want.for_qids([qid]).score.tolist(), strict=True))
-        assert len(g.keys() & w.keys()) >= 9 and all(abs(g[d] - w[d]) < 1e-4 for d in g.keys() & w.keys())
+    assert_nearly_same_hits(got, want, ("a", "b"), min_common=9, tolerance=1e-4)

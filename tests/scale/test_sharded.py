@@ -9,6 +9,7 @@ from rankstack.index import build_inverted_index
 from rankstack.scale import ShardError, build_sharded, open_sharded
 from rankstack.types import Queries
 from tests.helpers import random_docs, random_queries
+from tests.scale import assert_nearly_same_hits
 
 
 @pytest.fixture(scope="module")
@@ -112,11 +113,7 @@ def test_sharded_splade_equals_one_impact_index(tmp_path):
     want = Impact(one, encoder, k=20)(queries)
     # each shard encodes its own documents: the model's float rounding depends on the batch (padding), so
     # document weights differ from one pass over the corpus by ~1e-7 and near-ties may swap
-    for qid in ("a", "b", "c"):
-        g = dict(zip(got.for_qids([qid]).docid.tolist(), got.for_qids([qid]).score.tolist(), strict=True))
-        w = dict(zip(want.for_qids([qid]).docid.tolist(), want.for_qids([qid]).score.tolist(), strict=True))
-        assert len(g.keys() & w.keys()) >= 18
-        assert all(abs(g[d] - w[d]) < 1e-5 for d in g.keys() & w.keys())
+    assert_nearly_same_hits(got, want, ("a", "b", "c"), min_common=18, tolerance=1e-5)
 
 
 def test_sharded_colbert_without_compression_scores_as_one_index(tmp_path):
@@ -131,7 +128,5 @@ def test_sharded_colbert_without_compression_scores_as_one_index(tmp_path):
     queries = toy_queries()
     got = sharded.colbert(encoder, k=5, exhaustive=True)(queries)
     want = ColBERT(one, encoder, k=5, exhaustive=True)(queries)
-    for qid in queries.qid.tolist():  # batch rounding of the encoder aside (~1e-6), the same documents and scores
-        g = dict(zip(got.for_qids([qid]).docid.tolist(), got.for_qids([qid]).score.tolist(), strict=True))
-        w = dict(zip(want.for_qids([qid]).docid.tolist(), want.for_qids([qid]).score.tolist(), strict=True))
-        assert len(g.keys() & w.keys()) >= 4 and all(abs(g[d] - w[d]) < 1e-3 for d in g.keys() & w.keys())
+    # batch rounding of the encoder aside (~1e-6), the same documents and scores
+    assert_nearly_same_hits(got, want, queries.qid.tolist(), min_common=4, tolerance=1e-3)
