@@ -281,6 +281,18 @@ def index(
             rich_help_panel="Scale",
         ),
     ] = None,
+    ray_data: Annotated[
+        int,
+        typer.Option(
+            "--ray-data",
+            metavar="ACTORS",
+            help="With --shards, --ray and --dense / --impact / --colbert: encode the corpus with this many Ray Data "
+            "actors (each loads the model once; a killed one is restarted and its batch retried), then write the "
+            "shards here.",
+            min=0,
+            rich_help_panel="Scale",
+        ),
+    ] = 0,
 ) -> None:
     """Build a BM25 inverted index; with --dense a vector index, --impact / --vectors an impact index, --colbert a
     compressed ColBERT token index, --images / --captions a text-image index.
@@ -311,7 +323,7 @@ def index(
     if shards and impact is not None and corpus is not None:
         docs = _load_collection(corpus).corpus if _is_collection(corpus) else _read_corpus(corpus)
         _index_sharded(docs, index_dir, shards, None, ray_address, overwrite, store_docs, impact=impact,
-                       bits=bits or None)  # fmt: skip
+                       bits=bits or None, ray_data=ray_data)  # fmt: skip
         return
     if vectors is not None or impact is not None:
         _index_impact(corpus, index_dir, impact, vectors, 8 if bits is None else bits, overwrite, on_duplicate,
@@ -328,7 +340,7 @@ def index(
             docs = read_corpus(corpus)
         if shards:
             _index_sharded(docs, index_dir, shards, dense, ray_address, overwrite, store_docs, colbert=colbert,
-                           bits=bits)  # fmt: skip
+                           bits=bits, ray_data=ray_data)  # fmt: skip
             return
         if colbert is not None:
             _index_colbert(docs, index_dir, colbert, 2 if bits is None else bits, overwrite, max_length, batch_size)
@@ -382,22 +394,28 @@ def index(
 
 def _index_sharded(docs, index_dir: Path, shards: int, dense: str | None, ray_address: str | None, overwrite: bool,
                    store_docs: bool, impact: str | None = None, bits: int | None = None,
-                   colbert: str | None = None) -> None:  # fmt: skip
+                   colbert: str | None = None, ray_data: int = 0) -> None:  # fmt: skip
     from rankstack.scale import build_sharded
 
+    kind = "impact" if impact else "colbert" if colbert else "dense" if dense else "bm25"
+    if ray_data and (ray_address is None or kind == "bm25"):
+        _fail("--ray-data encodes with a model on a Ray cluster: give --ray (e.g. --ray local) and one of --dense, "
+              "--impact or --colbert")  # fmt: skip
     if ray_address is not None:
         try:
             import ray
         except ImportError:
             _fail("--ray needs the [scale] extra: pip install 'rankstack[scale]'")
-        ray.init(address=None if ray_address == "local" else ray_address, include_dashboard=False, log_to_driver=False)
+        ray.init(address=None if ray_address == "local" else ray_address, include_dashboard=False, log_to_driver=False,
+                 ignore_reinit_error=True)  # fmt: skip
     start = time.perf_counter()
-    kind = "impact" if impact else "colbert" if colbert else "dense" if dense else "bm25"
     sharded = build_sharded(docs, index_dir, shards, kind, impact or colbert or dense, overwrite=overwrite,
-                            store_docs=store_docs, bits=bits)  # fmt: skip
+                            store_docs=store_docs, bits=bits, encode="ray-data" if ray_data else "tasks",
+                            encode_workers=ray_data or 2)  # fmt: skip
     counts = [s["docs"] for s in sharded.manifest["shards"]]
     typer.echo(f"indexed {sum(counts):,} documents into {shards} shards ({', '.join(f'{c:,}' for c in counts)}) in "
-               f"{index_dir} in {time.perf_counter() - start:.1f}s{' with Ray' if ray_address else ''}")  # fmt: skip
+               f"{index_dir} in {time.perf_counter() - start:.1f}s{' with Ray' if ray_address else ''}"
+               f"{f' ({ray_data} Ray Data actors encoding)' if ray_data else ''}")  # fmt: skip
 
 
 def _where(values: list[str] | None) -> dict[str, str]:

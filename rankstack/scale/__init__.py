@@ -5,7 +5,13 @@ over the same documents would rank them. Ray comes with the ``[scale]`` extra an
 without ``ray.init()`` everything runs in this process.
 """
 
-from rankstack.scale.build import build_shard, build_sharded, encode_sparse_with_ray_data, encode_with_ray_data
+from rankstack.scale.build import (
+    build_shard,
+    build_sharded,
+    encode_sparse_with_ray_data,
+    encode_tokens_with_ray_data,
+    encode_with_ray_data,
+)
 from rankstack.scale.sharded import (
     GlobalStatistics,
     ShardedBM25,
@@ -29,6 +35,7 @@ __all__ = [
     "build_shard",
     "build_sharded",
     "encode_sparse_with_ray_data",
+    "encode_tokens_with_ray_data",
     "encode_with_ray_data",
     "merge_shard_rankings",
     "open_sharded",

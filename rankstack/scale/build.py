@@ -6,15 +6,16 @@ A task that dies (a killed worker, a lost node) is retried by Ray (``max_retries
 and renamed into place, so a retried task replaces a half-written shard instead of adding to it, and the whole
 sharded index appears only when every shard is complete (``shards.json`` last, in one rename).
 
-Dense and SPLADE shards can be encoded with Ray Data (``encode="ray-data"``): the corpus becomes a dataset, a
-pool of encoder actors maps it in batches, and the driver writes each shard (in corpus order). ColBERT shards
-are encoded inside their build tasks.
+Dense, SPLADE and ColBERT shards can be encoded with Ray Data (``encode="ray-data"``): the corpus becomes a
+dataset, a pool of encoder actors maps it in batches, and the driver writes each shard from the stream, in corpus
+order. Ray Data restarts a killed actor and retries its batch; the driver checks that every document comes back
+exactly once, in order, before anything is written, so a retry can neither duplicate nor drop a document.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -51,6 +52,10 @@ def build_sharded(
         raise ValueError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
     if num_shards < 1:
         raise ValueError(f"num_shards must be at least 1, not {num_shards}")
+    if encode not in ("tasks", "ray-data"):
+        raise ValueError(f"encode must be 'tasks' or 'ray-data', not {encode!r}")
+    if encode == "ray-data" and kind == "bm25":
+        raise ValueError("encode='ray-data' is for model-encoded shards (dense, impact, colbert); BM25 has nothing to encode")
     if kind in ("dense", "impact", "colbert") and model is None:
         raise ValueError(f"a {kind} sharded index needs model= (a Hugging Face id or a model directory"
                          f"{'; splade-tiny for the packaged SPLADE' if kind == 'impact' else ''})")  # fmt: skip
@@ -64,6 +69,8 @@ def build_sharded(
             _dense_shards_with_ray_data(slices, dirs, model, encode_workers)
         elif kind == "impact" and encode == "ray-data":
             _impact_shards_with_ray_data(slices, dirs, model, encode_workers, bits, store_docs)
+        elif kind == "colbert" and encode == "ray-data":
+            _colbert_shards_with_ray_data(slices, dirs, model, encode_workers, bits)
         elif _ray_ready():
             import ray
 
@@ -120,8 +127,8 @@ def encode_with_ray_data(
         def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
             return {"row": batch["row"], "vector": self.encoder.encode_docs(list(batch["text"]))}
 
-    rows = _map_in_order(texts, Encode, batch_size, workers)
-    return np.stack([r["vector"] for r in rows]) if rows else np.zeros((0, 0), np.float32)
+    vectors = [r["vector"] for r in _rows_in_order(texts, Encode, batch_size, workers)]
+    return np.stack(vectors) if vectors else np.zeros((0, 0), np.float32)
 
 
 def encode_sparse_with_ray_data(texts: Sequence[str], model: str, batch_size: int = 64, workers: int = 2) -> list[dict[str, float]]:
@@ -138,20 +145,49 @@ def encode_sparse_with_ray_data(texts: Sequence[str], model: str, batch_size: in
             return {"row": batch["row"], "tokens": [list(v) for v in vectors],
                     "weights": [[float(w) for w in v.values()] for v in vectors]}  # fmt: skip
 
-    rows = _map_in_order(texts, Encode, batch_size, workers)
-    return [dict(zip(r["tokens"], r["weights"], strict=True)) for r in rows]
+    return [dict(zip(r["tokens"], r["weights"], strict=True)) for r in _rows_in_order(texts, Encode, batch_size, workers)]
 
 
-def _map_in_order(texts: Sequence[str], actor: type, batch_size: int, workers: int) -> list[dict[str, Any]]:
-    """``texts`` as a Ray dataset of (row, text), mapped in batches by ``workers`` instances of ``actor``; the
-    output rows back in the texts' order."""
+def encode_tokens_with_ray_data(texts: Sequence[str], model: Any, batch_size: int = 32, workers: int = 2) -> Iterator[np.ndarray]:
+    """ColBERT ``[tokens, dim]`` matrices of ``texts``, streamed in order from ``workers`` Ray Data actors (the
+    driver holds a few batches, never the corpus' vectors). ``model``: a directory or Hub id each actor loads, or
+    a ``ColBERTEncoder``, shipped to the actors as it is (its projection included)."""
+    class Encode:
+        def __init__(self) -> None:
+            from rankstack.late.retriever import as_colbert
+
+            self.encoder = as_colbert(model)
+
+        def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
+            matrices = self.encoder.encode_docs(list(batch["text"]))
+            # rows of different lengths travel flat, with their token counts
+            return {"row": batch["row"], "tokens": np.array([len(m) for m in matrices], np.int64),
+                    "flat": [m.astype(np.float16).ravel() for m in matrices]}  # fmt: skip
+
+    for r in _rows_in_order(texts, Encode, batch_size, workers):
+        yield np.asarray(r["flat"]).reshape(int(r["tokens"]), -1)
+
+
+def _rows_in_order(texts: Sequence[str], actor: type, batch_size: int, workers: int) -> Iterator[dict[str, Any]]:
+    """``texts`` as a Ray dataset of (row, text), mapped in batches by ``workers`` instances of ``actor``, its
+    output rows streamed in the texts' order. A row missing, repeated or out of place (which a retried batch must
+    never cause) stops the stream with an error before the caller writes it."""
     import ray
 
     _require_ray()
     data = ray.data.from_items([{"row": i, "text": t} for i, t in enumerate(texts)])
-    rows = data.map_batches(actor, batch_size=batch_size, concurrency=workers).take_all()
-    rows.sort(key=lambda r: r["row"])
-    return rows
+    mapped = data.map_batches(actor, batch_size=batch_size, concurrency=workers)
+    mapped.context.execution_options.preserve_order = True
+    expected = 0
+    for batch in mapped.iter_batches(batch_size=None, batch_format="numpy"):
+        for i, row in enumerate(batch["row"]):
+            if int(row) != expected:
+                raise RuntimeError(f"Ray Data returned document {int(row)} where document {expected} was due "
+                                   f"(a batch lost or repeated); nothing was written")  # fmt: skip
+            yield {key: column[i] for key, column in batch.items()}
+            expected += 1
+    if expected != len(texts):
+        raise RuntimeError(f"Ray Data returned {expected} of {len(texts)} documents; nothing was written")
 
 
 def _impact_shards_with_ray_data(
@@ -168,6 +204,26 @@ def _impact_shards_with_ray_data(
     for s, d in zip(slices, dirs, strict=True):
         shard = [SparseVector(doc.docid, next(vectors), doc.contents()) for doc in s]
         build_impact_index(shard, d, bits=bits, encoder=describe, overwrite=True, store_docs=store_docs, show_progress=False)
+
+
+def _colbert_shards_with_ray_data(slices: list[list[Document]], dirs: list[Path], model: Any, workers: int,
+                                  bits: int | None) -> None:  # fmt: skip
+    from rankstack.index.tokens import build_token_index
+    from rankstack.late.retriever import as_colbert
+
+    encoder = as_colbert(model)
+    shipped = encoder if not isinstance(model, str | os.PathLike) else str(model)
+    matrices = encode_tokens_with_ray_data([d.contents() for s in slices for d in s], shipped, workers=workers)
+    for s, d in zip(slices, dirs, strict=True):
+        blocks = _token_blocks(s, matrices)
+        build_token_index(d, blocks, encoder.identity(), bits=2 if bits is None else bits, overwrite=True)
+
+
+def _token_blocks(docs: list[Document], matrices: Iterator[np.ndarray], size: int = 1024) -> Iterator[tuple[list[str], list[np.ndarray]]]:
+    """One shard's ``(docids, matrices)`` blocks, taken from the corpus-wide stream."""
+    for start in range(0, len(docs), size):
+        chunk = docs[start : start + size]
+        yield [doc.docid for doc in chunk], [next(matrices) for _ in chunk]
 
 
 def _dense_shards_with_ray_data(slices: list[list[Document]], dirs: list[Path], model: Any, workers: int) -> None:

@@ -117,3 +117,72 @@ def test_splade_shards_encoded_with_ray_data_match_local_encoding(cluster, tmp_p
     queries = Queries(["a", "b"], [docs[4].text, docs[40].text])
     got, want = remote.impact(k=10)(queries), local.impact(k=10)(queries)
     assert_nearly_same_hits(got, want, ("a", "b"), min_common=9, tolerance=1e-4)
+
+
+def test_colbert_shards_encoded_with_ray_data_score_as_one_index(cluster, tmp_path):
+    pytest.importorskip("torch")
+    from rankstack.late import ColBERT, ColBERTEncoder, build_colbert_index
+    from tests.rerank.conftest import make_tiny_bert_encoder, toy_docs, toy_queries
+
+    encoder = ColBERTEncoder(make_tiny_bert_encoder(tmp_path / "bert"), dim=16, device="cpu")
+    docs = toy_docs()
+    # the encoder object travels to the actors as it is (its random projection included)
+    sharded = build_sharded(docs, tmp_path / "s", 2, kind="colbert", model=encoder, bits=0, encode="ray-data")
+    one = build_colbert_index(docs, encoder, tmp_path / "one", bits=0, show_progress=False)
+    queries = toy_queries()
+    got = sharded.colbert(encoder, k=5, exhaustive=True)(queries)
+    want = ColBERT(one, encoder, k=5, exhaustive=True)(queries)
+    assert [s["docs"] for s in sharded.manifest["shards"]] == [len(docs) // 2, len(docs) - len(docs) // 2]
+    assert_nearly_same_hits(got, want, queries.qid.tolist(), min_common=4, tolerance=1e-3)
+
+
+def test_a_ray_data_actor_killed_mid_encode_is_restarted_and_every_document_comes_back_once(cluster, tmp_path):
+    from rankstack.scale.build import _rows_in_order
+
+    marker = tmp_path / "died-once"
+
+    class DiesOnce:  # defined here: Ray ships it by value
+        def __call__(self, batch):
+            if 40 in batch["row"] and not os.path.exists(marker):
+                open(marker, "w").close()
+                os._exit(1)  # the actor's process dies mid-batch, as under kill -9
+            return {"row": batch["row"], "length": [len(t) for t in batch["text"]]}
+
+    texts = [f"document {i} " * (i % 7 + 1) for i in range(100)]
+    rows = list(_rows_in_order(texts, DiesOnce, batch_size=8, workers=2))
+    assert marker.exists()  # an actor did die
+    assert [int(r["row"]) for r in rows] == list(range(100))  # each document once, in order
+    assert [int(r["length"]) for r in rows] == [len(t) for t in texts]
+
+
+def test_ray_data_rows_repeated_or_missing_are_refused_before_anything_is_written(cluster):
+    from rankstack.scale.build import _rows_in_order
+
+    class Repeats:
+        def __call__(self, batch):
+            return {"row": [r if r != 5 else 4 for r in batch["row"]]}
+
+    with pytest.raises(RuntimeError, match="document 4 where document 5 was due"):
+        list(_rows_in_order([str(i) for i in range(10)], Repeats, batch_size=4, workers=1))
+
+
+def test_cli_encodes_dense_shards_with_ray_data_actors(cluster, corpus, queries, tmp_path):
+    pytest.importorskip("torch")
+    import json
+
+    from typer.testing import CliRunner
+
+    from rankstack.cli import app
+    from rankstack.scale import open_sharded
+    from tests.dense.conftest import make_tiny_model
+
+    model = make_tiny_model(tmp_path / "model")
+    source = tmp_path / "corpus.jsonl"
+    source.write_text("".join(json.dumps({"_id": d.docid, "text": d.text}) + "\n" for d in corpus), encoding="utf-8")
+    args = ["index", str(source), "-i", str(tmp_path / "s"), "--shards", "2", "--dense", str(model)]
+    result = CliRunner().invoke(app, [*args, "--ray", "local", "--ray-data", "2"])
+    assert result.exit_code == 0, result.output
+    assert "2 Ray Data actors encoding" in result.output
+    want = build_sharded(corpus, tmp_path / "local", 2, kind="dense", model=str(model)).dense(str(model), k=10)(queries)
+    got = open_sharded(tmp_path / "s").dense(str(model), k=10)(queries)
+    assert got.docid.tolist() == want.docid.tolist()

@@ -91,6 +91,19 @@ def test_cli_builds_and_searches_shards(corpus, single, tmp_path):
     assert [line.split()[2] for line in result.output.strip().splitlines() if line.strip()[:1].isdigit()] == want.docid.tolist()
 
 
+def test_cli_ray_data_without_a_cluster_or_a_model_says_what_it_needs(corpus, tmp_path):
+    from typer.testing import CliRunner
+
+    from rankstack.cli import app
+
+    source = tmp_path / "corpus.jsonl"
+    source.write_text("".join(json.dumps({"_id": d.docid, "text": d.text}) + "\n" for d in corpus), encoding="utf-8")
+    result = CliRunner().invoke(app, ["index", str(source), "-i", str(tmp_path / "s"), "--shards", "2", "--ray-data", "2"])
+    assert result.exit_code != 0
+    assert "give --ray" in result.output and "--dense, --impact or --colbert" in result.output
+    assert not (tmp_path / "s").exists()
+
+
 def test_sharded_splade_equals_one_impact_index(tmp_path):
     pytest.importorskip("torch")
     from rankstack.index import build_impact_index
