@@ -37,6 +37,7 @@ DATA = Path(os.environ.get("RANKSTACK_DATA", "").split(":")[0] or REPO.parent / 
 METRICS = ["nDCG@10", "R@100", "RR@10"]
 SYSTEMS = [
     "mono", "mono-int8", "duo", "firstp", "maxp", "sump", "pcgm", "birch", "bertqe", "distilled", "curriculum", "seq2seq",
+    "weak",
 ]
 PUBLISHED = {"scifact": 0.688, "nfcorpus": 0.350}  # BEIR: MS MARCO MiniLM-L6 cross-encoder over BM25 top-100
 
@@ -71,8 +72,9 @@ class Bench:
         self.timings: dict[str, float] = {}
 
     # ------------------------------------------------------------------------------------ models
-    def train(self, name: str, **overrides: Any) -> Path:
-        """A cross-encoder trained from MiniLM on the train split (cached in ``workdir``)."""
+    def train(self, name: str, init: Path | None = None, **overrides: Any) -> Path:
+        """A cross-encoder trained from MiniLM (or the checkpoint ``init``) on the train split (cached in
+        ``workdir``)."""
         from rankstack.train.rerank import RerankConfig, train_reranker
 
         a = self.args
@@ -100,7 +102,7 @@ class Bench:
             keep = np.isin(qrels.qid, sorted(set(qrels.qid.tolist()))[: a.max_train_queries])
             qrels = Qrels(qrels.qid[keep], qrels.docid[keep], qrels.relevance[keep])
         t0 = time.perf_counter()
-        start: Any = minilm_dir()
+        start: Any = init or minilm_dir()
         if overrides.get("duo"):
             from rankstack.rerank import DuoCrossEncoder
 
@@ -119,6 +121,29 @@ class Bench:
             start, queries, qrels, self.index, out, config=config, teacher=overrides.get("teacher"), resume=True
         )
         self.timings[f"train {name}"] = time.perf_counter() - t0
+        return final
+
+    def weak_pretrained(self) -> Path:
+        """MiniLM with a fresh head trained first on weak pairs from the corpus alone (no judgments): each
+        document's title as a query for its body, the title removed from the body (else the pair is a copy test),
+        ``--weak-negatives`` BM25 negatives from the title-less corpus, one epoch."""
+        from rankstack.train.rerank import RerankConfig, train_reranker
+        from rankstack.train.weak import pseudo_queries
+        from rankstack.types import Document
+
+        out = self.work / "model-weak-titles"
+        if (out / "final" / "config.json").exists():
+            return out / "final"
+        a = self.args
+        bodies = [Document(d.docid, d.text) for d in self.col.corpus]
+        queries, qrels = pseudo_queries(self.col.corpus, source="title")
+        config = RerankConfig(epochs=1, batch_size=a.batch_size, learning_rate=a.lr, num_negatives=a.weak_negatives,
+                              negative_depth=a.negative_depth, max_length=a.train_max_length,
+                              query_max_length=a.query_max_length, log_every=5, save_every=20)  # fmt: skip
+        t0 = time.perf_counter()
+        index = bm25_index(bodies, self.work / "bm25-index-bodies")
+        final = train_reranker(minilm_dir(), queries, qrels, index, out, config=config, resume=True)
+        self.timings["train weak (titles)"] = time.perf_counter() - t0
         return final
 
     # ------------------------------------------------------------------------------------ runs
@@ -204,6 +229,18 @@ def systems_for(bench: Bench, wanted: list[str]) -> tuple[dict[str, Any], dict[s
                 [main["BM25"].cutoff(a.depth), main[label]], "combsum", norm="zscore"
             )
             break
+    if "weak" in wanted:  # title pre-training, then the same fine-tuning as mono's; scored on ONNX int8
+        def weak():
+            model = bench.train("mono-weak", init=bench.weak_pretrained())
+            return bench.bm25 % a.depth >> bench.mono("onnx", model=model)
+
+        main["BM25 >> mono, title pre-training (ONNX int8)"] = bench.run("weak-int8", weak)
+        if main["BM25 >> mono, title pre-training (ONNX int8)"] is None:
+            del main["BM25 >> mono, title pre-training (ONNX int8)"]
+        else:
+            main["BM25 + mono, title pre-training, CombSUM z-score"] = fuse(
+                [main["BM25"].cutoff(a.depth), main["BM25 >> mono, title pre-training (ONNX int8)"]], "combsum",
+                norm="zscore")  # fmt: skip
     if "distilled" in wanted:
         # MarginMSE from BM25 + the zero-shot dense retriever (CombSUM z-score: 0.7397 nDCG@10 on SciFact test)
         def distilled():
@@ -393,6 +430,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-queries", type=int, default=0, help="evaluate on the first N judged test queries")
     parser.add_argument("--max-train-queries", type=int, default=0, help="train on the first N training queries")
     parser.add_argument("--max-examples", type=int, default=0, help="train on a seeded sample of N examples")
+    parser.add_argument("--weak-negatives", type=int, default=3, help="weak: BM25 negatives per title pseudo-query")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--variant-queries", type=int, default=50, help="test queries of the variants table")
     parser.add_argument("--variant-depth", type=int, default=20, help="BM25 candidates in the variants table")
