@@ -97,12 +97,8 @@ class DecoupledReranker(PointwiseReranker):
             from safetensors.torch import load_file
 
             state = load_file(str(self.path / WEIGHTS_FILE))
-            missing_keys, unexpected = self.model.load_state_dict(
-                {**{f"encoder.{k}": v for k, v in self.bert.state_dict().items()}, **state}, strict=False
-            )
-            if missing_keys or unexpected:
-                raise ValueError(f"{self.path / WEIGHTS_FILE} does not fit {self.family}: missing {missing_keys[:3]}, "
-                                 f"unexpected {unexpected[:3]}")  # fmt: skip
+            encoder = {f"encoder.{k}": v for k, v in self.bert.state_dict().items()}
+            model_dir.load_exactly(self.model, {**encoder, **state}, self.path / WEIGHTS_FILE, self.family)
         self.model.to(self.device).eval()
         self._states: dict[str, Any] = {}
 

@@ -230,3 +230,12 @@ def save_pretrained(path: str | os.PathLike[str], model: Any, tokenizer: Any) ->
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out
+
+
+def load_exactly(module: Any, state: dict[str, Any], source: Path, what: str) -> None:
+    """Load ``state`` into the torch ``module``, refusing a checkpoint with any key missing or left over: one saved
+    by another family or with other settings would otherwise load half its weights and score garbage quietly."""
+    missing, unexpected = module.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ModelDirectoryError(f"{source} does not fit {what}: missing {list(missing)[:3]}, unexpected "
+                                  f"{list(unexpected)[:3]}; load it with the family and settings that saved it")  # fmt: skip

@@ -35,7 +35,6 @@ import numpy as np
 
 from rankstack.models import lazy, model_dir
 from rankstack.models.batching import longest_first, pad_rows
-from rankstack.models.model_dir import ModelDirectoryError
 from rankstack.rerank.base import Missing, PointwiseReranker
 from rankstack.rerank.settings import merged_settings
 from rankstack.rerank.texts import DocSource
@@ -141,10 +140,7 @@ class CEDR(PointwiseReranker):
         if not self.fresh_head:
             from safetensors.torch import load_file
 
-            missing_keys, unexpected = parts.load_state_dict(load_file(str(path / WEIGHTS_FILE)), strict=False)
-            if missing_keys or unexpected:
-                raise ModelDirectoryError(f"{path / WEIGHTS_FILE} does not fit CEDR-{head}: missing {missing_keys[:3]}, "
-                                          f"unexpected {unexpected[:3]}")  # fmt: skip
+            model_dir.load_exactly(parts, load_file(str(path / WEIGHTS_FILE)), path / WEIGHTS_FILE, f"CEDR-{head}")
         self.model.to(self.device).eval()
         self._warned = False
 

@@ -230,8 +230,5 @@ def _load_model(cls: Any, path: Path, vocabulary: Vocabulary, settings: dict[str
         raise ModelDirectoryError(f"{path / WEIGHTS_FILE} holds no embedding.weight: not an interaction re-ranker")
     vocabulary.check_size(len(table))
     model = cls(*table.shape, **settings)
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise ModelDirectoryError(f"{path / WEIGHTS_FILE} does not fit a {cls.__name__} with settings {settings}: "
-                                  f"missing {missing[:3]}, unexpected {unexpected[:3]}")  # fmt: skip
+    model_dir.load_exactly(model, state, path / WEIGHTS_FILE, f"a {cls.__name__} with settings {settings}")
     return model

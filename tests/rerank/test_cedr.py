@@ -125,6 +125,20 @@ def test_saved_cedr_scores_the_same_and_bad_settings_are_refused(tmp_path, tiny)
         CEDR(tiny, max_length=16, query_max_length=14)
 
 
+def test_a_head_checkpoint_of_another_shape_is_refused_not_half_loaded(tmp_path, tiny):
+    from safetensors.torch import load_file, save_file
+
+    from rankstack.models.model_dir import ModelDirectoryError
+    from rankstack.rerank.cedr import WEIGHTS_FILE
+
+    saved = CEDR(tiny, head="knrm", max_length=32).save(tmp_path / "m")
+    state = load_file(str(saved / WEIGHTS_FILE))
+    first = sorted(state)[0]
+    save_file({**{k: v for k, v in state.items() if k != first}, "extra.weight": state[first]}, str(saved / WEIGHTS_FILE))
+    with pytest.raises(ModelDirectoryError, match=rf"does not fit CEDR-knrm: missing \['{first}'\], unexpected \['extra"):
+        CEDR(saved)
+
+
 def test_cedr_trains_with_the_rerankers_trainer(tmp_path, tiny):
     from rankstack.train import RerankConfig, train_reranker
 
