@@ -299,44 +299,25 @@ class RerankerTrainer(TrainingLoop):
         self._view = _training_view(reranker, config)
         super().__init__(reranker, [reranker.model], data, config, output_dir)
 
-    def _parameter_groups(self) -> list[dict[str, Any]]:
-        """The loop's groups, with a freshly initialised head's parameters (outside the base model, and the
-        pooler) split off into groups that run at ``head_learning_rate`` (``reranker.fresh_head``: made for a
-        bare encoder; a checkpoint's trained head is fine-tuned at ``learning_rate`` like the rest). A re-ranker
-        with a ``fresh_parameters()`` method names those parts itself (``fresh_parameters`` below).
+    def fresh_parameters(self) -> list[torch.nn.Parameter]:
+        """What starts from scratch and so trains at ``head_learning_rate`` (the loop splits it off): what the
+        re-ranker names itself (``reranker.fresh_parameters()``, e.g. a cascade's exits on a trained
+        cross-encoder), else the head made for a bare encoder (``reranker.fresh_head``): everything outside the
+        base model, and the pooler. A checkpoint's trained head fine-tunes at ``learning_rate`` like the rest.
 
         Only a model whose base model is a child module (``BertForSequenceClassification.bert``) has a head
         to split off. A sequence-to-sequence or causal language model (monoT5, duoT5, query likelihood) names
         a ``base_model_prefix`` it does not hold, and its language-modelling head is the pretrained (tied)
         embedding matrix, not a fresh layer: all of it trains at ``learning_rate``.
         """
-        groups = super()._parameter_groups()
-        if callable(getattr(self.reranker, "fresh_parameters", None)):  # the model names its fresh parts itself
-            return groups
-        if self.config.head_learning_rate is None or not getattr(self.reranker, "fresh_head", False):
-            return groups  # a trained head (a cross-encoder checkpoint) fine-tunes at the encoder's rate
+        named = getattr(self.reranker, "fresh_parameters", None)
+        if callable(named):
+            return list(named())
         model = self.reranker.model
         prefix = getattr(model, "base_model_prefix", "")
-        if prefix not in dict(model.named_children()):
-            return groups
-        head = {
-            id(p) for name, p in model.named_parameters() if name.split(".")[0] != prefix or ".pooler." in f".{name}"
-        }
-        scale = self.config.head_learning_rate / self.config.learning_rate
-        out = []
-        for group in groups:
-            body = [p for p in group["params"] if id(p) not in head]
-            top = [p for p in group["params"] if id(p) in head]
-            out.append({**group, "params": body})
-            if top:
-                out.append({**group, "params": top, "lr_scale": scale})
-        return out
-
-    def fresh_parameters(self) -> list[torch.nn.Parameter]:
-        """What a re-ranker says starts from scratch (``reranker.fresh_parameters()``, e.g. a cascade's exits on a
-        trained cross-encoder); otherwise the head split of ``_parameter_groups`` applies."""
-        named = getattr(self.reranker, "fresh_parameters", None)
-        return list(named()) if callable(named) else []
+        if not getattr(self.reranker, "fresh_head", False) or prefix not in dict(model.named_children()):
+            return []
+        return [p for name, p in model.named_parameters() if name.split(".")[0] != prefix or ".pooler." in f".{name}"]
 
     def curriculum_weight(self, qid: str, docid: str, positive: bool, step: int) -> float:
         if self.config.curriculum is None:
