@@ -561,7 +561,7 @@ def _train_multimodal(collection, model, output_dir, split, where, image_tower, 
 
             pools = _dual_candidates(images, candidates) if candidates else None
             config = VLConfig(epochs=epochs, batch_size=batch_size or 16, learning_rate=lr or 5e-5, seed=seed,
-                              num_negatives=3 if num_negatives is None else num_negatives, save_every=save_every or None,
+                              num_negatives=3 if num_negatives is None else num_negatives, save_every=save_every,
                               train_layers=text_layers or None)  # fmt: skip
             final = VLTrainer(VLCrossEncoder(image_tower, model), images.pairs(), config, output_dir, pools).train(resume=resume)
             typer.echo(f"trained a VL re-ranker on {len(images.pairs())} captions in {time.perf_counter() - start:.0f}s: "
@@ -570,7 +570,7 @@ def _train_multimodal(collection, model, output_dir, split, where, image_tower, 
         dual = CompositeDualEncoder(image_tower, model)
         config = LiTConfig(epochs=epochs, batch_size=batch_size or 64, learning_rate=lr or 2e-5, train_layers=text_layers,
                            class_prompts=class_prompts, hard_negatives=hard_negatives, seed=seed,
-                           save_every=save_every or None)  # fmt: skip
+                           save_every=save_every)  # fmt: skip
         final = LiTTrainer(dual, images.pairs(), config, output_dir).train(resume=resume)
     except (RankstackError, ValueError) as e:
         _fail(str(e))

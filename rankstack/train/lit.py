@@ -33,7 +33,7 @@ _CLASS = "imagenet-class:"
 _MAX_LOG_SCALE = float(np.log(100.0))  # CLIP clamps its logit scale at 100
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class LiTConfig(LoopSettings):
     """``learning_rate`` is the text encoder's (when ``train_layers`` > 0); the fresh projection and the
     temperature learn at ``head_learning_rate``. ``hard_negatives``: per caption, that many extra images,

@@ -16,7 +16,6 @@ Each step's pairs and masks are drawn from ``(seed, step)``, so a resumed run re
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import os
@@ -33,7 +32,7 @@ import numpy as np
 from rankstack.errors import MissingExtraError
 from rankstack.text.stopwords import LUCENE_ENGLISH
 from rankstack.train.examples import DocSource, Example, TrainingSet, doc_texts
-from rankstack.train.trainer import TrainingLoop
+from rankstack.train.trainer import LoopSettings, TrainingLoop
 
 try:
     import torch
@@ -45,7 +44,7 @@ _WORD = re.compile(r"[^\W_]+")
 
 
 @dataclass(frozen=True)
-class PropConfig:
+class PropConfig(LoopSettings):
     """Every knob of a PROP run. ``mu``: the Dirichlet prior; ``set_lambda``: the Poisson mean of word-set
     lengths; ``mlm_weight``: the masked-LM loss's weight beside ROP's; ``max_docs``: pre-train on a seeded
     sample of that many documents (a CPU budget)."""
@@ -54,9 +53,6 @@ class PropConfig:
     batch_size: int = 8
     learning_rate: float = 3e-5
     head_learning_rate: float | None = 1e-3
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.1
-    max_grad_norm: float = 1.0
     max_length: int = 256
     mu: float = 500.0
     set_lambda: float = 3.0
@@ -66,19 +62,12 @@ class PropConfig:
     max_docs: int | None = None
     seed: int = 42
     log_every: int = 10
-    save_every: int = 0
-    keep_checkpoints: int | None = 2
-    refresh_every: int = 0
-    show_progress: bool = True
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.max_length < 16:
             raise ValueError("epochs and batch_size must be >= 1 and max_length >= 16")
         if self.mu <= 0 or self.set_lambda < 1 or not 0 < self.mlm_probability < 1 or self.mlm_weight < 0:
             raise ValueError("mu must be > 0, set_lambda >= 1, mlm_probability in (0, 1), mlm_weight >= 0")
-
-    def replace(self, **changes: Any) -> PropConfig:
-        return dataclasses.replace(self, **changes)
 
 
 def words(text: str) -> list[str]:

@@ -54,7 +54,7 @@ from rankstack.train.losses import (
     PreferenceMarginMSELoss,
     ScoreMarginMSELoss,
 )
-from rankstack.train.trainer import TrainingLoop
+from rankstack.train.trainer import LoopSettings, TrainingLoop
 from rankstack.types import Qrels, Queries, Ranking
 
 try:
@@ -74,7 +74,7 @@ PAIRWISE_LOSSES: tuple[str, ...] = ("pointwise", "margin_mse")
 
 
 @dataclass(frozen=True)
-class RerankConfig:
+class RerankConfig(LoopSettings):
     """Every knob of a re-ranker training run; saved into ``trainer_state.json``.
 
     ``loss``: ``"pointwise"`` (binary cross-entropy), ``"pairwise"`` (hinge with ``margin``), ``"lce"``
@@ -100,9 +100,6 @@ class RerankConfig:
     batch_size: int = 8
     learning_rate: float = 3e-5
     head_learning_rate: float | None = 1e-3
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.1
-    max_grad_norm: float = 1.0
     loss: RerankLoss = "lce"
     num_negatives: int = 7
     margin: float = 1.0
@@ -115,10 +112,6 @@ class RerankConfig:
     generation_weight: float = 0.0
     seed: int = 42
     log_every: int = 10
-    save_every: int = 0
-    keep_checkpoints: int | None = 2
-    refresh_every: int = 0
-    show_progress: bool = True
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
@@ -139,9 +132,6 @@ class RerankConfig:
             raise ValueError("max_length must be at least 8 tokens and query_max_length at least 1")
         if self.generation_weight < 0:
             raise ValueError("generation_weight must be >= 0")
-
-    def replace(self, **changes: Any) -> RerankConfig:
-        return dataclasses.replace(self, **changes)
 
 
 # ------------------------------------------------------------------------------------------------ data

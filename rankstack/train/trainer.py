@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import numpy as np
 
@@ -41,20 +41,25 @@ Refresh = Callable[[BiEncoder], Mapping[str, Sequence[str]]]
 LossName = Literal["contrastive", "margin_mse"]
 
 
-@dataclass
+@dataclass(frozen=True)
 class LoopSettings:
-    """What ``TrainingLoop`` itself reads beyond epochs, batch size and learning rates: a base for the configs of
-    trainers that add only their own knobs (``LiTConfig``, ``VLConfig``)."""
+    """What ``TrainingLoop`` itself reads beyond epochs, batch size and learning rates: the base of the trainers'
+    configs (``RerankConfig``, ``PropConfig``, ``LiTConfig``, ``VLConfig``), which add their own knobs.
+    ``save_every``: steps between checkpoints (0: only the final model), of which the newest ``keep_checkpoints``
+    are kept; ``refresh_every``: steps between hard-negative refreshes (0: each epoch boundary)."""
 
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
     max_grad_norm: float | None = 1.0
     seed: int = 0
     log_every: int = 20
-    save_every: int | None = None
+    save_every: int = 0
     keep_checkpoints: int | None = 2
-    refresh_every: int | None = None
+    refresh_every: int = 0
     show_progress: bool = True
+
+    def replace(self, **changes: Any) -> Self:
+        return dataclasses.replace(self, **changes)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from rankstack.train.examples import Example, TrainingSet
 from rankstack.train.trainer import LoopSettings, TrainingLoop
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class VLConfig(LoopSettings):
     """``learning_rate``: the transformer's; the fresh region projection, positions and head use
     ``head_learning_rate``."""
