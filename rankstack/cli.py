@@ -737,7 +737,7 @@ def search(
       rankstack search idx/coco-captions --image photo.jpg -k 5
     """
     import rankstack
-    from rankstack.sparse import RM3
+    from rankstack.serve.spec import retriever_for, retriever_kind
     from rankstack.types import Queries
 
     if sum(x is not None for x in (queries, query, image)) != 1:
@@ -762,46 +762,21 @@ def search(
             typer.echo(f"searched {len(qs)} queries over {len(idx)} shards in {elapsed:.2f}s", err=True)
             return
         idx = rankstack.open(index_dir)
-        if idx.manifest["type"] == "colbert":
-            if rm3:
-                _fail("--rm3 expands BM25 queries; it does not apply to a ColBERT index")
-            _quiet_model_loading()
-            stage = idx.colbert(model, k=k, nprobe=nprobe, exhaustive=exact)
-        elif idx.manifest["type"] == "dense" and idx.is_multimodal:
-            if rm3:
-                _fail("--rm3 expands BM25 queries; it does not apply to a text-image index")
-            _quiet_model_loading()
-            stage = idx.dense(model, k=k, exact=exact, allow_other_model=allow_other_model)
-        elif idx.manifest["type"] == "dense":
-            from rankstack.dense import BiEncoder
-
-            if rm3:
-                _fail("--rm3 expands BM25 queries; it does not apply to a dense index")
-            if image is not None:
-                _fail(f"--image cannot search {index_dir}: it holds text vectors of the text-only model "
-                      f"{idx.model['model']!r}; build a text-image index with `rankstack index COLL --images --model M`")  # fmt: skip
-            encoder = BiEncoder(model or idx.model["model"], backend=backend)  # type: ignore[arg-type]
-            stage = idx.dense(
-                encoder, k=k, exact=exact, ef_search=ef_search, nprobe=nprobe, allow_other_model=allow_other_model
-            )
-        elif idx.impact is not None:
-            from rankstack.sparse import Impact
-
-            if rm3:
-                _fail("--rm3 expands BM25 queries; it does not apply to an impact index")
-            recorded = (idx.impact.get("encoder") or {}).get("model")
-            encoder = None
-            if model or recorded:
-                _quiet_model_loading()
-                encoder = _impact_encoder(model or recorded)
-            stage = Impact(idx, encoder, k=k, num_threads=threads)
-        else:
-            stage = idx.bm25(k1=k1, b=b, k=k, num_threads=threads)
-        if rm3:
-            stage = RM3(stage)
-        if image is not None and not (idx.manifest["type"] == "dense" and idx.is_multimodal):
+        kind = retriever_kind(idx)
+        if rm3 and kind != "bm25":
+            _fail(f"--rm3 expands BM25 queries; it does not apply to {_INDEX_NAMES[kind]}")
+        if image is not None and kind == "dense":
+            _fail(f"--image cannot search {index_dir}: it holds text vectors of the text-only model "
+                  f"{idx.model['model']!r}; build a text-image index with `rankstack index COLL --images --model M`")  # fmt: skip
+        if image is not None and kind != "multimodal":
             _fail(f"--image cannot search {index_dir}: it is a text-only {idx.manifest['type']} index; build a "
                   "text-image index with `rankstack index COLL --images --model M` (or --captions)")  # fmt: skip
+        if kind != "bm25":
+            _quiet_model_loading()
+        stage = retriever_for(idx, kind, {
+            "k": k, "k1": k1, "b": b, "threads": threads, "rm3": rm3, "model": model, "backend": backend,
+            "exact": exact, "ef_search": ef_search, "nprobe": nprobe, "allow_other_model": allow_other_model,
+        })  # fmt: skip
         if image is not None:
             qs = Queries.from_images({"1": str(image)})
         elif query is not None:
@@ -824,6 +799,10 @@ def search(
         return
     _print_run(run, output, tag, one_query=False)
     typer.echo(f"searched {len(qs)} queries in {elapsed:.2f}s ({len(qs) / max(elapsed, 1e-9):.0f} q/s)", err=True)
+
+
+_INDEX_NAMES = {"colbert": "a ColBERT index", "impact": "an impact index", "dense": "a dense index",
+                "multimodal": "a text-image index"}  # fmt: skip
 
 
 def _print_run(run, output: Path | None, tag: str, one_query: bool) -> None:

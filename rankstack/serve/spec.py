@@ -50,7 +50,7 @@ RETRIEVER_OPTIONS: dict[str, tuple[str, ...]] = {
     "bm25": ("index", "k", "k1", "b", "rm3", "threads"),
     "impact": ("index", "k", "model", "threads"),
     "dense": ("index", "k", "model", "backend", "exact", "ef_search", "nprobe", "allow_other_model"),
-    "multimodal": ("index", "k", "model", "exact"),
+    "multimodal": ("index", "k", "model", "exact", "allow_other_model"),
     "colbert": ("index", "k", "model", "nprobe", "exact"),
 }
 FUSION_OPTIONS = ("method", "norm", "k", "rrf_k")
@@ -316,7 +316,7 @@ def retriever_kind(index: Any) -> str:
         return "multimodal" if index.is_multimodal else "dense"
     if kind == "inverted":
         return "impact" if index.impact is not None else "bm25"
-    raise SpecError(f"{index.path} is a {kind!r} index, which `rankstack serve` cannot search")
+    raise SpecError(f"{index.path} is a {kind!r} index, which rankstack cannot search")
 
 
 def retriever_for(index: Any, kind: str, options: Mapping[str, Any]) -> Stage:
@@ -345,5 +345,6 @@ def retriever_for(index: Any, kind: str, options: Mapping[str, Any]) -> Stage:
         return index.dense(encoder, k=k, exact=bool(options.get("exact", False)), ef_search=options.get("ef_search"),
                            nprobe=options.get("nprobe"), allow_other_model=bool(options.get("allow_other_model", False)))  # fmt: skip
     if kind == "multimodal":
-        return index.dense(model, k=k, exact=bool(options.get("exact", False)))
+        return index.dense(model, k=k, exact=bool(options.get("exact", False)),
+                           allow_other_model=bool(options.get("allow_other_model", False)))  # fmt: skip
     return index.colbert(model, k=k, nprobe=options.get("nprobe"), exhaustive=bool(options.get("exact", False)))
