@@ -182,7 +182,10 @@ class ShardedBM25(Stage):
         return f"{self.index!r}.bm25(k1={self.k1}, b={self.b}, k={self.k})"
 
     def with_cutoff(self, k: int) -> ShardedBM25:
-        return ShardedBM25(self.index, self.k1, self.b, min(k, self.k))
+        """This stage cut at ``k``, sharing its collection statistics, shard stages and Ray actors (walking every
+        lexicon again or starting new actors per ``%`` would be wasted): shards still answer their own k, the
+        merge keeps ``k``."""
+        return self._capped(k)
 
     def analyse(self, queries: Queries) -> tuple[np.ndarray, list[str], np.ndarray]:
         """Each query's terms in the collection's term order with their weights (count x global idf, as a

@@ -42,6 +42,10 @@ def test_sharded_bm25_equals_one_index_exactly(corpus, single, queries, tmp_path
     assert got.score.tolist() == want.score.tolist() and got.rank.tolist() == want.rank.tolist()
     one = sharded.bm25(k=k)(queries.subset(["3"]))  # one query at a time too
     assert one.docid.tolist() == want.for_qids(["3"]).docid.tolist()
+    stage = sharded.bm25(k=k)
+    cut = stage.with_cutoff(5)  # what `stage % 5` runs: it shares the statistics (no second walk over the lexicons)
+    assert cut.stats is stage.stats and stage.k == k
+    assert cut(queries).docid.tolist() == (stage % 5)(queries).docid.tolist() == single.bm25(k=5)(queries).docid.tolist()
 
 
 def test_a_missing_or_replaced_shard_stops_the_search_unless_partial_is_asked_for(corpus, tmp_path):
