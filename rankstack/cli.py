@@ -992,7 +992,9 @@ def train(
         str | None,
         typer.Option(
             help="Train a learned sparse model instead: 'splade' (a masked-LM checkpoint; --model splade-tiny is the "
-            "packaged one; in-batch + BM25 negatives + FLOPS) or 'deepct' (term importance from query term recall).",
+            "packaged one; in-batch + BM25 negatives + FLOPS), 'unicoil' (one weight per token, from any encoder), "
+            "'deepct' (term importance from query term recall) or 'doc2query' (a sequence-to-sequence model, or an "
+            "encoder warm-started as one, learns to write each judged document's queries).",
             rich_help_panel="Learned sparse",
         ),
     ] = None,
@@ -1165,6 +1167,9 @@ def train(
       rankstack rerank runs/bm25.trec --model models/ce-scifact/final --index idx/scifact -o runs/ce.trec
       rankstack train scifact --sparse splade --model splade-tiny -o models/splade-scifact
       rankstack train scifact --sparse deepct --model sentence-transformers/all-MiniLM-L6-v2 -o models/deepct
+      rankstack train scifact --sparse unicoil --model minilm -o models/unicoil
+      rankstack train scifact --sparse doc2query --model minilm --epochs 3 -o models/d2q
+      rankstack index scifact -i idx/scifact-d2q --doc2query models/d2q/final --doc2query-queries 5
       rankstack train scifact --colbert --model sentence-transformers/all-MiniLM-L6-v2 --epochs 4 -o models/colbert
       rankstack train scifact --reranker --family prettr --model sentence-transformers/all-MiniLM-L6-v2 -o models/prettr
       rankstack train scifact --reranker --family knrm --model minilm -o models/knrm
@@ -1302,19 +1307,21 @@ def _train_colbert(col, model: str, output_dir: Path, *, split: str, loss: str, 
 
 
 def _train_sparse(col, kind: str, model: str, output_dir: Path, *, split: str, flops: float, **o: Any) -> Path:
+    import warnings
+
     from rankstack.train import SpladeConfig, TrainConfig, train_deepct, train_splade
 
-    if kind not in ("splade", "deepct"):
-        raise ValueError(f"--sparse must be 'splade' or 'deepct', not {kind!r}")
+    if kind not in SPARSE_KINDS:
+        raise ValueError(f"--sparse must be one of {', '.join(SPARSE_KINDS)}, not {kind!r}")
     _quiet_model_loading()
     queries, qrels = col.queries_for(split), col.qrels(split)
     common = dict(
         epochs=o["epochs"], learning_rate=o["lr"] or 2e-5, save_every=o["save_every"], seed=o["seed"],
         query_max_length=o["query_max_length"], doc_max_length=o["doc_max_length"],
     )  # fmt: skip
+    if kind == "doc2query":
+        return _train_doc2query(col, model, output_dir, queries, qrels, **o)
     if kind == "deepct":
-        import warnings
-
         from rankstack.sparse.deepct import DeepCT
 
         with warnings.catch_warnings():  # a fresh head is what training starts from
@@ -1326,8 +1333,39 @@ def _train_sparse(col, kind: str, model: str, output_dir: Path, *, split: str, f
         batch_size=o["batch_size"] or 32, num_negatives=1 if o["num_negatives"] is None else o["num_negatives"],
         negative_depth=o["negative_depth"] or 30, flops_doc=flops, flops_query=3 * flops, **common,  # type: ignore[arg-type]
     )  # fmt: skip
-    encoder = _impact_encoder(model)
+    if kind == "unicoil":  # one weight per token: sparse by construction, no FLOPS term
+        from rankstack.sparse import UniCoil
+
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*no uniCOIL head")
+            encoder = UniCoil(model, max_length=o["doc_max_length"])
+        config = config.replace(flops_doc=0.0, flops_query=0.0)
+    else:
+        encoder = _impact_encoder(model)
     return train_splade(encoder, queries, qrels, col.corpus, output_dir, config=config, resume=o["resume"])
+
+
+SPARSE_KINDS = ("splade", "unicoil", "deepct", "doc2query")
+
+
+def _train_doc2query(col, model: str, output_dir: Path, queries, qrels, **o: Any) -> Path:
+    """doc2query from a sequence-to-sequence model, or from a bare encoder warm-started as a BERT2BERT first
+    (OUTPUT_DIR/init)."""
+    from rankstack.models import lazy, model_dir
+    from rankstack.train import seq2seq_from_encoder
+    from rankstack.train.doc2query import Doc2QueryConfig, train_doc2query
+
+    path = model_dir.resolve(model)[0]
+    if not getattr(lazy.transformers().AutoConfig.from_pretrained(path), "is_encoder_decoder", False):
+        init = output_dir / "init"
+        if not (init / "config.json").exists():
+            typer.echo(f"{model} is an encoder: warm-starting a sequence-to-sequence model from it in {init}", err=True)
+            seq2seq_from_encoder(path, init)
+        model = str(init)
+    config = Doc2QueryConfig(epochs=o["epochs"], batch_size=o["batch_size"] or 16, learning_rate=o["lr"] or 1e-4,
+                             max_length=o["doc_max_length"], query_max_length=o["query_max_length"],
+                             save_every=o["save_every"], seed=o["seed"])  # fmt: skip
+    return train_doc2query(model, queries, qrels, col.corpus, output_dir, config=config, resume=o["resume"])
 
 
 def _training_bm25_index(col, output_dir: Path):

@@ -5,6 +5,7 @@ from rankstack.train.checkpoint import CheckpointError
 from rankstack.train.colbert import ColBERTConfig, ColBERTTrainer, train_colbert
 from rankstack.train.deepct import DeepCTTrainer, train_deepct
 from rankstack.train.distill import DistillationTrainer, distill_retriever
+from rankstack.train.doc2query import Doc2QueryConfig, Doc2QueryTrainer, train_doc2query
 from rankstack.train.examples import Example, TrainingSet, bm25_negatives, doc_texts
 from rankstack.train.ict import ict_pairs, split_sentences
 from rankstack.train.losses import InBatchContrastiveLoss, MarginMSELoss
@@ -28,6 +29,8 @@ __all__ = [
     "ColBERTTrainer",
     "DeepCTTrainer",
     "DistillationTrainer",
+    "Doc2QueryConfig",
+    "Doc2QueryTrainer",
     "Example",
     "InBatchContrastiveLoss",
     "MarginMSELoss",
@@ -60,6 +63,7 @@ __all__ = [
     "train_biencoder",
     "train_colbert",
     "train_deepct",
+    "train_doc2query",
     "train_phrases",
     "train_reranker",
     "train_splade",

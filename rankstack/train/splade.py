@@ -103,7 +103,8 @@ def train_splade(
 ) -> Path:
     """Fine-tune a SPLADE encoder on ``qrels`` and return the directory of the final model.
 
-    ``model``: a masked-LM directory or Hub id, or a ``Splade`` (trained in place). ``negatives``: add each
+    ``model``: a masked-LM directory or Hub id, or an encoder trained in place: a ``Splade``, or any encoder
+    with ``features`` / ``forward`` / ``save`` such as ``UniCoil`` (give it ``flops_doc=flops_query=0``). ``negatives``: add each
     query's BM25 hard negatives (``config.num_negatives`` drawn from the top ``config.negative_depth``) to the
     in-batch ones. ``teacher``: a scorer (any stage wrapped by ``rankstack.train.scoring``) distilled with
     MarginMSE (``config.loss="margin_mse"``). ``resume`` continues an interrupted run in ``output_dir``.
@@ -113,7 +114,7 @@ def train_splade(
         raise ValueError("a teacher is needed exactly when config.loss='margin_mse'")
     if teacher is not None and not negatives:
         raise ValueError("MarginMSE distils margins against hard negatives; keep negatives=True")
-    encoder = model if isinstance(model, Splade) else Splade(model)
+    encoder = Splade(model) if isinstance(model, str | os.PathLike) else model  # a Splade, UniCoil, ...
     output_dir = Path(output_dir)
     data = bm25_training_set(queries, qrels, corpus, output_dir, negatives=negatives, depth=config.negative_depth,
                              bm25_index=bm25_index)  # fmt: skip

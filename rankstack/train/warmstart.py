@@ -63,10 +63,12 @@ def seq2seq_from_encoder(
         ) from None
     finally:
         quiet.setLevel(level)
-    model.config.decoder_start_token_id = int(start)
-    model.config.pad_token_id = int(tokenizer.pad_token_id)
+    special = {"decoder_start_token_id": int(start), "pad_token_id": int(tokenizer.pad_token_id)}
     if tokenizer.sep_token_id is not None:
-        model.config.eos_token_id = int(tokenizer.sep_token_id)
+        special["eos_token_id"] = int(tokenizer.sep_token_id)
+    for settings in (model.config, model.generation_config):  # generate() (doc2query) reads the latter
+        for key, value in special.items():
+            setattr(settings, key, value)
     dest = Path(out)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))

@@ -60,3 +60,19 @@ def test_expansion_appends_queries_and_doc2query_minus_filters(t5, tmp_path):
     with pytest.raises(ValueError, match="at least 1"):
         Doc2Query(t5, num_queries=0)
     assert json.dumps(expanded[0].fields)  # fields stay JSON-able (the doc store keeps them)
+
+
+def test_a_doc2query_model_trained_here_writes_its_documents_queries(t5, tmp_path):
+    from rankstack.train import Doc2QueryConfig, train_doc2query
+    from rankstack.types import Qrels, Queries
+
+    queries = Queries(["q1", "q2"], ["cat mat", "vitamin bones"])
+    qrels = Qrels(["q1", "q2"], ["d0", "d1"], [1, 1])
+    config = Doc2QueryConfig(epochs=150, batch_size=2, learning_rate=2e-2, warmup_ratio=0.0, show_progress=False)
+    final = train_doc2query(t5, queries, qrels, DOCS, tmp_path / "out", config=config)
+    history = json.loads((tmp_path / "out" / "trainer_state.json").read_text())["log_history"]
+    assert history[-1]["loss"] < 0.1 * history[0]["loss"]
+    greedy = Doc2Query(final, num_queries=1, top_k=1, max_new_tokens=8)  # top-1 sampling: the likeliest query
+    assert greedy.generate([DOCS[0].contents(), DOCS[1].contents()]) == [["cat mat"], ["vitamin bones"]]
+    with pytest.raises(ValueError, match="no training examples"):
+        train_doc2query(t5, queries, Qrels(["q1"], ["nowhere"], [1]), DOCS, tmp_path / "empty", config=config)

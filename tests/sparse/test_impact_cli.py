@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import pytest
@@ -90,7 +91,7 @@ def test_doc2query_and_deepct_indexes_from_the_command_line(tmp_path: Path) -> N
     assert result.exit_code == 0, result.output
 
 
-def test_train_splade_and_deepct_from_the_command_line(tmp_path: Path) -> None:
+def test_train_splade_unicoil_deepct_and_doc2query_from_the_command_line(tmp_path: Path) -> None:
     import torch
     import transformers
 
@@ -106,12 +107,19 @@ def test_train_splade_and_deepct_from_the_command_line(tmp_path: Path) -> None:
     mlm = tmp_path / "mlm"
     transformers.BertForMaskedLM(tiny_bert_config(tok.vocab_size)).save_pretrained(mlm)
     tok.save_pretrained(mlm)
-    for kind in ("splade", "deepct"):
+    for kind in ("splade", "unicoil", "deepct", "doc2query"):
         result = invoke("train", beir, "--sparse", kind, "--model", mlm, "-o", tmp_path / kind, "--batch-size", "2")
         assert result.exit_code == 0, result.output
         assert (tmp_path / kind / "final" / "model.safetensors").exists()
+    assert (tmp_path / "doc2query" / "init" / "config.json").exists()  # an encoder is warm-started as a seq2seq first
+    from rankstack.sparse import Doc2Query, UniCoil
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the trained head loads: no "fresh head" warning
+        UniCoil(tmp_path / "unicoil" / "final")
+    assert len(Doc2Query(tmp_path / "doc2query" / "final", num_queries=2, max_new_tokens=4).generate(["a cat"])[0]) == 2
     result = invoke("train", beir, "--sparse", "colbert", "--model", mlm, "-o", tmp_path / "x")
-    assert result.exit_code != 0 and "'splade' or 'deepct'" in result.output
+    assert result.exit_code != 0 and "must be one of splade, unicoil, deepct, doc2query" in result.output
 
 
 def test_vectors_with_a_query_encoder_must_share_its_vocabulary(tmp_path: Path) -> None:
