@@ -1,0 +1,242 @@
+"""Learned sparse models trained here, against BM25 and zero-shot SPLADE-tiny (issue #11's effectiveness table).
+
+Usage::
+
+    RANKSTACK_DATA=../shared/data nice -n 5 .venv/bin/python benchmarks/bench_learned_sparse.py \\
+        --workdir /work/bench/sparse          # SciFact, ~45 min on 2 cores
+    .venv/bin/python benchmarks/bench_learned_sparse.py --quick   # minutes: tiny budgets, to check the script
+
+Systems, each trained on the collection's train split (SciFact: 809 queries, 919 judgments) and searched with
+the test queries (nDCG@10 and R@100 by ``rankstack.eval.Experiment``, Holm-corrected paired t-tests against BM25):
+
+- BM25 (k1=0.9, b=0.4, Pyserini's BEIR setting);
+- SPLADE-tiny zero-shot (the packaged checkpoint) and fine-tuned here (``train_splade``: in-batch + one BM25
+  negative, FLOPS), both over 8-bit impact indexes;
+- uniCOIL: the packaged all-MiniLM-L6-v2 with a fresh one-weight-per-token head, trained by ``train_splade``
+  without FLOPS, on the plain documents;
+- DeepCT: MiniLM regressing query term recall (``train_deepct``), its weights x 100 as term frequencies in a
+  BM25 index;
+- doc2query: a BERT2BERT warm-started from MiniLM (``seq2seq_from_encoder``, ``--decoder-layers``) and trained
+  to write each judged document's query (``train_doc2query``); ``--d2q-queries`` sampled queries (top-10) appended
+  to every document, then BM25.
+
+Every model, encoding and expansion is kept in ``--workdir``; a re-run computes only what is missing. Writes
+``benchmarks/results/learned-sparse.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import bm25_index, experiment_markdown, git_revision, machine_section
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("RANKSTACK_DATA", "").split(":")[0] or REPO.parent / "shared" / "data")
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace):
+        from rankstack.data import load_collection
+
+        self.args = args
+        self.col = load_collection(DATA / args.collection)
+        self.work = args.workdir / (args.collection + ("-quick" if args.quick else ""))
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.docs = list(self.col.corpus)
+        self.queries, self.qrels = self.col.queries_for("test"), self.col.qrels("test")
+        self.train_q, self.train_qrels = self.col.queries_for("train"), self.col.qrels("train")
+        if args.quick:  # a smoke run: 16 training queries, 30 test queries, their judged documents + 300 others
+            train = sorted(set(self.train_qrels.qid.tolist()))[:16]
+            test = sorted(set(self.qrels.qid.tolist()))[:30]
+            self.train_q, self.queries = self.train_q.subset(train), self.queries.subset(test)
+            from rankstack.types import Qrels
+
+            keep = np.isin(self.train_qrels.qid, train)
+            self.train_qrels = Qrels(self.train_qrels.qid[keep], self.train_qrels.docid[keep], self.train_qrels.relevance[keep])
+            judged = set(self.train_qrels.docid.tolist())
+            judged |= {d for q, d in zip(self.qrels.qid, self.qrels.docid, strict=True) if q in set(test)}
+            self.docs = [d for i, d in enumerate(self.docs) if i < 300 or d.docid in judged]
+        self.index = bm25_index(self.docs, self.work / "bm25")
+        self.timings: dict[str, float] = {}
+        self.examples: list[tuple[str, str, Any]] = []
+
+    def timed(self, name: str, fn):
+        t0 = time.perf_counter()
+        out = fn()
+        self.timings[name] = round(time.perf_counter() - t0, 1)
+        print(f"{name}: {self.timings[name]:.0f}s", flush=True)
+        return out
+
+    # ------------------------------------------------------------------------------------ impact indexes
+    def impact_index(self, name: str, encoder: Any):
+        from rankstack.index import build_impact_index, open_index
+        from rankstack.sparse.impact import encode_corpus
+
+        path = self.work / f"impact-{name}"
+        if (path / "manifest.json").exists():
+            return open_index(path)
+        vectors = encode_corpus(encoder, self.docs, show_progress=True)
+        return self.timed(f"encode + index {name}", lambda: build_impact_index(
+            vectors, path, bits=8, encoder=encoder.describe(), show_progress=False))  # fmt: skip
+
+    def splade(self, fine_tuned: bool):
+        from rankstack.sparse import Impact
+        from rankstack.sparse.splade import load_splade
+        from rankstack.train import SpladeConfig, train_splade
+
+        model = "splade-tiny"
+        if fine_tuned:
+            out = self.work / "model-splade"
+            a = self.args
+            config = SpladeConfig(epochs=a.epochs, batch_size=32, learning_rate=a.splade_lr, num_negatives=1,
+                                  negative_depth=30, doc_max_length=a.max_length, save_every=10, show_progress=True)  # fmt: skip
+            model = self.timed("train SPLADE", lambda: train_splade(
+                load_splade("splade-tiny"), self.train_q, self.train_qrels, self.index, out, config=config,
+                bm25_index=self.index, resume=True))  # fmt: skip
+        encoder = load_splade(model, max_length=self.args.max_length)
+        index = self.impact_index("splade-ft" if fine_tuned else "splade-tiny", encoder)
+        return Impact(index, encoder, k=1000)
+
+    def unicoil(self):
+        from rankstack.sparse import Impact, UniCoil
+        from rankstack.train import SpladeConfig, train_splade
+
+        a = self.args
+        out = self.work / "model-unicoil"
+        config = SpladeConfig(epochs=a.epochs, batch_size=16, learning_rate=a.lr, num_negatives=1, negative_depth=30,
+                              doc_max_length=a.train_max_length, flops_doc=0.0, flops_query=0.0, save_every=10)  # fmt: skip
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*no uniCOIL head")
+            fresh = UniCoil("minilm", max_length=a.max_length)
+        final = self.timed("train uniCOIL", lambda: train_splade(
+            fresh, self.train_q, self.train_qrels, self.index, out, config=config, bm25_index=self.index, resume=True))  # fmt: skip
+        encoder = UniCoil(final, max_length=a.max_length)
+        return Impact(self.impact_index("unicoil", encoder), encoder, k=1000)
+
+    def deepct(self):
+        from rankstack.index import build_term_index, open_index
+        from rankstack.sparse.deepct import DeepCT
+        from rankstack.train import TrainConfig, train_deepct
+
+        a = self.args
+        path = self.work / "bm25-deepct"
+        if not (path / "manifest.json").exists():
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*no DeepCT head")
+                fresh = DeepCT("minilm", analyzer=self.index.analyzer, max_length=a.train_max_length)
+            config = TrainConfig(epochs=a.epochs, batch_size=16, learning_rate=a.lr, save_every=10)
+            final = self.timed("train DeepCT", lambda: train_deepct(
+                fresh, self.train_q, self.train_qrels, self.index, self.work / "model-deepct", config=config,
+                analyzer=self.index.analyzer, resume=True))  # fmt: skip
+            model = DeepCT(final, analyzer=self.index.analyzer, max_length=a.max_length)
+            self.timed("DeepCT weights + index", lambda: build_term_index(
+                model.bags(self.docs), path, self.index.analyzer, show_progress=False))  # fmt: skip
+        return open_index(path).bm25(k=1000)
+
+    def doc2query(self):
+        from rankstack.index import build_inverted_index, open_index
+        from rankstack.sparse.doc2query import Doc2Query
+        from rankstack.train import seq2seq_from_encoder
+        from rankstack.train.doc2query import Doc2QueryConfig, train_doc2query
+
+        a = self.args
+        path = self.work / "bm25-d2q"
+        init = self.work / "model-d2q-init"
+        if not (init / "config.json").exists():
+            seq2seq_from_encoder("minilm", init, decoder_layers=a.decoder_layers)
+        config = Doc2QueryConfig(epochs=a.d2q_epochs, batch_size=16, learning_rate=1e-4, max_length=a.train_max_length,
+                                 save_every=10)  # fmt: skip
+        final = self.timed("train doc2query", lambda: train_doc2query(
+            str(init), self.train_q, self.train_qrels, self.index, self.work / "model-d2q", config=config, resume=True))  # fmt: skip
+        expander = Doc2Query(final, num_queries=a.d2q_queries, top_k=10, max_new_tokens=24, max_length=a.train_max_length,
+                             cache_dir=self.work / "d2q-cache")  # fmt: skip
+        if not (path / "manifest.json").exists():
+            self.timed("doc2query expansion + index", lambda: build_inverted_index(
+                expander.expand(self.docs), path, show_progress=False))  # fmt: skip
+        texts = [d.contents() for d in self.docs[:3]]  # what the model writes, for the report (from the cache)
+        self.examples = [(d.docid, d.contents()[:80], qs) for d, qs in zip(self.docs[:3], expander.generate(texts), strict=True)]
+        return open_index(path).bm25(k=1000)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--collection", default="scifact")
+    parser.add_argument("--systems", nargs="+", default=["splade-tiny", "splade-ft", "unicoil", "deepct", "doc2query"])
+    parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "rankstack-bench-sparse")
+    parser.add_argument("--epochs", type=int, default=2, help="SPLADE, uniCOIL and DeepCT epochs")
+    parser.add_argument("--lr", type=float, default=5e-5, help="uniCOIL and DeepCT (MiniLM) learning rate")
+    parser.add_argument("--splade-lr", type=float, default=2e-5)
+    parser.add_argument("--max-length", type=int, default=256, help="document tokens when encoding the corpus")
+    parser.add_argument("--train-max-length", type=int, default=128, help="document tokens in training")
+    parser.add_argument("--decoder-layers", type=int, default=2)
+    parser.add_argument("--d2q-epochs", type=int, default=3)
+    parser.add_argument("--d2q-queries", type=int, default=5, help="queries sampled per document")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="16 training queries, 30 test queries: a smoke run")
+    parser.add_argument("--output", type=Path, default=REPO / "benchmarks" / "results" / "learned-sparse.md")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.epochs, args.d2q_epochs, args.d2q_queries = 1, 1, 1
+
+    import torch
+
+    from rankstack.eval import Experiment
+
+    warnings.filterwarnings("ignore", message=r".*(longer than max_length|no tokens left|texts are empty)")
+    torch.set_num_threads(args.threads)
+    started = time.time()
+    bench = Bench(args)
+    stages = {"BM25 (k1=0.9, b=0.4)": lambda: bench.index.bm25(k=1000)}
+    names = {
+        "splade-tiny": ("SPLADE-tiny, zero-shot (8-bit)", lambda: bench.splade(False)),
+        "splade-ft": ("SPLADE-tiny, fine-tuned here (8-bit)", lambda: bench.splade(True)),
+        "unicoil": ("uniCOIL (MiniLM, trained here, 8-bit)", bench.unicoil),
+        "deepct": ("DeepCT-weighted BM25 (MiniLM, trained here)", bench.deepct),
+        "doc2query": (f"BM25 over doc2query expansions ({args.d2q_queries} per document)", bench.doc2query),
+    }
+    for system in args.systems:
+        label, make = names[system]
+        stages[label] = make
+    runs = {}
+    for label, make in stages.items():
+        stage = make()
+        runs[label] = bench.timed(f"search {label}", lambda stage=stage: stage(bench.queries))
+    table = Experiment(runs, bench.queries, bench.qrels, ["nDCG@10", "R@100"], baseline=0, correction="holm")
+    print(table.to_string(), flush=True)
+    command = "RANKSTACK_DATA=../shared/data .venv/bin/python benchmarks/bench_learned_sparse.py " + " ".join(sys.argv[1:])
+    lines = [
+        f"# Learned sparse retrieval trained here ({args.collection})",
+        "",
+        f"Generated by `{command}` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} in "
+        f"{(time.time() - started) / 60:.1f} minutes; rankstack revision {git_revision(REPO)}.",
+        "",
+        f"Trained on {args.collection} train ({len(set(bench.train_qrels.qid.tolist()))} queries with judgments"
+        f"{', first 16 (--quick)' if args.quick else ''}); {len(bench.queries)} test queries. SPLADE, uniCOIL, "
+        f"DeepCT: {args.epochs} epoch(s), documents cut at {args.train_max_length} tokens in training (uniCOIL, "
+        f"DeepCT, doc2query) and {args.max_length} when encoding the corpus; doc2query: {args.d2q_epochs} epoch(s), "
+        f"a {args.decoder_layers}-layer decoder. Holm-corrected paired t-tests against BM25.",
+        "",
+        experiment_markdown(table),
+        "",
+        "Seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in bench.timings.items()),
+        "",
+        *(["doc2query's expansions of the first documents:", "", *[f"- {d} ({t}...): {q}" for d, t, q in bench.examples],
+           ""] if bench.examples else []),
+        *machine_section(["torch", "transformers"]),
+    ]
+    args.output.write_text("\n".join(lines), encoding="utf-8")
+    print(f"wrote {args.output}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
