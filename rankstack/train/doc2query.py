@@ -19,6 +19,7 @@ from rankstack.errors import MissingExtraError
 from rankstack.models import lazy, model_dir
 from rankstack.train.api import _documents
 from rankstack.train.examples import DocSource, Example, TrainingSet, doc_texts
+from rankstack.train.losses import generation_loss
 from rankstack.train.trainer import LoopSettings, TrainingLoop
 from rankstack.types import Qrels, Queries
 
@@ -77,16 +78,10 @@ class Doc2QueryTrainer(TrainingLoop):
         super().__init__(model, [model.model], data, config, output_dir)
 
     def loss(self, examples: Sequence[Example], step: int) -> torch.Tensor:
-        tok, cfg = self.seq2seq.tokenizer, self.config
-        src = tok([cfg.prefix + self.data.texts[e.positive] for e in examples], truncation=True,
-                  max_length=cfg.max_length, padding=True, return_tensors="pt")  # fmt: skip
-        tgt = tok([e.query for e in examples], truncation=True, max_length=cfg.query_max_length, padding=True,
-                  return_tensors="pt")  # fmt: skip
-        labels = tgt["input_ids"].masked_fill(tgt["attention_mask"] == 0, -100)  # padding is not a target
-        device = next(self.seq2seq.model.parameters()).device
-        out = self.seq2seq.model(input_ids=src["input_ids"].to(device), attention_mask=src["attention_mask"].to(device),
-                                 labels=labels.to(device))  # fmt: skip
-        return out.loss
+        cfg = self.config
+        return generation_loss(self.seq2seq.model, self.seq2seq.tokenizer,
+                               [cfg.prefix + self.data.texts[e.positive] for e in examples], [e.query for e in examples],
+                               cfg.max_length, cfg.query_max_length)  # fmt: skip
 
 
 def train_doc2query(

@@ -8,6 +8,9 @@ contrastive loss multiplies by a ``scale`` (an inverse temperature) before the s
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from rankstack.errors import MissingExtraError
 
 try:
@@ -248,3 +251,16 @@ class PreferenceMarginMSELoss(nn.Module):
 
         losses = ((log_odds(forward) - margin) ** 2 + (log_odds(backward) + margin) ** 2) / 2
         return _weighted_mean(losses, _pair_weights(weights), valid[:, 1:])
+
+
+def generation_loss(model: nn.Module, tokenizer: Any, sources: Sequence[str], targets: Sequence[str], max_length: int,
+                    target_max_length: int) -> torch.Tensor:  # fmt: skip
+    """Teacher-forced cross-entropy of each target text given its source for a sequence-to-sequence ``model``
+    (doc2query's task, and GDMTL's generative one); padding is no target."""
+    src = tokenizer(list(sources), truncation=True, max_length=max_length, padding=True, return_tensors="pt")
+    tgt = tokenizer(list(targets), truncation=True, max_length=target_max_length, padding=True, return_tensors="pt")
+    labels = tgt["input_ids"].masked_fill(tgt["attention_mask"] == 0, -100)
+    device = next(model.parameters()).device
+    out = model(input_ids=src["input_ids"].to(device), attention_mask=src["attention_mask"].to(device),
+                labels=labels.to(device))  # fmt: skip
+    return out.loss

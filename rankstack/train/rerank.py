@@ -53,6 +53,7 @@ from rankstack.train.losses import (
     PreferenceLoss,
     PreferenceMarginMSELoss,
     ScoreMarginMSELoss,
+    generation_loss,
 )
 from rankstack.train.trainer import LoopSettings, TrainingLoop
 from rankstack.types import Qrels, Queries, Ranking
@@ -353,16 +354,9 @@ class RerankerTrainer(TrainingLoop):
 
     def _generation_loss(self, examples: Sequence[Example]) -> torch.Tensor:
         """Cross-entropy of generating each example's query from its positive's text (GDMTL's generative task)."""
-        tok, model = self._view.tokenizer, self.reranker.model
         texts = [f"Document: {self.data.texts[e.positive]}" for e in examples]
-        src = tok(texts, truncation=True, max_length=self._view.max_length, padding=True, return_tensors="pt")
-        tgt = tok([e.query for e in examples], truncation=True, max_length=self._view.query_max_length, padding=True,
-                  return_tensors="pt")  # fmt: skip
-        labels = tgt["input_ids"].masked_fill(tgt["attention_mask"] == 0, -100)
-        device = next(model.parameters()).device
-        out = model(input_ids=src["input_ids"].to(device), attention_mask=src["attention_mask"].to(device),
-                    labels=labels.to(device))  # fmt: skip
-        return out.loss
+        return generation_loss(self.reranker.model, self._view.tokenizer, texts, [e.query for e in examples],
+                               self._view.max_length, self._view.query_max_length)  # fmt: skip
 
     def _score_loss(
         self,
