@@ -1315,12 +1315,12 @@ def _train_sparse(col, kind: str, model: str, output_dir: Path, *, split: str, f
         raise ValueError(f"--sparse must be one of {', '.join(SPARSE_KINDS)}, not {kind!r}")
     _quiet_model_loading()
     queries, qrels = col.queries_for(split), col.qrels(split)
+    if kind == "doc2query":
+        return _train_doc2query(col, model, output_dir, queries, qrels, **o)
     common = dict(
         epochs=o["epochs"], learning_rate=o["lr"] or 2e-5, save_every=o["save_every"], seed=o["seed"],
         query_max_length=o["query_max_length"], doc_max_length=o["doc_max_length"],
     )  # fmt: skip
-    if kind == "doc2query":
-        return _train_doc2query(col, model, output_dir, queries, qrels, **o)
     if kind == "deepct":
         from rankstack.sparse.deepct import DeepCT
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 
@@ -52,8 +52,8 @@ def build_sharded(
         raise ValueError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
     if num_shards < 1:
         raise ValueError(f"num_shards must be at least 1, not {num_shards}")
-    if encode not in ("tasks", "ray-data"):
-        raise ValueError(f"encode must be 'tasks' or 'ray-data', not {encode!r}")
+    if encode not in get_args(Encode):
+        raise ValueError(f"encode must be one of {', '.join(get_args(Encode))}, not {encode!r}")
     if encode == "ray-data" and kind == "bm25":
         raise ValueError("encode='ray-data' is for model-encoded shards (dense, impact, colbert); BM25 has nothing to encode")
     if kind in ("dense", "impact", "colbert") and model is None:
@@ -221,8 +221,9 @@ def _colbert_shards_with_ray_data(slices: list[list[Document]], dirs: list[Path]
 
 def _token_blocks(docs: list[Document], matrices: Iterator[np.ndarray], size: int = 1024) -> Iterator[tuple[list[str], list[np.ndarray]]]:
     """One shard's ``(docids, matrices)`` blocks, taken from the corpus-wide stream."""
-    for start in range(0, len(docs), size):
-        chunk = docs[start : start + size]
+    from rankstack.models import lazy
+
+    for chunk in lazy.chunked(docs, size):
         yield [doc.docid for doc in chunk], [next(matrices) for _ in chunk]
 
 
