@@ -190,8 +190,8 @@ def git_revision(repo: str | Path) -> str:
             ["git", "-C", str(repo), "status", "--porcelain", "--", "rankstack"], capture_output=True, text=True
         ).stdout.strip()
         return rev + (" (rankstack/ has uncommitted changes)" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+    except (OSError, subprocess.CalledProcessError):  # a copy of the tree without .git (a lent GPU machine)
+        return os.environ.get("RANKSTACK_REVISION", "unknown")
 
 
 def machine_info() -> dict[str, str]:
@@ -217,7 +217,7 @@ def machine_info() -> dict[str, str]:
     except ImportError:
         pass
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {
+    info = {
         "cpu": cpu,
         "cores available": str(cores),
         "vector instructions": " ".join(simd) or "unknown",
@@ -225,6 +225,17 @@ def machine_info() -> dict[str, str]:
         "os": platform.platform(),
         "python": platform.python_version(),
     }
+    gpu = _gpu_name()
+    return {**info, "gpu": gpu} if gpu else info
+
+
+def _gpu_name() -> str | None:
+    """The CUDA device's name when torch is already imported and sees one (never imports torch itself)."""
+    torch = sys.modules.get("torch")
+    try:
+        return torch.cuda.get_device_name(0) if torch is not None and torch.cuda.is_available() else None
+    except Exception:  # a report line is not worth a crash
+        return None
 
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

