@@ -93,6 +93,7 @@ class Bench:
             query_max_length=a.query_max_length,
             log_every=5,
             save_every=a.save_every,
+            precision=a.precision,
             max_examples=a.max_examples or None,
         ).replace(**{k: v for k, v in overrides.items() if k not in ("teacher", "duo", "seq2seq")})
         out = self.work / f"model-{name}"
@@ -145,7 +146,8 @@ class Bench:
         config = RerankConfig(epochs=a.weak_epochs, batch_size=a.batch_size, learning_rate=a.lr,
                               num_negatives=a.weak_negatives, negative_depth=a.negative_depth,
                               max_length=a.train_max_length, query_max_length=a.query_max_length, log_every=5,
-                              save_every=a.save_every, max_examples=a.weak_max_examples or None)  # fmt: skip
+                              save_every=a.save_every, max_examples=a.weak_max_examples or None,
+                              precision=a.precision)  # fmt: skip
         t0 = time.perf_counter()
         index = bm25_index(bodies, self.work / "bm25-index-bodies")
         final = train_reranker(minilm_dir(), queries, qrels, index, out, config=config, resume=True)
@@ -441,6 +443,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--weak-negatives", type=int, default=3, help="weak: BM25 negatives per title pseudo-query")
     parser.add_argument("--weak-epochs", type=int, default=1, help="weak: epochs over the title pseudo-queries")
     parser.add_argument("--weak-max-examples", type=int, default=0, help="weak: a seeded sample of N title pairs")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="training: bf16 autocast")
     parser.add_argument("--save-every", type=int, default=20, help="steps between resumable checkpoints (0: none)")
     parser.add_argument("--base-model", help="the encoder every model starts from (default: the packaged MiniLM)")
     parser.add_argument("--threads", type=int, default=2)

@@ -1104,6 +1104,11 @@ def train(
     ] = 128,
     save_every: Annotated[int, typer.Option(help="Steps between checkpoints (0: only the final model).")] = 0,
     seed: Annotated[int, typer.Option(help="Seed for data order and sampling: the same seed, the same model.")] = 42,
+    precision: Annotated[
+        str,
+        typer.Option(help="fp32, or bf16: forward passes under bfloat16 autocast (weights stay fp32), ~1.6x faster "
+                     "on CPUs with AMX / AVX-512 BF16 and on GPUs. Bi-encoders and re-rankers."),
+    ] = "fp32",
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run from its latest checkpoint.")] = False,
     multimodal: Annotated[
         bool,
@@ -1164,6 +1169,7 @@ def train(
       rankstack index scifact -i idx/scifact-ft --dense models/minilm-scifact/final
       rankstack train scifact --reranker --model sentence-transformers/all-MiniLM-L6-v2 -o models/ce-scifact
       rankstack train nfcorpus --reranker --model MODEL --loss margin_mse --teacher bm25 --max-examples 2000 -o m
+      rankstack train scifact --reranker --model MODEL --precision bf16 -o m   # bfloat16 autocast: ~1.6x on AMX CPUs, GPUs
       rankstack rerank runs/bm25.trec --model models/ce-scifact/final --index idx/scifact -o runs/ce.trec
       rankstack train scifact --sparse splade --model splade-tiny -o models/splade-scifact
       rankstack train scifact --sparse deepct --model sentence-transformers/all-MiniLM-L6-v2 -o models/deepct
@@ -1181,6 +1187,8 @@ def train(
     """
     if vl and not multimodal:
         _fail("--vl trains a multimodal re-ranker: use it with --multimodal")
+    if precision not in ("fp32", "bf16"):
+        _fail(f"--precision must be fp32 or bf16, not {precision!r}")
     if multimodal:
         _train_multimodal(collection, model, output_dir, split, where, image_tower, text_layers, class_prompts,
                           hard_negatives, epochs, batch_size, lr, seed, save_every, resume, vl, candidates,
@@ -1251,6 +1259,7 @@ def train(
                 max_length=doc_max_length,
                 save_every=save_every,
                 seed=seed,
+                precision=precision,
                 resume=resume,
             )
         else:
@@ -1267,6 +1276,7 @@ def train(
                 doc_max_length=doc_max_length,
                 save_every=save_every,
                 seed=seed,
+                precision=precision,  # type: ignore[arg-type]
             )
             final = train_biencoder(
                 model,
@@ -1408,6 +1418,7 @@ def _train_reranker(
         "max_length",
         "save_every",
         "seed",
+        "precision",
     )
     config = RerankConfig(learning_rate=options["lr"], **{k: options[k] for k in keys})
     index = _training_bm25_index(col, output_dir)

@@ -342,7 +342,7 @@ class RerankerTrainer(TrainingLoop):
         docs = [texts[d] for g in groups for d in g]
         with warnings.catch_warnings():  # in training, truncation is the intent
             warnings.filterwarnings("ignore", message=r".*max_length")
-            flat = self._view.pair_scores(queries, docs)
+            flat = self._view.pair_scores(queries, docs).float()  # the loss in fp32 under bf16 autocast
         if flat.dim() == 2:  # one column per exit (a cascade): the exits' losses, averaged, train them jointly
             loss = torch.stack([self._score_loss(flat[:, j], groups, valid, weights, teacher)
                                 for j in range(flat.shape[1])]).mean()  # fmt: skip
@@ -398,7 +398,7 @@ class RerankerTrainer(TrainingLoop):
                 second += [texts[neg], texts[g[0]]]
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=r".*max_length")
-            flat = self._view.pair_scores(queries, first, second)
+            flat = self._view.pair_scores(queries, first, second).float()
         n = valid.shape[1] - 1
         forward = flat.new_zeros((len(groups), n))
         backward = flat.new_zeros((len(groups), n))

@@ -19,10 +19,12 @@ def test_cli_train_then_index_with_the_result(tmp_path, negatives):
     model = make_tiny_model(tmp_path / "model")
     runner = CliRunner()
     args = ["train", str(folder), "--model", str(model), "-o", str(tmp_path / "out"), "--negatives", negatives]
-    result = runner.invoke(app, [*args, "--batch-size", "2", "--negative-depth", "3"])
+    precision = "bf16" if negatives == "bm25" else "fp32"  # bfloat16 autocast trains a bi-encoder too
+    result = runner.invoke(app, [*args, "--batch-size", "2", "--negative-depth", "3", "--precision", precision])
     assert result.exit_code == 0, result.output
     final = tmp_path / "out" / "final"
     assert (final / "config.json").exists() and (final / "modules.json").exists()
+    assert f'"precision": "{precision}"' in (tmp_path / "out" / "trainer_state.json").read_text()
     result = runner.invoke(app, ["index", str(folder), "-i", str(tmp_path / "idx"), "--dense", str(final)])
     assert result.exit_code == 0, result.output
 
@@ -35,7 +37,9 @@ def test_cli_train_rejects_unknown_negatives(tmp_path):
     assert result.exit_code != 0
 
 
-@pytest.mark.parametrize("extra", [[], ["--loss", "margin_mse", "--teacher", "bm25", "--curriculum", "recip"]])
+@pytest.mark.parametrize(
+    "extra", [[], ["--loss", "margin_mse", "--teacher", "bm25", "--curriculum", "recip", "--precision", "bf16"]]
+)
 def test_cli_train_reranker_then_rerank_with_the_result(tmp_path, extra):
     from tests.rerank.conftest import make_tiny_cross_encoder
 
@@ -50,6 +54,7 @@ def test_cli_train_reranker_then_rerank_with_the_result(tmp_path, extra):
     final = out / "final"
     state = (final / "trainer_state.json").read_text()
     assert '"loss": "' + (extra[1] if extra else "lce") + '"' in state
+    assert '"precision": "' + (extra[-1] if extra else "fp32") + '"' in state
     runner.invoke(app, ["index", str(folder), "-i", str(tmp_path / "idx")])
     runner.invoke(app, ["search", str(tmp_path / "idx"), "--queries", str(folder), "-o", str(tmp_path / "bm25.trec")])
     result = runner.invoke(
@@ -147,3 +152,11 @@ def test_cli_train_refuses_contradictory_flags(tmp_path, extra, message):
     shutil.copy(folder / "qrels" / "test.tsv", folder / "qrels" / "train.tsv")
     result = CliRunner().invoke(app, ["train", str(folder), "--model", "minilm", "-o", str(tmp_path / "o"), *extra])
     assert result.exit_code != 0 and message in result.output and "Traceback" not in result.output
+
+
+def test_cli_train_refuses_an_unknown_precision_in_one_line(tmp_path):
+    folder = write_beir(tmp_path / "beir")
+    args = ["train", str(folder), "--reranker", "--model", str(tmp_path), "-o", str(tmp_path / "o"), "--precision", "fp16"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code != 0
+    assert "--precision must be fp32 or bf16" in result.output and "Traceback" not in result.output

@@ -227,3 +227,31 @@ def test_curriculum_weights_scale_each_loss_down_and_lce_weighs_a_group_by_its_h
     per_group = -scores.masked_fill(~valid.bool(), float("-inf")).log_softmax(-1)[:, 0]
     expected = (0.6 * per_group[0] + per_group[1]) / 2
     assert float(LocalizedContrastiveLoss()(scores, valid, weights)) == pytest.approx(float(expected))
+
+
+def test_bf16_precision_runs_the_forward_under_autocast_and_still_learns(tmp_path):
+    """precision="bf16": the model's matrix products run in bfloat16 while training (and only then), the weights
+    stay float32, and the toy task is still learnt."""
+    ce = CrossEncoder(make_tiny_cross_encoder(tmp_path / "m"), cache=False)
+    seen: set[torch.dtype] = set()
+    linear = next(m for m in ce.model.modules() if isinstance(m, torch.nn.Linear))
+    hook = linear.register_forward_hook(lambda _m, _i, out: seen.add(out.dtype))
+    before = positive_rank_loss(ce)
+    assert seen == {torch.float32}  # scoring outside training is untouched
+    seen.clear()
+    trainer = RerankerTrainer(ce, toy_set(), CONFIG.replace(loss="lce", epochs=6, precision="bf16"), tmp_path / "run")
+    trainer.train()
+    hook.remove()
+    assert seen == {torch.bfloat16}
+    assert all(p.dtype == torch.float32 for p in ce.model.parameters())
+    assert all(h["loss"] == h["loss"] for h in trainer.log_history if "loss" in h)  # no NaN
+    ce.model.eval()
+    assert positive_rank_loss(ce) < before - 0.1
+    state = json.loads((tmp_path / "run" / "trainer_state.json").read_text())
+    assert state["config"]["precision"] == "bf16"
+
+
+def test_an_unknown_precision_is_refused_before_training(tmp_path, ce_dir):
+    with pytest.raises(ValueError, match="precision must be one of"):
+        RerankerTrainer(CrossEncoder(ce_dir), toy_set(), CONFIG.replace(precision="fp16"), tmp_path / "run")
+    assert not (tmp_path / "run").exists()
