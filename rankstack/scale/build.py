@@ -176,7 +176,7 @@ def _rows_in_order(texts: Sequence[str], actor: type, batch_size: int, workers: 
 
     _require_ray()
     data = ray.data.from_items([{"row": i, "text": t} for i, t in enumerate(texts)])
-    mapped = data.map_batches(actor, batch_size=batch_size, concurrency=workers)
+    mapped = data.map_batches(actor, batch_size=batch_size, compute=ray.data.ActorPoolStrategy(size=workers))
     mapped.context.execution_options.preserve_order = True
     expected = 0
     for batch in mapped.iter_batches(batch_size=None, batch_format="numpy"):

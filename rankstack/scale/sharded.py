@@ -145,7 +145,7 @@ class GlobalStatistics:
 
         n = tokens = 0
         order: dict[str, int] = {}
-        df: list[int] = []
+        df = np.zeros(0, dtype=np.int64)
         for shard in shards:
             if shard is None:
                 continue
@@ -153,16 +153,20 @@ class GlobalStatistics:
             n += stats.num_docs
             tokens += stats.num_tokens
             lex = shard.lexicon
-            for term, gid in sorted(lex.ids.items(), key=lambda kv: kv[1]):
-                g = order.setdefault(term, len(order))
-                if g == len(df):
-                    df.append(0)
-                df[g] += int(lex.df[gid])
+            terms = list(lex.ids)  # the shard's terms in its id order (a lexicon's ids are given in insertion order)
+            local = np.fromiter(lex.ids.values(), dtype=np.int64, count=len(terms))
+            shard_df = np.asarray(lex.df, dtype=np.int64)[local]
+            if np.any(np.diff(local) < 0):
+                perm = np.argsort(local, kind="stable")
+                terms, shard_df = [terms[i] for i in perm.tolist()], shard_df[perm]
+            gids = np.fromiter((order.setdefault(t, len(order)) for t in terms), dtype=np.int64, count=len(terms))
+            df = np.concatenate([df, np.zeros(len(order) - len(df), dtype=np.int64)])
+            df[gids] += shard_df
         self.num_docs, self.num_tokens = n, tokens
         self.avgdl = tokens / n if n else 0.0
         self.order = order
-        self.df = np.asarray(df, dtype=np.int64)
-        self.idf = lucene_idf(self.df, n) if df else np.zeros(0, np.float32)
+        self.df = df
+        self.idf = lucene_idf(self.df, n) if len(df) else np.zeros(0, np.float32)
 
 
 class ShardedBM25(Stage):

@@ -43,6 +43,9 @@ def test_sharded_bm25_equals_one_index_exactly(corpus, single, queries, tmp_path
     one = sharded.bm25(k=k)(queries.subset(["3"]))  # one query at a time too
     assert one.docid.tolist() == want.for_qids(["3"]).docid.tolist()
     stage = sharded.bm25(k=k)
+    lex = single.lexicon  # the collection's statistics, gathered from the shards' lexicons, are the single index's
+    assert stage.stats.num_docs == single.stats.num_docs and stage.stats.num_tokens == single.stats.num_tokens
+    assert {t: int(stage.stats.df[g]) for t, g in stage.stats.order.items()} == {t: int(lex.df[g]) for t, g in lex.ids.items()}
     cut = stage.with_cutoff(5)  # what `stage % 5` runs: it shares the statistics (no second walk over the lexicons)
     assert cut.stats is stage.stats and stage.k == k
     assert cut(queries).docid.tolist() == (stage % 5)(queries).docid.tolist() == single.bm25(k=5)(queries).docid.tolist()
