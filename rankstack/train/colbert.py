@@ -10,7 +10,6 @@ The projection of a model started from a bare encoder is new, so it trains at ``
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,15 +27,16 @@ from rankstack.train.api import bm25_training_set
 from rankstack.train.examples import DocSource, Example, TrainingSet
 from rankstack.train.losses import in_batch_cross_entropy, kl_distillation
 from rankstack.train.rerank import teacher_scores
-from rankstack.train.trainer import TrainingLoop
+from rankstack.train.trainer import LoopSettings, TrainingLoop
 from rankstack.types import Qrels, Queries
 
 ColBERTLoss = Literal["contrastive", "kl"]
 
 
 @dataclass(frozen=True)
-class ColBERTConfig:
-    """Every knob of a ColBERT training run (saved into ``trainer_state.json``).
+class ColBERTConfig(LoopSettings):
+    """Every knob of a ColBERT training run (saved into ``trainer_state.json``); the loop's own (schedule,
+    checkpoints, precision) come from ``LoopSettings``.
 
     ``doc_max_length``: documents are cut there in training (the model's ``doc_length`` still rules at
     inference). ``scale`` multiplies MaxSim scores before the softmax (ColBERT uses raw sums of cosines: 1).
@@ -47,9 +47,6 @@ class ColBERTConfig:
     batch_size: int = 16
     learning_rate: float = 3e-5
     head_learning_rate: float | None = 1e-3
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.1
-    max_grad_norm: float = 1.0
     loss: ColBERTLoss = "contrastive"
     scale: float = 1.0
     temperature: float = 1.0
@@ -58,10 +55,6 @@ class ColBERTConfig:
     doc_max_length: int = 180
     seed: int = 42
     log_every: int = 10
-    save_every: int = 0
-    keep_checkpoints: int | None = 2
-    refresh_every: int = 0
-    show_progress: bool = True
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
@@ -74,9 +67,6 @@ class ColBERTConfig:
             raise ValueError("warmup_ratio must be in [0, 1) and temperature, scale > 0")
         if min(self.num_negatives, self.negative_depth, self.log_every, self.save_every) < 0:
             raise ValueError("num_negatives, negative_depth, log_every and save_every must be >= 0")
-
-    def replace(self, **changes: Any) -> ColBERTConfig:
-        return dataclasses.replace(self, **changes)
 
 
 class ColBERTTrainer(TrainingLoop):

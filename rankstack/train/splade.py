@@ -11,7 +11,6 @@ Scores are raw dot products of the vectors (``scale`` 1).
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -43,9 +42,6 @@ class SpladeConfig(TrainConfig):
         super().__post_init__()
         if min(self.flops_query, self.flops_doc) < 0 or not 0.0 <= self.flops_warmup_ratio <= 1.0:
             raise ValueError("flops_query and flops_doc must be >= 0 and flops_warmup_ratio in [0, 1]")
-
-    def replace(self, **changes: Any) -> SpladeConfig:
-        return dataclasses.replace(self, **changes)
 
 
 def flops(weights: torch.Tensor) -> torch.Tensor:

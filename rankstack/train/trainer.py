@@ -70,8 +70,9 @@ class LoopSettings:
 
 
 @dataclass(frozen=True)
-class TrainConfig:
-    """Every knob of a training run; saved into ``trainer_state.json`` so a run documents itself.
+class TrainConfig(LoopSettings):
+    """Every knob of a bi-encoder training run; saved into ``trainer_state.json`` so a run documents itself. The
+    loop's own settings (schedule, checkpoints, refreshes, precision) are ``LoopSettings``'.
 
     ``loss``: ``"contrastive"`` (in-batch negatives plus ``num_negatives`` hard negatives per query, scores
     times ``scale``) or ``"margin_mse"`` (needs teacher scores in the training set). ``negative_depth``:
@@ -79,15 +80,12 @@ class TrainConfig:
     (0 = at each epoch boundary) when a refresh hook is given. ``save_every``: steps between checkpoints
     (0 = none; the final model is always saved), of which the newest ``keep_checkpoints`` are kept.
     ``warmup_ratio``: fraction of all steps spent warming the learning rate up linearly from 0; it then
-    decays linearly to 0 at the last step. ``precision``: ``"fp32"`` or ``"bf16"`` autocast (``LoopSettings``).
+    decays linearly to 0 at the last step.
     """
 
     epochs: int = 1
     batch_size: int = 32
     learning_rate: float = 2e-5
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.1
-    max_grad_norm: float = 1.0
     loss: LossName = "contrastive"
     scale: float = 20.0
     num_negatives: int = 1
@@ -96,11 +94,6 @@ class TrainConfig:
     doc_max_length: int = 128
     seed: int = 42
     log_every: int = 10
-    save_every: int = 0
-    keep_checkpoints: int | None = 2
-    refresh_every: int = 0
-    show_progress: bool = True
-    precision: Precision = "fp32"
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
@@ -111,9 +104,6 @@ class TrainConfig:
             raise ValueError(f"warmup_ratio must be in [0, 1), not {self.warmup_ratio}")
         if min(self.num_negatives, self.negative_depth, self.log_every, self.save_every, self.refresh_every) < 0:
             raise ValueError("num_negatives, negative_depth, log_every, save_every and refresh_every must be >= 0")
-
-    def replace(self, **changes: Any) -> TrainConfig:
-        return dataclasses.replace(self, **changes)
 
 
 class TrainingStateError(RankstackError):
