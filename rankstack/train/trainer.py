@@ -18,6 +18,7 @@ import logging
 import math
 import random
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,6 +111,21 @@ class TrainingStateError(RankstackError):
     """An output directory that already holds another run (checkpoints or a final model)."""
 
 
+def _train_in_float32(models: Sequence[torch.nn.Module]) -> None:
+    """Cast models stored in half precision to float32 before training, with a warning: transformers loads a
+    checkpoint in its stored dtype, and plain fp16 or bf16 weights under AdamW lose small updates to rounding
+    (fp16 also overflows). Mixed precision is ``precision="bf16"``, over float32 weights."""
+    for model in models:
+        low = {str(p.dtype) for p in model.parameters() if p.is_floating_point() and p.dtype != torch.float32}
+        if low:
+            warnings.warn(
+                f"{type(model).__name__} holds {', '.join(sorted(low))} weights: training casts them to float32 "
+                "(for mixed precision use precision='bf16', which keeps float32 weights)",
+                stacklevel=3,
+            )
+            model.float()
+
+
 def _seed(*parts: int) -> int:
     """A 63-bit seed from integers (numpy's SeedSequence mixes them well)."""
     return int(np.random.SeedSequence(list(parts)).generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
@@ -140,6 +156,7 @@ class TrainingLoop:
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
         self.trainable, self.models, self.data, self.config, self.refresh = trainable, list(models), data, config, refresh
+        _train_in_float32(self.models)
         self.output_dir = Path(output_dir)
         self.steps_per_epoch = math.ceil(len(data) / config.batch_size)
         self.total_steps = config.epochs * self.steps_per_epoch

@@ -24,6 +24,7 @@ from tests.helpers import Fixed
 from tests.rerank.conftest import make_tiny_cross_encoder, toy_docs, toy_qrels, toy_queries
 
 torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
 
 CONFIG = RerankConfig(
     epochs=3,
@@ -255,3 +256,16 @@ def test_an_unknown_precision_is_refused_before_training(tmp_path, ce_dir):
     with pytest.raises(ValueError, match="precision must be one of"):
         RerankerTrainer(CrossEncoder(ce_dir), toy_set(), CONFIG.replace(precision="fp16"), tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def test_half_precision_weights_are_trained_in_float32_with_a_warning(tmp_path):
+    """transformers loads a checkpoint in its stored dtype: an fp16 checkpoint would otherwise train in fp16."""
+    path = make_tiny_cross_encoder(tmp_path / "m")
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(path)
+    model.half().save_pretrained(path)
+    ce = CrossEncoder(path, cache=False)
+    assert next(ce.model.parameters()).dtype == torch.float16
+    with pytest.warns(UserWarning, match="torch.float16 weights: training casts them to float32"):
+        trainer = RerankerTrainer(ce, toy_set(), CONFIG.replace(epochs=1), tmp_path / "run")
+    assert all(p.dtype == torch.float32 for p in ce.model.parameters())
+    trainer.train()
