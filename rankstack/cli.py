@@ -1031,6 +1031,15 @@ def train(
     flops: Annotated[
         float, typer.Option(help="SPLADE: FLOPS weight of documents (queries: 3x).", rich_help_panel="Learned sparse")
     ] = 1e-4,
+    inference_free: Annotated[
+        bool,
+        typer.Option(
+            "--inference-free",
+            help="SPLADE: queries are their own tokens weighted by a table learnt alongside the document encoder "
+            "(no query encoder at search time); the table is saved as OUTPUT_DIR/final/idf.json.",
+            rich_help_panel="Learned sparse",
+        ),
+    ] = False,
     split: Annotated[str, typer.Option(help="Judged query set to train on.")] = "train",
     negatives: Annotated[
         str,
@@ -1221,14 +1230,16 @@ def train(
             final = _train_colbert(
                 col, model, output_dir, split=split, loss=loss, teacher=teacher, epochs=epochs, batch_size=batch_size,
                 lr=lr, num_negatives=num_negatives, negative_depth=negative_depth, doc_max_length=doc_max_length,
-                save_every=save_every, seed=seed, resume=resume,
+                save_every=save_every, seed=seed, resume=resume, precision=precision,
             )  # fmt: skip
         elif sparse is not None:
+            if inference_free and sparse != "splade":
+                raise ValueError("--inference-free trains a SPLADE document encoder: use it with --sparse splade")
             final = _train_sparse(
                 col, sparse, model, output_dir, split=split, epochs=epochs, batch_size=batch_size, lr=lr,
                 num_negatives=num_negatives, negative_depth=negative_depth, flops=flops,
                 query_max_length=query_max_length, doc_max_length=doc_max_length, save_every=save_every, seed=seed,
-                resume=resume,
+                resume=resume, precision=precision, inference_free=inference_free,
             )  # fmt: skip
         elif reranker:
             bi_only = {"--negatives": negatives != "bm25", "--refresh-every": refresh_every, "--ict-epochs": ict_epochs}
@@ -1308,7 +1319,7 @@ def _train_colbert(col, model: str, output_dir: Path, *, split: str, loss: str, 
         loss="kl" if loss == "kl" else "contrastive", epochs=o["epochs"], batch_size=o["batch_size"] or 16,
         learning_rate=o["lr"] or 3e-5, num_negatives=1 if o["num_negatives"] is None else o["num_negatives"],
         negative_depth=o["negative_depth"] or 30, doc_max_length=o["doc_max_length"], save_every=o["save_every"],
-        seed=o["seed"],
+        seed=o["seed"], precision=o["precision"],
     )  # fmt: skip
     index = _training_bm25_index(col, output_dir)
     return train_colbert(model, col.queries_for(split), col.qrels(split), index, output_dir, config=config,
@@ -1316,7 +1327,9 @@ def _train_colbert(col, model: str, output_dir: Path, *, split: str, loss: str, 
                          resume=o["resume"])  # fmt: skip
 
 
-def _train_sparse(col, kind: str, model: str, output_dir: Path, *, split: str, flops: float, **o: Any) -> Path:
+def _train_sparse(
+    col, kind: str, model: str, output_dir: Path, *, split: str, flops: float, inference_free: bool = False, **o: Any
+) -> Path:
     import warnings
 
     from rankstack.train import SpladeConfig, TrainConfig, train_deepct, train_splade
@@ -1329,7 +1342,7 @@ def _train_sparse(col, kind: str, model: str, output_dir: Path, *, split: str, f
         return _train_doc2query(col, model, output_dir, queries, qrels, **o)
     common = dict(
         epochs=o["epochs"], learning_rate=o["lr"] or 2e-5, save_every=o["save_every"], seed=o["seed"],
-        query_max_length=o["query_max_length"], doc_max_length=o["doc_max_length"],
+        query_max_length=o["query_max_length"], doc_max_length=o["doc_max_length"], precision=o["precision"],
     )  # fmt: skip
     if kind == "deepct":
         from rankstack.sparse.deepct import DeepCT
@@ -1351,7 +1364,7 @@ def _train_sparse(col, kind: str, model: str, output_dir: Path, *, split: str, f
             encoder = UniCoil(model, max_length=o["doc_max_length"])
         config = config.replace(flops_doc=0.0, flops_query=0.0)
     else:
-        encoder = _impact_encoder(model)
+        encoder = _impact_encoder(model, **({"query_mode": "tokens"} if inference_free else {}))
     return train_splade(encoder, queries, qrels, col.corpus, output_dir, config=config, resume=o["resume"])
 
 
@@ -1374,7 +1387,7 @@ def _train_doc2query(col, model: str, output_dir: Path, queries, qrels, **o: Any
         model = str(init)
     config = Doc2QueryConfig(epochs=o["epochs"], batch_size=o["batch_size"] or 16, learning_rate=o["lr"] or 1e-4,
                              max_length=o["doc_max_length"], query_max_length=o["query_max_length"],
-                             save_every=o["save_every"], seed=o["seed"])  # fmt: skip
+                             save_every=o["save_every"], seed=o["seed"], precision=o["precision"])  # fmt: skip
     return train_doc2query(model, queries, qrels, col.corpus, output_dir, config=config, resume=o["resume"])
 
 

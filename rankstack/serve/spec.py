@@ -331,12 +331,15 @@ def retriever_for(index: Any, kind: str, options: Mapping[str, Any]) -> Stage:
     if kind == "impact":
         from rankstack.sparse import Impact
 
-        recorded = (index.impact.get("encoder") or {}).get("model")
+        described = index.impact.get("encoder") or {}
+        recorded = described.get("model")
         encoder = None
         if model or recorded:
             from rankstack.sparse.splade import load_splade
 
-            encoder = load_splade(model or recorded)
+            # an index built by an inference-free encoder is searched with token queries, as it was built for
+            mode = {"query_mode": described["query_mode"]} if described.get("query_mode") else {}
+            encoder = load_splade(model or recorded, **mode)
         return Impact(index, encoder, k=k, num_threads=options.get("threads"))
     if kind == "dense":
         from rankstack.dense import BiEncoder

@@ -91,6 +91,7 @@ class Splade:
         self.batch_size = int(batch_size)
         self._idf = _read_idf(self.path) if query_mode == "tokens" else None
         self._vocab: list[str] = self.tokenizer.convert_ids_to_tokens(list(range(self.vocab_size)))
+        self.query_table: Any = None  # the trainable inference-free query weights (``query_table_parameter``)
 
     # ------------------------------------------------------------------------------------ identity
     @property
@@ -124,6 +125,56 @@ class Splade:
     ) -> Iterator[SparseVector]:
         """``SparseVector``s of ``docs`` for ``build_impact_index`` (``rankstack.sparse.impact.encode_corpus``)."""
         return encode_corpus(self, docs, show_progress, chunk)
+
+    # ------------------------------------------------------------------------------------ inference-free training
+    def query_table_parameter(self) -> Any:
+        """The inference-free query weights as one trainable float32 vector over the vocabulary (made once):
+        the ``idf.json`` table's weights where the model ships one (0 for tokens it leaves out), else 1 for
+        every token, as untrained inference-free queries weigh them. ``save`` writes it back to ``idf.json``."""
+        if self.query_mode != "tokens":
+            raise ValueError("only an inference-free encoder (query_mode='tokens') has a query weight table")
+        if self.query_table is None:
+            torch = lazy.torch()
+            if self._idf is None:
+                init = torch.ones(self.vocab_size)
+            else:
+                init = torch.tensor([self._idf.get(t, 0.0) for t in self._vocab], dtype=torch.float32)
+            self.query_table = torch.nn.Parameter(init.to(self.device))
+        return self.query_table
+
+    def token_query_vectors(self, texts: Sequence[str], max_length: int | None = None) -> Any:
+        """``[texts, vocabulary]`` inference-free query vectors with gradients into the table: each distinct
+        token of a query weighted by its (non-negative) table entry, as ``encode_queries`` weighs it."""
+        torch = lazy.torch()
+        table = self.query_table_parameter()
+        ids = self.tokenizer(list(texts), add_special_tokens=False, truncation=True,
+                             max_length=max_length or self.query_max_length)["input_ids"]  # fmt: skip
+        distinct = [list(dict.fromkeys(x)) for x in ids]
+        rows = torch.tensor([r for r, x in enumerate(distinct) for _ in x], dtype=torch.long, device=table.device)
+        cols = torch.tensor([c for x in distinct for c in x], dtype=torch.long, device=table.device)
+        out = torch.zeros((len(distinct), self.vocab_size), dtype=table.dtype, device=table.device)
+        return out.index_put((rows, cols), table[cols].clamp(min=0.0))
+
+    def _sync_query_table(self) -> None:
+        """The trained table as the ``{token: weight}`` that ``encode_queries`` reads (tokens at 0 left out)."""
+        if self.query_table is not None:
+            weights = self.query_table.detach().clamp(min=0.0).cpu().numpy()
+            self._idf = {self._vocab[i]: float(weights[i]) for i in np.flatnonzero(weights > 0).tolist()}
+
+    def load_checkpoint(self, path: str | os.PathLike[str]) -> None:
+        """A training checkpoint's weights (and, inference-free, its query table) into this encoder in place."""
+        path = Path(path)
+        saved = type(self.model).from_pretrained(path)
+        self.model.load_state_dict(saved.state_dict())
+        if self.query_mode == "tokens":
+            self._idf = _read_idf(path)
+            if self.query_table is not None:
+                table = self.query_table
+                self.query_table = None
+                fresh = self.query_table_parameter()
+                with lazy.torch().no_grad():
+                    table.copy_(fresh)
+                self.query_table = table
 
     def _token_query(self, text: str) -> dict[str, float]:
         ids = self.tokenizer(text, add_special_tokens=False, truncation=True, max_length=self.query_max_length)["input_ids"]
@@ -214,8 +265,13 @@ class Splade:
         return self._pad({k: enc[k] for k in enc})
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """A Hugging Face masked-LM directory (with its tokenizer) that ``Splade`` and transformers load."""
-        return model_dir.save_pretrained(path, self.model, self.tokenizer)
+        """A Hugging Face masked-LM directory (with its tokenizer) that ``Splade`` and transformers load; an
+        inference-free encoder's query weights go beside it as ``idf.json`` (what ``query_mode="tokens"`` reads)."""
+        out = model_dir.save_pretrained(path, self.model, self.tokenizer)
+        self._sync_query_table()
+        if self.query_mode == "tokens" and self._idf is not None:
+            (Path(out) / "idf.json").write_text(json.dumps(self._idf), encoding="utf-8")
+        return out
 
     def _transformed(self, features: Mapping[str, Any]) -> Any:
         """The hidden states the output projection reads: the model run with that projection made the identity."""
@@ -260,8 +316,13 @@ def packaged_splade_tiny() -> Path:
 
 
 def load_splade(model: str | Path, **kwargs: Any) -> Splade:
-    """A SPLADE encoder from a path or Hugging Face id; ``"splade-tiny"`` names the packaged checkpoint."""
-    return Splade(packaged_splade_tiny() if str(model) == "splade-tiny" else model, **kwargs)
+    """A SPLADE encoder from a path or Hugging Face id; ``"splade-tiny"`` names the packaged checkpoint. A local
+    directory holding ``idf.json`` (an inference-free model, such as ``rankstack train --sparse splade
+    --inference-free`` writes) encodes queries as weighted tokens unless ``query_mode`` says otherwise."""
+    path = packaged_splade_tiny() if str(model) == "splade-tiny" else model
+    if "query_mode" not in kwargs and Path(path).is_dir() and (Path(path) / "idf.json").exists():
+        kwargs["query_mode"] = "tokens"
+    return Splade(path, **kwargs)
 
 
 __all__ = ["Splade", "load_splade", "packaged_splade_tiny"]

@@ -31,12 +31,14 @@ from rankstack.types import Qrels, Queries
 
 @dataclass(frozen=True)
 class SpladeConfig(TrainConfig):
-    """``TrainConfig`` plus the FLOPS regulariser's weights and ramp (module docstring)."""
+    """``TrainConfig`` plus the FLOPS regulariser's weights and ramp (module docstring), and the learning rate of
+    an inference-free encoder's query weight table (``query_mode="tokens"``; same schedule)."""
 
     scale: float = 1.0
     flops_query: float = 3e-4
     flops_doc: float = 1e-4
     flops_warmup_ratio: float = 0.3
+    query_table_learning_rate: float = 1e-2
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -59,11 +61,27 @@ class SpladeTrainer(Trainer):
         self._query, self._doc = "query", "doc"  # type: ignore[assignment]
         self.loss_fn = InBatchContrastiveLoss(config.scale) if config.loss == "contrastive" else MarginMSELoss()
         self._reps: dict[str, list[torch.Tensor]] = {"query": [], "doc": []}
-        TrainingLoop.__init__(self, encoder, [encoder.model], data, config, output_dir)
+        # inference-free (query_mode="tokens"): queries are their tokens weighted by a learned table, trained
+        # with the document encoder at its own rate; its cost is fixed, so FLOPS regularises documents only
+        self.inference_free = getattr(encoder, "query_mode", "model") == "tokens"
+        models = [encoder.model]
+        if self.inference_free:
+            holder = torch.nn.Module()
+            holder.register_parameter("query_table", encoder.query_table_parameter())
+            models.append(holder)
+        TrainingLoop.__init__(self, encoder, models, data, config, output_dir)
+
+    def _parameter_groups(self) -> list[dict[str, Any]]:
+        groups = super()._parameter_groups()
+        if not self.inference_free:
+            return groups
+        return self.split_fresh(groups, [self.encoder.query_table_parameter()], self.config.query_table_learning_rate)
 
     def _embed(self, encoder: Any, texts: Sequence[str]) -> torch.Tensor:
         limit = self.config.query_max_length if encoder == "query" else self.config.doc_max_length
-        reps = self.encoder.forward(self.encoder.features(texts, limit))
+        if encoder == "query" and self.inference_free:
+            return self.encoder.token_query_vectors(texts, limit)
+        reps = self.encoder.forward(self.encoder.features(texts, limit)).float()
         self._reps[encoder].append(reps)
         return reps
 

@@ -91,7 +91,8 @@ def test_doc2query_and_deepct_indexes_from_the_command_line(tmp_path: Path) -> N
     assert result.exit_code == 0, result.output
 
 
-def test_train_splade_unicoil_deepct_and_doc2query_from_the_command_line(tmp_path: Path) -> None:
+def tiny_training_setup(tmp_path: Path) -> tuple[Path, Path]:
+    """A tiny BEIR folder with a train split, and a tiny random masked LM to train from."""
     import torch
     import transformers
 
@@ -107,6 +108,28 @@ def test_train_splade_unicoil_deepct_and_doc2query_from_the_command_line(tmp_pat
     mlm = tmp_path / "mlm"
     transformers.BertForMaskedLM(tiny_bert_config(tok.vocab_size)).save_pretrained(mlm)
     tok.save_pretrained(mlm)
+    return beir, mlm
+
+
+def test_inference_free_splade_trains_indexes_and_searches_with_token_queries(tmp_path: Path) -> None:
+    beir, mlm = tiny_training_setup(tmp_path)
+    out = tmp_path / "free"
+    result = invoke("train", beir, "--sparse", "splade", "--inference-free", "--model", mlm, "-o", out, "--batch-size", "2")
+    assert result.exit_code == 0, result.output
+    table = json.loads((out / "final" / "idf.json").read_text())
+    assert table and all(w > 0 for w in table.values())
+    result = invoke("index", beir, "--impact", out / "final", "--index-dir", tmp_path / "idx", "--bits", "0")
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "idx" / "manifest.json").read_text())
+    assert manifest["impact"]["encoder"]["query_mode"] == "tokens"
+    result = invoke("search", tmp_path / "idx", "--query", "cat", "-k", "3")
+    assert result.exit_code == 0 and result.output.strip(), result.output
+    result = invoke("train", beir, "--sparse", "unicoil", "--inference-free", "--model", mlm, "-o", tmp_path / "u")
+    assert result.exit_code != 0 and "use it with --sparse splade" in result.output
+
+
+def test_train_splade_unicoil_deepct_and_doc2query_from_the_command_line(tmp_path: Path) -> None:
+    beir, mlm = tiny_training_setup(tmp_path)
     for kind in ("splade", "unicoil", "deepct", "doc2query"):
         result = invoke("train", beir, "--sparse", kind, "--model", mlm, "-o", tmp_path / kind, "--batch-size", "2")
         assert result.exit_code == 0, result.output

@@ -83,3 +83,55 @@ def test_train_splade_end_to_end_with_bm25_negatives_and_a_teacher(mlm, tmp_path
     assert (distilled / "model.safetensors").exists()
     with pytest.raises(ValueError, match="teacher"):
         train_splade(mlm, toy_queries(), TASK_QRELS, corpus, tmp_path / "x", config=CONFIG.replace(loss="margin_mse"))
+
+
+def token_rank_loss(enc: Splade) -> float:
+    """``rank_loss`` with inference-free queries (their tokens weighted by the encoder's query table)."""
+    docs = [d.contents() for d in toy_docs()]
+    d = np.stack([enc.term_weights({"input_ids": [x]}).ravel() for x in enc.tokenizer(docs)["input_ids"]])
+    q = enc.token_query_vectors([query for _, query in toy_queries()]).detach().numpy()
+    s = q @ d.T
+    log_z = np.log(np.exp(s - s.max(1, keepdims=True)).sum(1)) + s.max(1)
+    return float(np.mean(log_z - s[:, :2].mean(1)))
+
+
+def test_inference_free_training_learns_the_query_table_and_saves_it(mlm, tmp_path):
+    """query_mode="tokens": queries are their tokens weighted by a table learnt with the document encoder; only
+    the query tokens' entries move, query FLOPS does not apply, and the final directory's idf.json is the
+    table that encode_queries then uses."""
+    enc = Splade(mlm, device="cpu", query_mode="tokens")
+    before = token_rank_loss(enc)
+    trainer = SpladeTrainer(enc, toy_set(), CONFIG.replace(flops_query=10.0), tmp_path / "free")
+    assert trainer.optimizer.param_groups[-1]["lr_scale"] == pytest.approx(1e-2 / CONFIG.learning_rate)
+    trainer.train()
+    assert token_rank_loss(enc) < before - 0.3
+    table = enc.query_table.detach()
+    query_ids = {i for _, q in toy_queries() for i in enc.tokenizer(q, add_special_tokens=False)["input_ids"]}
+    moved = set(torch.nonzero(table != 1.0).flatten().tolist())
+    assert moved and moved <= query_ids
+    final = Splade(tmp_path / "free" / "final", device="cpu", query_mode="tokens")
+    query = toy_queries().text.tolist()[0]
+    ids = dict.fromkeys(enc.tokenizer(query, add_special_tokens=False)["input_ids"])
+    want = {enc._vocab[i]: float(table[i]) for i in ids if table[i] > 0}
+    got = final.encode_queries([query])[0]
+    assert got.keys() == want.keys() and got == pytest.approx(want, rel=1e-6)
+
+
+def test_inference_free_resume_restores_the_query_table(mlm, tmp_path):
+    from rankstack.train import checkpoint
+
+    config = CONFIG.replace(epochs=2, save_every=2, keep_checkpoints=None)
+    whole = Splade(mlm, device="cpu", query_mode="tokens")
+    SpladeTrainer(whole, toy_set(), config, tmp_path / "whole").train()
+    part = Splade(mlm, device="cpu", query_mode="tokens")
+    trainer = SpladeTrainer(part, toy_set(), config, tmp_path / "part")
+    part.model.train()
+    for step in range(2):  # a crash after the first checkpoint
+        trainer._optimise(step)
+    trainer.step = 2
+    checkpoint.save(tmp_path / "part" / "checkpoint-2", part, trainer._state(), trainer.data.negatives, trainer.optimizer)
+    resumed = Splade(mlm, device="cpu", query_mode="tokens")
+    SpladeTrainer(resumed, toy_set(), config, tmp_path / "part").train(resume=True)
+    torch.testing.assert_close(resumed.query_table.detach(), whole.query_table.detach(), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="inference-free"):
+        Splade(mlm, device="cpu").query_table_parameter()
