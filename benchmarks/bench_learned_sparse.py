@@ -107,6 +107,28 @@ class Bench:
         index = self.impact_index("splade-ft" if fine_tuned else "splade-tiny", encoder)
         return Impact(index, encoder, k=1000)
 
+    def splade_free(self, trained: bool):
+        """Inference-free SPLADE: documents by SPLADE-tiny, queries as their tokens. Untrained: SPLADE-tiny's own
+        document vectors (its index) and every query token at weight 1; trained: the document encoder and the
+        query token table trained together (``query_mode="tokens"``), as the fine-tuned row is."""
+        from rankstack.sparse import Impact
+        from rankstack.sparse.splade import load_splade
+        from rankstack.train import SpladeConfig, train_splade
+
+        a = self.args
+        if not trained:
+            index = self.impact_index("splade-tiny", load_splade("splade-tiny", max_length=a.max_length))
+            return Impact(index, load_splade("splade-tiny", query_mode="tokens"), k=1000, check_encoder=False)
+        out = self.work / "model-splade-free"
+        config = SpladeConfig(epochs=a.epochs, batch_size=32, learning_rate=a.splade_lr, num_negatives=1,
+                              negative_depth=30, doc_max_length=a.max_length, save_every=10, show_progress=True,
+                              precision=a.precision)  # fmt: skip
+        model = self.timed("train inference-free SPLADE", lambda: train_splade(
+            load_splade("splade-tiny", query_mode="tokens"), self.train_q, self.train_qrels, self.index, out,
+            config=config, bm25_index=self.index, resume=True))  # fmt: skip
+        encoder = load_splade(model, max_length=a.max_length)  # its idf.json: token queries
+        return Impact(self.impact_index("splade-free", encoder), encoder, k=1000)
+
     def unicoil(self):
         from rankstack.sparse import Impact, UniCoil
         from rankstack.train import SpladeConfig, train_splade
@@ -182,6 +204,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--d2q-epochs", type=int, default=3)
     parser.add_argument("--d2q-queries", type=int, default=5, help="queries sampled per document")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="inference-free training")
     parser.add_argument("--quick", action="store_true", help="16 training queries, 30 test queries: a smoke run")
     parser.add_argument("--output", type=Path, default=REPO / "benchmarks" / "results" / "learned-sparse.md")
     args = parser.parse_args(argv)
@@ -200,6 +223,10 @@ def main(argv: list[str] | None = None) -> None:
     names = {
         "splade-tiny": ("SPLADE-tiny, zero-shot (8-bit)", lambda: bench.splade(False)),
         "splade-ft": ("SPLADE-tiny, fine-tuned here (8-bit)", lambda: bench.splade(True)),
+        "splade-free-untrained": ("SPLADE-tiny documents, token queries at weight 1 (8-bit)",
+                                  lambda: bench.splade_free(False)),
+        "splade-free": ("inference-free SPLADE-tiny, documents and query table trained here (8-bit)",
+                        lambda: bench.splade_free(True)),
         "unicoil": ("uniCOIL (MiniLM, trained here, 8-bit)", bench.unicoil),
         "deepct": ("DeepCT-weighted BM25 (MiniLM, trained here)", bench.deepct),
         "doc2query": (f"BM25 over doc2query expansions ({args.d2q_queries} per document)", bench.doc2query),
