@@ -111,6 +111,15 @@ class TrainingStateError(RankstackError):
     """An output directory that already holds another run (checkpoints or a final model)."""
 
 
+def _adamw(groups: list[dict[str, Any]], learning_rate: float) -> torch.optim.Optimizer:
+    """AdamW, fused where the parameters' device allows it: one kernel over all tensors, ~6x faster than the
+    per-tensor update on a 2-core CPU for MiniLM's 22M parameters (its step is a fixed cost of every batch)."""
+    try:
+        return torch.optim.AdamW(groups, lr=learning_rate, fused=True)
+    except (RuntimeError, TypeError, ValueError):  # a device or dtype the fused kernel does not cover
+        return torch.optim.AdamW(groups, lr=learning_rate)
+
+
 def _train_in_float32(models: Sequence[torch.nn.Module]) -> None:
     """Cast models stored in half precision to float32 before training, with a warning: transformers loads a
     checkpoint in its stored dtype, and plain fp16 or bf16 weights under AdamW lose small updates to rounding
@@ -162,7 +171,7 @@ class TrainingLoop:
         self.total_steps = config.epochs * self.steps_per_epoch
         self.warmup_steps = math.ceil(config.warmup_ratio * self.total_steps)
         self.refresh_every = config.refresh_every or self.steps_per_epoch
-        self.optimizer = torch.optim.AdamW(self._parameter_groups(), lr=config.learning_rate)
+        self.optimizer = _adamw(self._parameter_groups(), config.learning_rate)
         self.step = 0
         self.log_history: list[dict[str, Any]] = []
 
