@@ -134,22 +134,28 @@ class Splade:
         if self.query_mode != "tokens":
             raise ValueError("only an inference-free encoder (query_mode='tokens') has a query weight table")
         if self.query_table is None:
-            torch = lazy.torch()
-            if self._idf is None:
-                init = torch.ones(self.vocab_size)
-            else:
-                init = torch.tensor([self._idf.get(t, 0.0) for t in self._vocab], dtype=torch.float32)
-            self.query_table = torch.nn.Parameter(init.to(self.device))
+            self.query_table = lazy.torch().nn.Parameter(self._table_values())
         return self.query_table
+
+    def _table_values(self) -> Any:
+        """The query weights ``encode_queries`` uses now, as a float32 vector on the model's device."""
+        torch = lazy.torch()
+        if self._idf is None:
+            return torch.ones(self.vocab_size, device=self.device)
+        return torch.tensor([self._idf.get(t, 0.0) for t in self._vocab], dtype=torch.float32, device=self.device)
+
+    def _query_token_ids(self, texts: Sequence[str], max_length: int | None = None) -> list[list[int]]:
+        """Each query's distinct token ids, in order of first occurrence (what an inference-free query weighs)."""
+        ids = self.tokenizer(list(texts), add_special_tokens=False, truncation=True,
+                             max_length=max_length or self.query_max_length)["input_ids"]  # fmt: skip
+        return [list(dict.fromkeys(x)) for x in ids]
 
     def token_query_vectors(self, texts: Sequence[str], max_length: int | None = None) -> Any:
         """``[texts, vocabulary]`` inference-free query vectors with gradients into the table: each distinct
         token of a query weighted by its (non-negative) table entry, as ``encode_queries`` weighs it."""
         torch = lazy.torch()
         table = self.query_table_parameter()
-        ids = self.tokenizer(list(texts), add_special_tokens=False, truncation=True,
-                             max_length=max_length or self.query_max_length)["input_ids"]  # fmt: skip
-        distinct = [list(dict.fromkeys(x)) for x in ids]
+        distinct = self._query_token_ids(texts, max_length)
         rows = torch.tensor([r for r, x in enumerate(distinct) for _ in x], dtype=torch.long, device=table.device)
         cols = torch.tensor([c for x in distinct for c in x], dtype=torch.long, device=table.device)
         out = torch.zeros((len(distinct), self.vocab_size), dtype=table.dtype, device=table.device)
@@ -168,18 +174,13 @@ class Splade:
         self.model.load_state_dict(saved.state_dict())
         if self.query_mode == "tokens":
             self._idf = _read_idf(path)
-            if self.query_table is not None:
-                table = self.query_table
-                self.query_table = None
-                fresh = self.query_table_parameter()
+            if self.query_table is not None:  # in place: the optimiser holds this parameter
                 with lazy.torch().no_grad():
-                    table.copy_(fresh)
-                self.query_table = table
+                    self.query_table.copy_(self._table_values())
 
     def _token_query(self, text: str) -> dict[str, float]:
-        ids = self.tokenizer(text, add_special_tokens=False, truncation=True, max_length=self.query_max_length)["input_ids"]
-        out: dict[str, float] = {}
-        for i in ids:
+        out = {}
+        for i in self._query_token_ids([text])[0]:
             token = self._vocab[i]
             out[token] = self._idf.get(token, 0.0) if self._idf is not None else 1.0
         return {t: w for t, w in out.items() if w > 0}
