@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import bm25_index, experiment_markdown, git_revision, machine_info, markdown_table, versions
+from _common import bm25_index, experiment_markdown, git_revision, machine_section, markdown_table
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("RANKSTACK_DATA", "").split(":")[0] or REPO.parent / "shared" / "data")
@@ -413,11 +413,7 @@ def speed(args: argparse.Namespace) -> None:
         "",
         markdown_table(["window", "scorer", "pairs/s", "vs sentence-transformers", "max abs diff"], rows),
         "",
-        "## Machine and versions",
-        "",
-        markdown_table(["", ""], [*machine_info().items(), *versions(
-            ["rankstack", "torch", "transformers", "onnxruntime", "sentence-transformers"]).items()]),
-        "",
+        *machine_section(["rankstack", "torch", "transformers", "onnxruntime", "sentence-transformers"]),
     ]
     out = args.output if args.output.name != "rerank.md" else args.output.with_name("rerank-speed.md")
     out.write_text("\n".join(head), encoding="utf-8")
@@ -441,6 +437,7 @@ def train_speed(args: argparse.Namespace) -> None:
                                                                       set(qrels.docid.tolist())]))  # fmt: skip
     data = data.with_negatives({q: [d.docid for d in docs] for q in data.positives})
     rows = []
+    scratch = Path(tempfile.gettempdir()) / "rankstack-train-speed"
     for window in args.speed_windows:
         trainers = {}
         for precision in ("fp32", "bf16"):
@@ -450,7 +447,7 @@ def train_speed(args: argparse.Namespace) -> None:
                 ce = CrossEncoder(minilm_dir(), max_length=window, cache=False)
             config = RerankConfig(batch_size=1, num_negatives=args.speed_depth - 1, max_length=window,
                                   precision=precision, show_progress=False, log_every=0)  # fmt: skip
-            trainer = RerankerTrainer(ce, data, config, Path(tempfile.mkdtemp()))
+            trainer = RerankerTrainer(ce, data, config, scratch)  # only _optimise runs: nothing is written
             ce.model.train()
             trainers[precision] = trainer
         best = {k: float("inf") for k in trainers}
@@ -476,10 +473,7 @@ def train_speed(args: argparse.Namespace) -> None:
         "",
         markdown_table(["window", "precision", "training pairs/s", "vs fp32"], rows),
         "",
-        "## Machine and versions",
-        "",
-        markdown_table(["", ""], [*machine_info().items(), *versions(["rankstack", "torch", "transformers"]).items()]),
-        "",
+        *machine_section(["rankstack", "torch", "transformers"]),
     ]
     out = args.output if args.output.name != "rerank.md" else args.output.with_name("rerank-train-speed.md")
     out.write_text("\n".join(lines), encoding="utf-8")
@@ -607,8 +601,7 @@ def write_report(args: argparse.Namespace, sections: list, started: float) -> No
             lines.append(f"Published reference (BEIR, MS MARCO-trained MiniLM-L6 cross-encoder over BM25 top-100): "
                          f"{PUBLISHED[name]}.")
         lines += ["", "Timings (s) and tuned settings: `" + json.dumps(bench.timings) + "`", ""]
-    lines += ["## Machine and versions", "", markdown_table(["", ""], [*machine_info().items(), *versions(
-        ["rankstack", "torch", "transformers", "onnxruntime", "sentence-transformers"]).items()]), ""]
+    lines += machine_section(["rankstack", "torch", "transformers", "onnxruntime", "sentence-transformers"])
     args.output.write_text("\n".join(lines), encoding="utf-8")
 
 
