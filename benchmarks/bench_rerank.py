@@ -95,6 +95,8 @@ class Bench:
             save_every=a.save_every,
             precision=a.precision,
             max_examples=a.max_examples or None,
+            max_per_query=a.max_per_query or None,
+            positive_depth=a.positive_depth or None,
         ).replace(**{k: v for k, v in overrides.items() if k not in ("teacher", "duo", "seq2seq")})
         out = self.work / f"model-{name}"
         if (out / "final" / "config.json").exists():
@@ -496,6 +498,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-queries", type=int, default=0, help="evaluate on the first N judged test queries")
     parser.add_argument("--max-train-queries", type=int, default=0, help="train on the first N training queries")
     parser.add_argument("--max-examples", type=int, default=0, help="train on a seeded sample of N examples")
+    parser.add_argument("--max-per-query", type=int, default=0,
+                        help="train on at most N examples per query (sampled first; NFCorpus: 8)")
+    parser.add_argument("--positive-depth", type=int, default=0,
+                        help="train only on positives BM25 ranks within this depth (NFCorpus: 100)")
     parser.add_argument("--weak-negatives", type=int, default=3, help="weak: BM25 negatives per title pseudo-query")
     parser.add_argument("--weak-epochs", type=int, default=1, help="weak: epochs over the title pseudo-queries")
     parser.add_argument("--weak-max-examples", type=int, default=0, help="weak: a seeded sample of N title pairs")

@@ -1094,6 +1094,14 @@ def train(
         int | None, typer.Option(help="Re-ranker: train on a seeded sample of this many (query, positive) pairs; "
                                  "--prop: pre-train on this many documents.")
     ] = None,
+    max_per_query: Annotated[
+        int | None, typer.Option(help="Re-ranker: at most this many positives per query, sampled before "
+                                 "--max-examples (a few broad queries can hold most judgments; NFCorpus: 4).")
+    ] = None,
+    positive_depth: Annotated[
+        int | None, typer.Option(help="Re-ranker: train only on positives BM25 ranks within this depth, the "
+                                 "candidates it will re-rank (needed where most positives lie deeper; NFCorpus: 100).")
+    ] = None,
     refresh_every: Annotated[int, typer.Option(help="ANCE: steps between refreshes (0: every epoch).")] = 0,
     denoise_margin: Annotated[
         float | None,
@@ -1212,6 +1220,8 @@ def train(
             raise ValueError("--family chooses the kind of re-ranker: use it with --reranker")
         if (weak is not None or generation_weight) and not reranker:
             raise ValueError("--weak and --generation-weight train re-rankers: use them with --reranker")
+        if (max_per_query or positive_depth) and not reranker:
+            raise ValueError("--max-per-query and --positive-depth choose re-ranker examples: use them with --reranker")
         chosen = [flag for flag, on in (("--prop", prop), ("--reranker", reranker), ("--colbert", colbert),
                                         ("--sparse", sparse is not None)) if on]  # fmt: skip
         if len(chosen) > 1:
@@ -1266,6 +1276,8 @@ def train(
                 num_negatives=7 if num_negatives is None else num_negatives,
                 negative_depth=negative_depth or 100,
                 max_examples=max_examples,
+                max_per_query=max_per_query,
+                positive_depth=positive_depth,
                 query_max_length=query_max_length,
                 max_length=doc_max_length,
                 save_every=save_every,
@@ -1427,6 +1439,8 @@ def _train_reranker(
         "num_negatives",
         "negative_depth",
         "max_examples",
+        "max_per_query",
+        "positive_depth",
         "query_max_length",
         "max_length",
         "save_every",

@@ -15,9 +15,11 @@ import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from rankstack.index import InvertedIndex
 from rankstack.pipeline import Stage
-from rankstack.types import Corpus, Document, Qrels, Queries
+from rankstack.types import Corpus, Document, Qrels, Queries, Ranking
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +83,44 @@ class TrainingSet:
         if not examples:
             raise ValueError("no training examples: no judgment with a known query and document is positive")
         return cls(examples, texts, {q: frozenset(d) for q, d in positives.items()})
+
+    def sample(self, max_examples: int | None = None, max_per_query: int | None = None, seed: int = 42) -> TrainingSet:
+        """A copy keeping a seeded sample of the examples: at most ``max_per_query`` per query, then at most
+        ``max_examples`` in all (every judgment still counts as a positive, so none is drawn as a negative).
+
+        Why per query: judgments are not spread evenly. NFCorpus' 130 broadest training queries ("cancer",
+        "meat") hold 45% of its 110k judgments, so a uniform sample of judgments trains mostly on topic words
+        whose positives are loosely related papers, and the model learns the topic, not relevance.
+        """
+        rng = np.random.default_rng([seed, 2])
+        keep = list(range(len(self.examples)))
+        if max_per_query is not None:
+            by_query: dict[str, list[int]] = {}
+            for i, e in enumerate(self.examples):
+                by_query.setdefault(e.qid, []).append(i)
+            keep = sorted(
+                i for rows in by_query.values()
+                for i in (rows if len(rows) <= max_per_query else rng.choice(rows, max_per_query, replace=False))
+            )  # fmt: skip
+        if max_examples is not None and max_examples < len(keep):
+            keep = sorted(rng.choice(keep, size=max_examples, replace=False).tolist())
+        return dataclasses.replace(self, examples=[self.examples[int(i)] for i in keep])
+
+    def retrieved_by(self, run: Ranking, depth: int) -> TrainingSet:
+        """A copy keeping the examples whose positive ``run`` ranks within its query's top ``depth``.
+
+        A re-ranker only ever sees the first stage's candidates. Where most judged positives lie outside them
+        (NFCorpus: BM25's top 100 holds a quarter), training on those against BM25's negatives teaches the
+        model that sharing the query's words marks a negative, and it re-ranks worse than BM25 even on its own
+        training queries.
+        """
+        docids = run.docid.tolist()
+        top = {qid: set(docids[rows][:depth]) for qid, rows in run.groups()}
+        kept = [e for e in self.examples if e.positive in top.get(e.qid, ())]
+        if not kept:
+            raise ValueError(f"no judged positive is in the first stage's top {depth}: raise the depth")
+        log.info("positives in the first stage's top %d: %d of %d examples", depth, len(kept), len(self.examples))
+        return dataclasses.replace(self, examples=kept)
 
     def with_negatives(self, negatives: Mapping[str, Sequence[str]]) -> TrainingSet:
         """A copy whose hard-negative pools are ``negatives`` (judged positives removed, unknown docids too)."""

@@ -38,8 +38,10 @@ def test_cli_train_rejects_unknown_negatives(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "extra", [[], ["--loss", "margin_mse", "--teacher", "bm25", "--curriculum", "recip", "--precision", "bf16"]]
-)
+    "extra",
+    [[], ["--loss", "margin_mse", "--teacher", "bm25", "--curriculum", "recip", "--max-per-query", "1",
+          "--positive-depth", "10", "--precision", "bf16"]],
+)  # fmt: skip
 def test_cli_train_reranker_then_rerank_with_the_result(tmp_path, extra):
     from tests.rerank.conftest import make_tiny_cross_encoder
 
@@ -55,6 +57,7 @@ def test_cli_train_reranker_then_rerank_with_the_result(tmp_path, extra):
     state = (final / "trainer_state.json").read_text()
     assert '"loss": "' + (extra[1] if extra else "lce") + '"' in state
     assert '"precision": "' + (extra[-1] if extra else "fp32") + '"' in state
+    assert ('"positive_depth": 10' in state) == bool(extra) and ('"max_per_query": 1' in state) == bool(extra)
     runner.invoke(app, ["index", str(folder), "-i", str(tmp_path / "idx")])
     runner.invoke(app, ["search", str(tmp_path / "idx"), "--queries", str(folder), "-o", str(tmp_path / "bm25.trec")])
     result = runner.invoke(
@@ -145,6 +148,7 @@ def test_cli_trains_weakly_on_pseudo_queries(tmp_path):
 @pytest.mark.parametrize(
     "extra, message",
     [(["--prop", "--reranker"], "pick one"), (["--weak", "both"], "use them with --reranker"),
+     (["--positive-depth", "5"], "use them with --reranker"),
      (["--reranker", "--family", "cedr"], "needs its head")],
 )  # fmt: skip
 def test_cli_train_refuses_contradictory_flags(tmp_path, extra, message):

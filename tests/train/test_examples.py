@@ -6,7 +6,7 @@ import pytest
 
 from rankstack.index import build_inverted_index
 from rankstack.train.examples import Example, TrainingSet, bm25_negatives, doc_texts
-from rankstack.types import Corpus, Qrels
+from rankstack.types import Corpus, Qrels, Ranking
 from tests.helpers import brute_force_bm25
 from tests.train.conftest import toy_docs, toy_qrels, toy_queries
 
@@ -68,3 +68,31 @@ def test_bm25_negatives_take_any_stage_and_keep_queries_without_hits(tmp_path):
     with pytest.warns(UserWarning, match="no terms"):
         pools = bm25_negatives({"q0": "horse", "q1": "the"}, {"q0": {"d2"}}, index.bm25(k=5), depth=10)
     assert pools == {"q0": [], "q1": []}  # only d2 mentions horses; "the" is a stopword
+
+
+def _many_per_query() -> TrainingSet:
+    texts = {f"d{i}": f"text {i}" for i in range(30)}
+    qrels = Qrels(["big"] * 20 + ["small"] * 2, [f"d{i}" for i in range(22)], [1] * 22)
+    return TrainingSet.from_qrels({"big": "broad topic", "small": "narrow question"}, qrels, texts)
+
+
+def test_sample_caps_examples_per_query_then_in_all_and_keeps_every_positive():
+    data = _many_per_query()
+    capped = data.sample(max_per_query=3, seed=1)
+    by_query = [e.qid for e in capped.examples]
+    assert by_query.count("big") == 3 and by_query.count("small") == 2  # a small query is kept whole
+    assert {e.positive for e in capped.examples if e.qid == "small"} == {"d20", "d21"}
+    assert capped.sample(max_per_query=3, seed=1).examples == capped.examples  # seeded
+    assert capped.positives == data.positives  # a sampled-out judgment is still never a negative
+    assert len(data.sample(4, max_per_query=3, seed=1)) == 4
+    assert len(data.sample(100)) == len(data) and data.sample().examples == data.examples
+
+
+def test_retrieved_by_keeps_positives_the_first_stage_ranks_within_the_depth():
+    data = _many_per_query()
+    run = Ranking(["big", "big", "big", "small", "small"], ["x", "d3", "d7", "d21", "d20"], [5.0, 4, 3, 2, 1])
+    kept = data.retrieved_by(run, depth=2)
+    assert [(e.qid, e.positive) for e in kept.examples] == [("big", "d3"), ("small", "d20"), ("small", "d21")]
+    assert kept.positives == data.positives
+    with pytest.raises(ValueError, match="raise the depth"):
+        data.retrieved_by(Ranking(["big"], ["x"], [1.0]), depth=5)
