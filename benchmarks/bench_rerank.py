@@ -97,6 +97,7 @@ class Bench:
             max_examples=a.max_examples or None,
             max_per_query=a.max_per_query or None,
             positive_depth=a.positive_depth or None,
+            seed=a.seed,
         ).replace(**{k: v for k, v in overrides.items() if k not in ("teacher", "duo", "seq2seq")})
         out = self.work / f"model-{name}"
         if (out / "final" / "config.json").exists():
@@ -494,6 +495,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=8, help="queries per step")
     parser.add_argument("--negatives", type=int, default=7, help="hard negatives per query and step (LCE group - 1)")
     parser.add_argument("--negative-depth", type=int, default=50)
+    parser.add_argument("--seed", type=int, default=42, help="training: sampling, shuffling and head initialisation")
     parser.add_argument("--lr", type=float, default=1e-4, help="encoder learning rate (the fresh head: 1e-3)")
     parser.add_argument("--max-queries", type=int, default=0, help="evaluate on the first N judged test queries")
     parser.add_argument("--max-train-queries", type=int, default=0, help="train on the first N training queries")
