@@ -95,9 +95,9 @@ class RerankConfig(LoopSettings):
     mostly on a few broad topic queries). ``positive_depth``: train only on positives the first stage ranks
     within that depth, the candidates the re-ranker will be given (``TrainingSet.retrieved_by``; on NFCorpus,
     where BM25's top 100 holds a quarter of the judged positives, training on all of them makes a re-ranker
-    worse than BM25). ``generation_weight``: multitask discriminative + generative training (GDMTL-style) for a sequence-to-sequence re-ranker (monoT5): the
-    same model also learns to generate each positive's query from ``Document: {text}`` (doc2query's task), and
-    that cross-entropy, times this weight, joins the ranking loss.
+    worse than BM25). ``generation_weight``: multitask discriminative + generative training (GDMTL-style) for
+    a sequence-to-sequence re-ranker (monoT5): the same model also learns to generate each positive's query from
+    ``Document: {text}`` (doc2query's task), and that cross-entropy, times this weight, joins the ranking loss.
     """
 
     epochs: int = 1

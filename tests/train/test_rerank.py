@@ -194,12 +194,14 @@ def test_max_examples_samples_examples_but_keeps_every_positive(tmp_path, ce_dir
 
 def test_positive_depth_trains_only_on_positives_the_first_stage_retrieves(tmp_path, ce_dir):
     docs = toy_docs()
-    top = {q: max(brute_force_bm25(docs, text).items(), key=lambda kv: kv[1])[0] for q, text in toy_queries().to_dict().items()}
+    queries = toy_queries().to_dict()
+    top = {q: max(brute_force_bm25(docs, text).items(), key=lambda kv: kv[1])[0] for q, text in queries.items()}
     expected = {q for q, d in top.items() if d in ("d0", "d1")}  # every query judges d0 and d1 relevant
     assert expected == {"q0", "q1"}
     final = train_reranker(
         CrossEncoder(ce_dir), toy_queries(), TASK_QRELS, docs, tmp_path / "run",
-        config=CONFIG.replace(epochs=1, batch_size=1, positive_depth=1, negative_depth=5, save_every=1, keep_checkpoints=None),
+        config=CONFIG.replace(epochs=1, batch_size=1, positive_depth=1, negative_depth=5, save_every=1,
+                              keep_checkpoints=None),
     )
     assert json.loads((final / "trainer_state.json").read_text())["examples"] == len(expected)
     pools = json.loads((tmp_path / "run" / "checkpoint-1" / "negatives.json").read_text())
