@@ -1,18 +1,26 @@
-"""The MatchZoo family (KNRM, Conv-KNRM, DRMM, MatchPyramid, DUET, DSSM) and TKL trained here, re-ranking BM25 top 100.
+"""Issue 13's re-rankers in one table per collection: the MatchZoo family (KNRM, Conv-KNRM, DRMM, MatchPyramid,
+DUET, DSSM), TKL, and the BERT-based ones (vanilla BERT, CEDR, the Cascade Transformer, PROP + fine-tuning), each
+trained here and re-ranking BM25's top 100.
 
 Usage::
 
     RANKSTACK_DATA=../shared/data .venv/bin/python benchmarks/bench_matchzoo.py --workdir /tmp/rankstack-bench-matchzoo \\
-        [--cross-run scifact=runs/mono.trec]
+        [--families knrm conv-knrm cross cedr-knrm cascade prop] [--cross-run scifact=runs/mono.trec]
 
-Every model starts from the packaged all-MiniLM-L6-v2's input embeddings (``--embeddings minilm``; or
-``static-model``, the packaged Model2Vec model) and is trained by ``train_reranker`` (the cross-encoders' trainer:
-LCE over the positive and ``--negatives`` BM25 negatives, batch 16, documents cut at ``--max-length`` tokens;
-embeddings at ``--lr``, the fresh layers at ``--head-lr``) on each collection's train split (NFCorpus: a seeded
-sample of ``--nfcorpus-examples`` of its ~110k judgments). Each re-ranks BM25's top ``--depth`` for the test
-queries; one ``Experiment`` per collection with Holm-corrected paired t-tests against BM25. A cross-encoder's
-TREC run over the same BM25 depth can be added with ``--cross-run COLLECTION=PATH``. Models are kept in the work
-directory, so a second run only evaluates. Writes ``benchmarks/results/matchzoo.md``.
+Interaction models start from the packaged all-MiniLM-L6-v2's input embeddings (``--embeddings minilm``; or
+``static-model``, the packaged Model2Vec model); the BERT-based families from the whole packaged all-MiniLM-L6-v2.
+All are trained by ``train_reranker`` (the cross-encoders' trainer: LCE over the positive and ``--negatives`` BM25
+negatives, batch 16, documents cut at ``--max-length`` tokens; interaction models' embeddings at ``--lr`` and fresh
+layers at ``--head-lr`` for ``--epochs``; BERT-based ones at ``--bert-lr`` / ``--bert-head-lr`` for
+``--bert-epochs``) on each collection's train split (NFCorpus: a seeded sample of ``--nfcorpus-examples`` of its
+~110k judgments, optionally only positives BM25 ranks within ``--positive-depth``, at most ``--max-per-query`` per
+query). Families: ``cross`` (monoBERT, CEDR's "vanilla BERT"), ``cedr-knrm|drmm|pacrr|vanilla`` (CEDR heads over
+every layer; ``--cedr-windows`` windows per document), ``cascade`` (exits after layers 2, 4, 6; one row with every
+pair reaching the top, one per ``--cascade-keep``), ``prop`` (PROP pre-training on ``--prop-docs`` documents of
+the collection, then the ``cross`` fine-tuning). Each re-ranks BM25's top ``--depth`` for the test queries; one
+``Experiment`` per collection with Holm-corrected paired t-tests against BM25. A cross-encoder's TREC run over
+the same BM25 depth can be added with ``--cross-run COLLECTION=PATH``. Models are kept in the work directory, so
+a second run only evaluates. Writes ``benchmarks/results/matchzoo.md``.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import bm25_index, experiment_markdown, git_revision, machine_section, markdown_table
@@ -32,6 +41,7 @@ from _common import bm25_index, experiment_markdown, git_revision, machine_secti
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("RANKSTACK_DATA", "").split(":")[0] or REPO.parent / "shared" / "data")
 FAMILIES = ["knrm", "conv-knrm", "drmm", "matchpyramid", "duet", "dssm", "tkl"]
+BERT_FAMILIES = ["cross", "cedr-knrm", "cedr-drmm", "cedr-pacrr", "cedr-vanilla", "cascade", "prop"]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -49,19 +59,32 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--depth", type=int, default=100)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--cross-run", action="append", default=[], metavar="COLLECTION=PATH")
+    parser.add_argument("--bert-lr", type=float, default=3e-5)
+    parser.add_argument("--bert-head-lr", type=float, default=1e-3)
+    parser.add_argument("--bert-epochs", type=int, default=1)
+    parser.add_argument("--query-max-length", type=int, default=32)
+    parser.add_argument("--cedr-windows", type=int, default=1)
+    parser.add_argument("--cascade-keep", type=float, nargs="*", default=[0.8, 0.6])
+    parser.add_argument("--prop-docs", type=int, default=1000)
+    parser.add_argument("--positive-depth", type=int, default=None, help="NFCorpus: train on positives BM25 ranks here")
+    parser.add_argument("--max-per-query", type=int, default=None, help="NFCorpus: at most this many examples per query")
+    parser.add_argument("--max-examples", type=int, default=None, help="every collection: a seeded training sample")
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     parser.add_argument("--output", type=Path, default=REPO / "benchmarks" / "results" / "matchzoo.md")
     args = parser.parse_args(argv)
+    unknown = sorted(set(args.families) - set(FAMILIES) - set(BERT_FAMILIES))
+    if unknown:
+        parser.error(f"unknown families {unknown}: choose from {FAMILIES + BERT_FAMILIES}")
 
     import torch
 
     from rankstack.data import load_collection
-    from rankstack.eval import Experiment
-    from rankstack.rerank import InteractionReranker
-    from rankstack.train import RerankConfig, train_reranker
     from rankstack.types import Ranking
 
-    warnings.filterwarnings("ignore", message=r".*(longer than max_length|no tokens left)")
+    warnings.filterwarnings("ignore", message=r".*(longer than max_length|no tokens left|max_length|windows)")
     torch.set_num_threads(args.threads)
+    if torch.cuda.is_available():  # a lent GPU: TF32 matrix products, fp32 weights and optimiser state
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     started = time.time()
     cross_runs = dict(item.split("=", 1) for item in args.cross_run)
     sections, timing = [], []
@@ -69,69 +92,145 @@ def main(argv: list[str] | None = None) -> None:
         col = load_collection(DATA / name)
         work = args.workdir / name
         work.mkdir(parents=True, exist_ok=True)
-        bm25_path = work / "bm25"
-        index = bm25_index(col.corpus, bm25_path)
-        examples = args.nfcorpus_examples if name == "nfcorpus" else None
-        config = RerankConfig(epochs=args.epochs, batch_size=16, learning_rate=args.lr, head_learning_rate=args.head_lr,
-                              num_negatives=args.negatives, max_length=args.max_length, max_examples=examples,
-                              show_progress=False, log_every=50, save_every=25, keep_checkpoints=1)  # fmt: skip
+        index = bm25_index(col.corpus, work / "bm25")
+        configs = training_configs(args, name)
         queries, qrels = col.queries_for("test"), col.qrels("test")
-        bm25 = index.bm25(k=args.depth)
-        first = bm25(queries)
+        first = index.bm25(k=args.depth)(queries)
         runs = {"BM25 (k1=0.9, b=0.4)": first}
         if name in cross_runs:
             runs["BM25 >> cross-encoder (MiniLM, trained here)"] = Ranking.read_trec(cross_runs[name]).cutoff(args.depth)
         for family in args.families:
-            out = work / f"{family}-{args.embeddings}"
+            bert = family in BERT_FAMILIES
+            out = work / (family if bert else f"{family}-{args.embeddings}")
             timings = out / "timing.json"
             if not (out / "final").exists():
-                model = InteractionReranker(args.embeddings, family=family, max_length=args.max_length)
                 t0 = time.perf_counter()
-                train_reranker(model, col.queries_for("train"), col.qrels("train"), index, out, config=config,
-                               bm25_index=index, resume=True)  # fmt: skip
+                train_family(args, family, col, index, out, configs[bert])
                 timings.write_text(json.dumps({"train_s": time.perf_counter() - t0}))
-            cached = out / f"bm25-top{args.depth}.trec"
-            if cached.exists():  # a finished model's run: re-runs of the report do not re-rank again
-                runs[f"BM25 >> {family}"] = Ranking.read_trec(cached)
-                rerank_s = json.loads(timings.read_text()).get("rerank_s", float("nan"))
-            else:
-                scorer = InteractionReranker(out / "final", docs=index, max_length=args.max_length, cache=False)
-                t0 = time.perf_counter()
-                runs[f"BM25 >> {family}"] = scorer(first)
-                rerank_s = time.perf_counter() - t0
-                runs[f"BM25 >> {family}"].write_trec(cached, tag=family)
-                if timings.exists():
-                    timings.write_text(json.dumps({**json.loads(timings.read_text()), "rerank_s": rerank_s}))
-            train_s = json.loads(timings.read_text())["train_s"] if timings.exists() else float("nan")
-            timing.append([name, family, f"{train_s / args.epochs:.0f}", f"{len(first) / rerank_s:.0f}"])
-            print(timing[-1], flush=True)
-        table = Experiment(runs, queries, qrels, ["nDCG@10", "R@100"], baseline=0, correction="holm")
-        print(table.to_string(), flush=True)
-        n_train = examples or len(col.qrels("train"))
-        sections += [f"## {name} (test: {len(queries)} queries; training: {n_train} judgments, {args.epochs} epochs)", "",
-                     experiment_markdown(table), ""]  # fmt: skip
-        write_report(args, started, sections, timing)  # after each collection: a long run leaves a partial report
+            for label, scorer, cached in scorers(args, family, out, index):
+                if cached.exists():  # a finished model's run: re-runs of the report do not re-rank again
+                    runs[label] = Ranking.read_trec(cached)
+                    rerank_s = json.loads(timings.read_text()).get(f"rerank_s {label}", float("nan"))
+                else:
+                    t0 = time.perf_counter()
+                    runs[label] = scorer()(first)
+                    rerank_s = time.perf_counter() - t0
+                    runs[label].write_trec(cached, tag=family)
+                    if timings.exists():
+                        timings.write_text(json.dumps({**json.loads(timings.read_text()), f"rerank_s {label}": rerank_s}))
+                train_s = json.loads(timings.read_text())["train_s"] if timings.exists() else float("nan")
+                epochs = args.bert_epochs if bert else args.epochs
+                timing.append([name, label.removeprefix("BM25 >> "), f"{train_s / epochs:.0f}", f"{len(first) / rerank_s:.0f}"])
+                print(timing[-1], flush=True)
+            # after each model: a run cut short by a time limit still leaves a report of what it finished
+            write_report(args, started, [*sections, *collection_section(name, queries, qrels, runs, configs)], timing)
+        sections += collection_section(name, queries, qrels, runs, configs)
+        write_report(args, started, sections, timing)
+
+
+def collection_section(name: str, queries: Any, qrels: Any, runs: dict[str, Any], configs: dict[bool, Any]) -> list[str]:
+    """One collection's ``Experiment`` (Holm-corrected t-tests against BM25, the first run) as report lines."""
+    from rankstack.eval import Experiment
+
+    table = Experiment(runs, queries, qrels, ["nDCG@10", "R@100"], baseline=0, correction="holm")
+    print(table.to_string(), flush=True)
+    sizes = ", ".join(f"{kind}: {describe(config)}" for kind, config in
+                      (("interaction models", configs[False]), ("BERT-based", configs[True])))  # fmt: skip
+    return [f"## {name} (test: {len(queries)} queries; training on {sizes})", "", experiment_markdown(table), ""]
+
+
+def training_configs(args: argparse.Namespace, collection: str) -> dict[bool, Any]:
+    """The ``RerankConfig`` for interaction models (False) and BERT-based ones (True) on one collection."""
+    from rankstack.train import RerankConfig
+
+    nfcorpus = collection == "nfcorpus"
+    examples = args.max_examples or (args.nfcorpus_examples if nfcorpus else None)
+    common = {"batch_size": 16, "num_negatives": args.negatives, "max_length": args.max_length, "max_examples": examples,
+              "max_per_query": args.max_per_query if nfcorpus else None, "precision": args.precision,
+              "positive_depth": args.positive_depth if nfcorpus else None, "show_progress": False, "log_every": 50,
+              "save_every": 25, "keep_checkpoints": 1}  # fmt: skip
+    return {False: RerankConfig(epochs=args.epochs, learning_rate=args.lr, head_learning_rate=args.head_lr, **common),
+            True: RerankConfig(epochs=args.bert_epochs, learning_rate=args.bert_lr, head_learning_rate=args.bert_head_lr,
+                               query_max_length=args.query_max_length, **common)}  # fmt: skip
+
+
+def describe(config: Any) -> str:
+    parts = [f"{config.epochs} epoch(s) at lr {config.learning_rate:g}"]
+    for knob in ("max_examples", "max_per_query", "positive_depth"):
+        if getattr(config, knob) is not None:
+            parts.append(f"{knob} {getattr(config, knob)}")
+    return ", ".join(parts)
+
+
+def train_family(args: argparse.Namespace, family: str, col: Any, index: Any, out: Path, config: Any) -> None:
+    """Train one family's model into ``out`` (resuming from its checkpoints)."""
+    from rankstack.models.model_dir import packaged_path
+    from rankstack.rerank import CEDR, CascadeCrossEncoder, CrossEncoder, InteractionReranker
+    from rankstack.train import PropConfig, pretrain_prop, train_reranker
+
+    sizes = {"max_length": args.max_length, "query_max_length": args.query_max_length}
+    minilm = packaged_path("minilm")
+    if family in FAMILIES:
+        model = InteractionReranker(args.embeddings, family=family, max_length=args.max_length)
+    elif family == "cross":
+        model = CrossEncoder(minilm, **sizes)
+    elif family == "cascade":
+        model = CascadeCrossEncoder(minilm, **sizes)
+    elif family == "prop":
+        pconfig = PropConfig(max_docs=args.prop_docs, max_length=args.max_length, batch_size=16, precision=args.precision,
+                             show_progress=False, save_every=25, keep_checkpoints=1)  # fmt: skip
+        t0 = time.perf_counter()
+        pre = pretrain_prop(minilm, col.corpus, out.parent / "prop-pretrain", config=pconfig, resume=True)
+        print(f"PROP pre-training on {args.prop_docs} documents: {time.perf_counter() - t0:.0f}s", flush=True)
+        model = CrossEncoder(pre, **sizes)
+    else:
+        model = CEDR(minilm, head=family.removeprefix("cedr-"), max_windows=args.cedr_windows, **sizes)
+    train_reranker(model, col.queries_for("train"), col.qrels("train"), index, out, config=config, bm25_index=index,
+                   resume=True)  # fmt: skip
+
+
+def scorers(args: argparse.Namespace, family: str, out: Path, index: Any) -> list[tuple[str, Any, Path]]:
+    """(row label, a factory for the re-ranking Stage, its cached TREC run) for each row a family contributes."""
+    from rankstack.rerank import CEDR, CascadeCrossEncoder, CrossEncoder, InteractionReranker
+
+    final, depth, sizes = out / "final", args.depth, {"max_length": args.max_length, "query_max_length": args.query_max_length}
+    if family in FAMILIES:
+        return [(f"BM25 >> {family}", lambda: InteractionReranker(final, docs=index, max_length=args.max_length, cache=False),
+                 out / f"bm25-top{depth}.trec")]  # fmt: skip
+    if family in ("cross", "prop"):
+        label = "BM25 >> vanilla BERT (MiniLM)" if family == "cross" else "BM25 >> PROP + BERT (MiniLM)"
+        return [(label, lambda: CrossEncoder(final, docs=index, cache=False, **sizes), out / f"bm25-top{depth}.trec")]
+    if family == "cascade":
+        return [(f"BM25 >> cascade keep={keep}", lambda keep=keep: CascadeCrossEncoder(final, docs=index, keep=keep, **sizes),
+                 out / f"bm25-top{depth}-keep{keep}.trec") for keep in [1.0, *args.cascade_keep]]  # fmt: skip
+    head = family.removeprefix("cedr-")
+    return [(f"BM25 >> CEDR-{head}", lambda: CEDR(final, docs=index, cache=False, max_windows=args.cedr_windows,
+                                                  max_length=args.max_length), out / f"bm25-top{depth}.trec")]  # fmt: skip
 
 
 def write_report(args: argparse.Namespace, started: float, sections: list[str], timing: list[list[str]]) -> None:
     command = "RANKSTACK_DATA=../shared/data .venv/bin/python benchmarks/bench_matchzoo.py " + " ".join(sys.argv[1:])
     lines = [
-        "# The MatchZoo family and TKL re-ranking BM25 (SciFact, NFCorpus)",
+        "# Issue 13's re-rankers over BM25: the MatchZoo family, TKL, vanilla BERT, CEDR, cascade, PROP",
         "",
         f"Generated by `{command}` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} in "
         f"{(time.time() - started) / 60:.1f} minutes; rankstack revision {git_revision(REPO)}.",
         "",
-        f"Each model: `{args.embeddings}` token embeddings, trained by `train_reranker` (LCE, {args.negatives} BM25 "
-        f"negatives, batch 16, documents cut at {args.max_length} tokens, embeddings at lr {args.lr}, fresh layers "
-        f"at {args.head_lr}, {args.epochs} epochs). Test: BM25 top {args.depth} re-ranked; p-values: paired t-test "
-        "against BM25, Holm-corrected over the rows.",
+        f"Interaction models: `{args.embeddings}` token embeddings at lr {args.lr}, fresh layers at {args.head_lr}, "
+        f"{args.epochs} epochs; BERT-based models: all-MiniLM-L6-v2 at lr {args.bert_lr}, fresh heads at "
+        f"{args.bert_head_lr}, {args.bert_epochs} epoch(s), queries cut at {args.query_max_length} tokens, CEDR over "
+        f"{args.cedr_windows} window(s), PROP pre-trained on {args.prop_docs} documents. All trained by "
+        f"`train_reranker` (LCE, {args.negatives} BM25 negatives, batch 16, documents cut at {args.max_length} tokens, "
+        f"{args.precision}). Test: BM25 top {args.depth} re-ranked; p-values: paired t-test against BM25, "
+        "Holm-corrected over the rows. Cascade rows: `keep` is the fraction of candidates kept at each exit "
+        "(1.0: the full model).",
         "",
         *sections,
         "## Cost on this machine",
         "",
         markdown_table(["collection", "model", "training (s per epoch)", "re-ranking (pairs/s)"], timing),
         "",
-        *machine_section(["torch"]),
+        *machine_section(["torch", "transformers"]),
     ]
     args.output.write_text("\n".join(lines), encoding="utf-8")
     print(f"wrote {args.output}", flush=True)
