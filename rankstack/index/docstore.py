@@ -18,6 +18,9 @@ from typing import Any
 import numpy as np
 
 BLOCK = 16
+# zlib's fastest level: half the compression time of the default 6 (the largest cost of a one-thread build
+# after analysis: 0.21 -> 0.10 s on SciFact) for blocks ~11% larger; any level reads back the same
+LEVEL = 1
 
 
 class DocStoreWriter:
@@ -47,9 +50,9 @@ class DocStoreWriter:
         data = "\n".join(self._pending).encode("utf-8")
         self._pending = []
         if self._pool is None:
-            self._write(zlib.compress(data, 6))
+            self._write(zlib.compress(data, LEVEL))
             return
-        self._inflight.append(self._pool.submit(zlib.compress, data, 6))
+        self._inflight.append(self._pool.submit(zlib.compress, data, LEVEL))
         while len(self._inflight) > 4 or (self._inflight and self._inflight[0].done()):
             self._write(self._inflight.popleft().result())
 

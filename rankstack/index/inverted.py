@@ -114,13 +114,23 @@ def _invert(fwd_terms: np.ndarray, fwd_tfs: np.ndarray, fwd_offsets: np.ndarray,
 
     Plain numpy on purpose: a build then never starts numba's compiler (some 50 MiB of RSS).
     """
-    order = np.argsort(fwd_terms, kind="stable")
+    order = stable_term_order(fwd_terms, vocab_size)
     offsets = np.zeros(vocab_size + 1, dtype=np.int64)
     np.cumsum(np.bincount(fwd_terms, minlength=vocab_size), out=offsets[1:])
     docs = np.repeat(np.arange(len(fwd_offsets) - 1, dtype=np.uint32), np.diff(fwd_offsets))
     post_docs = docs[order]
     del docs
     return offsets, post_docs, fwd_tfs[order]
+
+
+def stable_term_order(terms: np.ndarray, vocab_size: int) -> np.ndarray:
+    """``np.argsort(terms, kind="stable")``, 3-4x faster: numpy's stable sort is a radix sort for 16-bit keys,
+    so term ids below 2**16 sort in one pass and larger ones in two (low half, then high half: LSD radix)."""
+    if vocab_size <= 1 << 16:
+        return np.argsort(terms.astype(np.uint16), kind="stable")
+    order = np.argsort((terms & 0xFFFF).astype(np.uint16), kind="stable")
+    high = np.argsort((terms[order] >> 16).astype(np.uint16), kind="stable")
+    return order[high]
 
 
 class _TermIds(dict):
