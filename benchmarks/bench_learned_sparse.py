@@ -20,6 +20,11 @@ the test queries (nDCG@10 and R@100 by ``rankstack.eval.Experiment``, Holm-corre
   to write each judged document's query (``train_doc2query``); ``--d2q-queries`` sampled queries (top-10) appended
   to every document, then BM25.
 
+With ``--cross-encoder DIR`` (a cross-encoder trained by the re-ranking issue, e.g. ``bench_rerank.py``'s
+``model-mono/final``), each system is also a first stage under it: its top ``--rerank-depth`` re-ranked (ONNX
+int8 when the model has that export, else PyTorch), one scorer for all systems so a pair two systems retrieve is
+scored once. Re-ranked runs are kept in ``--workdir`` as TREC files.
+
 Every model, encoding and expansion is kept in ``--workdir``; a re-run computes only what is missing. Writes
 ``benchmarks/results/learned-sparse.md``.
 """
@@ -190,6 +195,30 @@ class Bench:
         return open_index(path).bm25(k=1000)
 
 
+def reranked(bench: Bench, runs: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """Every first stage's top ``--rerank-depth`` under one cross-encoder (a shared score cache), each run kept
+    in the work directory as a TREC file so an interrupted benchmark resumes where it stopped."""
+    import re
+
+    from rankstack.rerank import CrossEncoder
+    from rankstack.types import Ranking
+
+    model = args.cross_encoder
+    backend = "onnx" if (model / "onnx" / "model_qint8.onnx").exists() else "torch"
+    scorer = CrossEncoder(model, docs=bench.index, max_length=args.rerank_max_length, backend=backend,
+                          show_progress=True)  # type: ignore[arg-type]  # fmt: skip
+    out = {}
+    for label, run in runs.items():
+        name = f"{label.split(' (')[0]} >> cross-encoder{' (ONNX int8)' if backend == 'onnx' else ''}"
+        cached = bench.work / f"rerank-{re.sub(r'[^a-z0-9]+', '-', label.lower()).strip('-')}-{args.rerank_depth}.trec"
+        if cached.exists():
+            out[name] = Ranking.read_trec(cached)
+            continue
+        out[name] = bench.timed(f"re-rank {label}", lambda run=run: scorer(run.cutoff(args.rerank_depth)))
+        out[name].write_trec(cached, tag="rerank")
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--collection", default="scifact")
@@ -205,6 +234,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--d2q-queries", type=int, default=5, help="queries sampled per document")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="inference-free training")
+    parser.add_argument("--cross-encoder", type=Path, default=None, help="re-rank every system's top with this model")
+    parser.add_argument("--rerank-depth", type=int, default=100)
+    parser.add_argument("--rerank-max-length", type=int, default=256, help="tokens per (query, document) pair")
     parser.add_argument("--quick", action="store_true", help="16 training queries, 30 test queries: a smoke run")
     parser.add_argument("--output", type=Path, default=REPO / "benchmarks" / "results" / "learned-sparse.md")
     args = parser.parse_args(argv)
@@ -238,6 +270,8 @@ def main(argv: list[str] | None = None) -> None:
     for label, make in stages.items():
         stage = make()
         runs[label] = bench.timed(f"search {label}", lambda stage=stage: stage(bench.queries))
+    if args.cross_encoder:
+        runs.update(reranked(bench, runs, args))
     table = Experiment(runs, bench.queries, bench.qrels, ["nDCG@10", "R@100"], baseline=0, correction="holm")
     print(table.to_string(), flush=True)
     command = "RANKSTACK_DATA=../shared/data .venv/bin/python benchmarks/bench_learned_sparse.py " + " ".join(sys.argv[1:])
@@ -252,6 +286,9 @@ def main(argv: list[str] | None = None) -> None:
         f"DeepCT: {args.epochs} epoch(s), documents cut at {args.train_max_length} tokens in training (uniCOIL, "
         f"DeepCT, doc2query) and {args.max_length} when encoding the corpus; doc2query: {args.d2q_epochs} epoch(s), "
         f"a {args.decoder_layers}-layer decoder. Holm-corrected paired t-tests against BM25.",
+        *([f"Re-ranked rows: each system's top {args.rerank_depth} re-scored by the cross-encoder `{args.cross_encoder}` "
+           f"({args.rerank_max_length}-token pairs); R@100 of a re-ranked row is its first stage's.", ""]
+          if args.cross_encoder else []),
         "",
         experiment_markdown(table),
         "",
