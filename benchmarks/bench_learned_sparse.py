@@ -22,7 +22,7 @@ the test queries (nDCG@10 and R@100 by ``rankstack.eval.Experiment``, Holm-corre
 
 With ``--cross-encoder DIR`` (a cross-encoder trained by the re-ranking issue, e.g. ``bench_rerank.py``'s
 ``model-mono/final``), each system is also a first stage under it: its top ``--rerank-depth`` re-ranked (ONNX
-int8 when the model has that export, else PyTorch), one scorer for all systems so a pair two systems retrieve is
+int8, exported on first use), one scorer for all systems so a pair two systems retrieve is
 scored once. Re-ranked runs are kept in ``--workdir`` as TREC files.
 
 Every model, encoding and expansion is kept in ``--workdir``; a re-run computes only what is missing. Writes
@@ -204,12 +204,12 @@ def reranked(bench: Bench, runs: dict[str, Any], args: argparse.Namespace) -> di
     from rankstack.types import Ranking
 
     model = args.cross_encoder
-    backend = "onnx" if (model / "onnx" / "model_qint8.onnx").exists() else "torch"
-    scorer = CrossEncoder(model, docs=bench.index, max_length=args.rerank_max_length, backend=backend,
-                          show_progress=True)  # type: ignore[arg-type]  # fmt: skip
+    if not (model / "onnx" / "model_qint8.onnx").exists():
+        CrossEncoder(model).export_onnx()  # int8 ONNX Runtime, as bench_rerank.py's mono-int8 row
+    scorer = CrossEncoder(model, docs=bench.index, max_length=args.rerank_max_length, backend="onnx", show_progress=True)
     out = {}
     for label, run in runs.items():
-        name = f"{label.split(' (')[0]} >> cross-encoder{' (ONNX int8)' if backend == 'onnx' else ''}"
+        name = f"{label.split(' (')[0]} >> cross-encoder (ONNX int8)"
         cached = bench.work / f"rerank-{re.sub(r'[^a-z0-9]+', '-', label.lower()).strip('-')}-{args.rerank_depth}.trec"
         if cached.exists():
             out[name] = Ranking.read_trec(cached)
