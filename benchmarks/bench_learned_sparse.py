@@ -71,6 +71,8 @@ class Bench:
             judged = set(self.train_qrels.docid.tolist())
             judged |= {d for q, d in zip(self.qrels.qid, self.qrels.docid, strict=True) if q in set(test)}
             self.docs = [d for i, d in enumerate(self.docs) if i < 300 or d.docid in judged]
+        if args.train_queries:  # a training budget: a seeded sample of queries, each with every one of its judgments
+            self.train_q, self.train_qrels = sample_training_queries(self.train_q, self.train_qrels, args)
         self.index = bm25_index(self.docs, self.work / "bm25")
         self.timings: dict[str, float] = {}
         self.examples: list[tuple[str, str, Any]] = []
@@ -195,6 +197,21 @@ class Bench:
         return open_index(path).bm25(k=1000)
 
 
+def sample_training_queries(queries: Any, qrels: Any, args: argparse.Namespace) -> tuple[Any, Any]:
+    """``--train-queries`` training queries drawn with a fixed seed among those with at most
+    ``--train-max-judgments`` judgments, and all their judgments: none of a query's positives is dropped (so none
+    can come back as a BM25 negative), and NFCorpus' broad topic queries (hundreds of judgments) do not dominate."""
+    from rankstack.types import Qrels
+
+    qids, counts = np.unique(qrels.qid, return_counts=True)
+    eligible = sorted(str(q) for q, c in zip(qids, counts, strict=True) if c <= args.train_max_judgments)
+    rng = np.random.default_rng(42)
+    chosen = sorted(rng.choice(eligible, size=min(args.train_queries, len(eligible)), replace=False).tolist())
+    keep = np.isin(qrels.qid, chosen)
+    print(f"training on {len(chosen)} queries, {int(keep.sum())} judgments", flush=True)
+    return queries.subset(chosen), Qrels(qrels.qid[keep], qrels.docid[keep], qrels.relevance[keep])
+
+
 def reranked(bench: Bench, runs: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     """Every first stage's top ``--rerank-depth`` under one cross-encoder (a shared score cache), each run kept
     in the work directory as a TREC file so an interrupted benchmark resumes where it stopped."""
@@ -237,6 +254,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cross-encoder", type=Path, default=None, help="re-rank every system's top with this model")
     parser.add_argument("--rerank-depth", type=int, default=100)
     parser.add_argument("--rerank-max-length", type=int, default=256, help="tokens per (query, document) pair")
+    parser.add_argument("--train-queries", type=int, default=None, help="train on a seeded sample of this many queries")
+    parser.add_argument("--train-max-judgments", type=int, default=40, help="... among those with at most this many")
     parser.add_argument("--quick", action="store_true", help="16 training queries, 30 test queries: a smoke run")
     parser.add_argument("--output", type=Path, default=REPO / "benchmarks" / "results" / "learned-sparse.md")
     args = parser.parse_args(argv)
@@ -282,12 +301,14 @@ def main(argv: list[str] | None = None) -> None:
         f"{(time.time() - started) / 60:.1f} minutes; rankstack revision {git_revision(REPO)}.",
         "",
         f"Trained on {args.collection} train ({len(set(bench.train_qrels.qid.tolist()))} queries with judgments"
-        f"{', first 16 (--quick)' if args.quick else ''}); {len(bench.queries)} test queries. SPLADE, uniCOIL, "
+        f"{', first 16 (--quick)' if args.quick else ''}"
+        f"{f', a seeded sample among those with at most {args.train_max_judgments} judgments; {len(bench.train_qrels)} judgments' if args.train_queries else ''}"
+        f"); {len(bench.queries)} test queries. SPLADE, uniCOIL, "
         f"DeepCT: {args.epochs} epoch(s), documents cut at {args.train_max_length} tokens in training (uniCOIL, "
         f"DeepCT, doc2query) and {args.max_length} when encoding the corpus; doc2query: {args.d2q_epochs} epoch(s), "
         f"a {args.decoder_layers}-layer decoder. Holm-corrected paired t-tests against BM25.",
-        *([f"Re-ranked rows: each system's top {args.rerank_depth} re-scored by the cross-encoder `{args.cross_encoder}` "
-           f"({args.rerank_max_length}-token pairs); R@100 of a re-ranked row is its first stage's.", ""]
+        *(["", f"Re-ranked rows: each system's top {args.rerank_depth} re-scored by the cross-encoder `{args.cross_encoder}` "
+           f"({args.rerank_max_length}-token pairs); R@100 of a re-ranked row is its first stage's."]
           if args.cross_encoder else []),
         "",
         experiment_markdown(table),
