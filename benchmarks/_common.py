@@ -182,6 +182,10 @@ def versions(packages: Sequence[str]) -> dict[str, str]:
 
 
 def git_revision(repo: str | Path) -> str:
+    """The repository's short revision; ``RANKSTACK_REVISION`` when set (a copied tree on a lent machine: its git
+    metadata, if any came along, can be stale)."""
+    if os.environ.get("RANKSTACK_REVISION"):
+        return os.environ["RANKSTACK_REVISION"]
     try:
         rev = subprocess.run(
             ["git", "-C", str(repo), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
@@ -190,8 +194,8 @@ def git_revision(repo: str | Path) -> str:
             ["git", "-C", str(repo), "status", "--porcelain", "--", "rankstack"], capture_output=True, text=True
         ).stdout.strip()
         return rev + (" (rankstack/ has uncommitted changes)" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):  # a copy of the tree without .git (a lent GPU machine)
-        return os.environ.get("RANKSTACK_REVISION", "unknown")
+    except (OSError, subprocess.CalledProcessError):  # a copy of the tree without .git
+        return "unknown"
 
 
 def machine_info() -> dict[str, str]:
