@@ -64,10 +64,7 @@ class Bench:
             train = sorted(set(self.train_qrels.qid.tolist()))[:16]
             test = sorted(set(self.qrels.qid.tolist()))[:30]
             self.train_q, self.queries = self.train_q.subset(train), self.queries.subset(test)
-            from rankstack.types import Qrels
-
-            keep = np.isin(self.train_qrels.qid, train)
-            self.train_qrels = Qrels(self.train_qrels.qid[keep], self.train_qrels.docid[keep], self.train_qrels.relevance[keep])
+            self.train_qrels = self.train_qrels.subset(train)
             judged = set(self.train_qrels.docid.tolist())
             judged |= {d for q, d in zip(self.qrels.qid, self.qrels.docid, strict=True) if q in set(test)}
             self.docs = [d for i, d in enumerate(self.docs) if i < 300 or d.docid in judged]
@@ -201,15 +198,13 @@ def sample_training_queries(queries: Any, qrels: Any, args: argparse.Namespace) 
     """``--train-queries`` training queries drawn with a fixed seed among those with at most
     ``--train-max-judgments`` judgments, and all their judgments: none of a query's positives is dropped (so none
     can come back as a BM25 negative), and NFCorpus' broad topic queries (hundreds of judgments) do not dominate."""
-    from rankstack.types import Qrels
-
     qids, counts = np.unique(qrels.qid, return_counts=True)
     eligible = sorted(str(q) for q, c in zip(qids, counts, strict=True) if c <= args.train_max_judgments)
     rng = np.random.default_rng(42)
     chosen = sorted(rng.choice(eligible, size=min(args.train_queries, len(eligible)), replace=False).tolist())
-    keep = np.isin(qrels.qid, chosen)
-    print(f"training on {len(chosen)} queries, {int(keep.sum())} judgments", flush=True)
-    return queries.subset(chosen), Qrels(qrels.qid[keep], qrels.docid[keep], qrels.relevance[keep])
+    qrels = qrels.subset(chosen)
+    print(f"training on {len(chosen)} queries, {len(qrels)} judgments", flush=True)
+    return queries.subset(chosen), qrels
 
 
 def reranked(bench: Bench, runs: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:

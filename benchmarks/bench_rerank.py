@@ -109,12 +109,7 @@ class Bench:
             return out / "final"
         queries, qrels = self.col.queries_for("train"), self.col.qrels("train")
         if a.max_train_queries:
-            import numpy as np
-
-            from rankstack.types import Qrels
-
-            keep = np.isin(qrels.qid, sorted(set(qrels.qid.tolist()))[: a.max_train_queries])
-            qrels = Qrels(qrels.qid[keep], qrels.docid[keep], qrels.relevance[keep])
+            qrels = qrels.subset(sorted(set(qrels.qid.tolist()))[: a.max_train_queries])
         t0 = time.perf_counter()
         start: Any = init or minilm_dir()
         if overrides.get("duo"):

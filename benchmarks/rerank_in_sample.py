@@ -41,15 +41,13 @@ def main(argv: list[str] | None = None) -> None:
     from rankstack.data import load_collection
     from rankstack.eval import evaluate
     from rankstack.rerank import CrossEncoder
-    from rankstack.types import Qrels
 
     torch.set_num_threads(1)
     col = load_collection(DATA / a.collection)
     qrels = col.qrels(a.split)
     judged = sorted(set(qrels.qid.tolist()))
     qids = sorted(np.random.default_rng(0).choice(judged, min(a.queries, len(judged)), replace=False).tolist())
-    keep = np.isin(qrels.qid, qids)
-    qrels = Qrels(qrels.qid[keep].tolist(), qrels.docid[keep].tolist(), qrels.relevance[keep].tolist())
+    qrels = qrels.subset(qids)
     with tempfile.TemporaryDirectory() as tmp:
         index = bm25_index(col.corpus, Path(tmp) / "bm25", show_progress=False)
         run = index.bm25(k1=0.9, b=0.4, k=a.depth)(col.queries_for(a.split).subset(qids))

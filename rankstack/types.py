@@ -366,6 +366,11 @@ class Qrels:
     def qids(self) -> list[str]:
         return list(dict.fromkeys(self.qid.tolist()))
 
+    def subset(self, qids: Iterable[str]) -> Qrels:
+        """The judgments of the queries in ``qids``, keeping this table's order (as ``Queries.subset``)."""
+        keep = np.isin(self.qid, np.asarray(list(qids), dtype=object))
+        return Qrels(self.qid[keep], self.docid[keep], self.relevance[keep])
+
     @classmethod
     def read(cls, path: str | Path) -> Qrels:
         """Read TREC qrels (``qid iter docid rel``) or BEIR tsv (``query-id corpus-id score`` with header)."""

@@ -52,6 +52,14 @@ def test_qrels_read_trec_and_beir(tmp_path):
         Qrels.read(beir)
 
 
+def test_qrels_subset_keeps_the_judgments_of_the_given_queries_in_order():
+    q = Qrels(["2", "1", "2", "3"], ["d1", "d2", "d3", "d4"], [1, 0, 2, 1])
+    sub = q.subset(["2", "3", "unknown"])
+    assert list(zip(sub.qid.tolist(), sub.docid.tolist(), sub.relevance.tolist(), strict=True)) == [
+        ("2", "d1", 1), ("2", "d3", 2), ("3", "d4", 1)]  # fmt: skip
+    assert len(q.subset([])) == 0 and len(q.subset(iter(["1"]))) == 1
+
+
 def test_queries_coerce_and_subset():
     q = Queries.coerce({"a": "x y", "b": "z"})
     assert list(q) == [("a", "x y"), ("b", "z")]

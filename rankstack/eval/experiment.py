@@ -101,10 +101,11 @@ def Experiment(  # capitalised like PyTerrier's pt.Experiment, which users will 
     if query_table is None and any(isinstance(s, Stage) for s in systems):
         raise ValueError("pipelines that are Stages need queries to run on; pass queries=...")
     if query_table is not None:
-        keep = np.isin(qrels.qid, query_table.qid)
-        if not keep.all():
-            logger.info("dropping qrels of %d queries that are not in the query table", len(set(qrels.qid[~keep])))
-        qrels = Qrels(qrels.qid[keep], qrels.docid[keep], qrels.relevance[keep])
+        kept = qrels.subset(query_table.qid)
+        if len(kept) < len(qrels):
+            dropped = set(qrels.qid.tolist()) - set(kept.qid.tolist())
+            logger.info("dropping qrels of %d queries that are not in the query table", len(dropped))
+        qrels = kept
     encoded = encode_qrels(qrels)
 
     scores: list[np.ndarray] = []  # per system: (queries, measures)
