@@ -99,6 +99,7 @@ def main(argv: list[str] | None = None) -> None:
         runs = {"BM25 (k1=0.9, b=0.4)": first}
         if name in cross_runs:
             runs["BM25 >> cross-encoder (MiniLM, trained here)"] = Ranking.read_trec(cross_runs[name]).cutoff(args.depth)
+        section: list[str] = []
         for family in args.families:
             bert = family in BERT_FAMILIES
             out = work / (family if bert else f"{family}-{args.embeddings}")
@@ -123,9 +124,9 @@ def main(argv: list[str] | None = None) -> None:
                 timing.append([name, label.removeprefix("BM25 >> "), f"{train_s / epochs:.0f}", f"{len(first) / rerank_s:.0f}"])
                 print(timing[-1], flush=True)
             # after each model: a run cut short by a time limit still leaves a report of what it finished
-            write_report(args, started, [*sections, *collection_section(name, queries, qrels, runs, configs)], timing)
-        sections += collection_section(name, queries, qrels, runs, configs)
-        write_report(args, started, sections, timing)
+            section = collection_section(name, queries, qrels, runs, configs)
+            write_report(args, started, [*sections, *section], timing)
+        sections += section
 
 
 def collection_section(name: str, queries: Any, qrels: Any, runs: dict[str, Any], configs: dict[bool, Any]) -> list[str]:
