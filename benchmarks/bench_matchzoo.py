@@ -20,7 +20,8 @@ pair reaching the top, one per ``--cascade-keep``), ``prop`` (PROP pre-training 
 the collection, then the ``cross`` fine-tuning). Each re-ranks BM25's top ``--depth`` for the test queries; one
 ``Experiment`` per collection with Holm-corrected paired t-tests against BM25. A cross-encoder's TREC run over
 the same BM25 depth can be added with ``--cross-run COLLECTION=PATH``. Models are kept in the work directory, so
-a second run only evaluates. Writes ``benchmarks/results/matchzoo.md``.
+a second run only evaluates; ``--report-only`` trains nothing and reports the runs and timings another run left
+there (runs trained in parallel on a lent GPU, say). Writes ``benchmarks/results/matchzoo.md``.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import bm25_index, experiment_markdown, git_revision, machine_section, markdown_table
+from _common import bm25_index, experiment_markdown, git_revision, machine_info, machine_section, markdown_table
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("RANKSTACK_DATA", "").split(":")[0] or REPO.parent / "shared" / "data")
@@ -70,6 +71,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-per-query", type=int, default=None, help="NFCorpus: at most this many examples per query")
     parser.add_argument("--max-examples", type=int, default=None, help="every collection: a seeded training sample")
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    parser.add_argument("--report-only", action="store_true",
+                        help="train nothing: report the runs and timings a run (e.g. on a lent GPU) left in --workdir")
     parser.add_argument("--output", type=Path, default=REPO / "benchmarks" / "results" / "matchzoo.md")
     args = parser.parse_args(argv)
     unknown = sorted(set(args.families) - set(FAMILIES) - set(BERT_FAMILIES))
@@ -104,11 +107,14 @@ def main(argv: list[str] | None = None) -> None:
             bert = family in BERT_FAMILIES
             out = work / (family if bert else f"{family}-{args.embeddings}")
             timings = out / "timing.json"
-            if not (out / "final").exists():
+            if not (out / "final").exists() and not args.report_only:
                 t0 = time.perf_counter()
                 train_family(args, family, col, index, out, configs[bert])
-                timings.write_text(json.dumps({"train_s": time.perf_counter() - t0}))
+                timings.write_text(json.dumps({"train_s": time.perf_counter() - t0, "device": device_name()}))
             for label, scorer, cached in scorers(args, family, out, index):
+                if args.report_only and not cached.exists():
+                    print(f"{name}: no run for {label} in {out}: left out", flush=True)
+                    continue
                 if cached.exists():  # a finished model's run: re-runs of the report do not re-rank again
                     runs[label] = Ranking.read_trec(cached)
                     rerank_s = json.loads(timings.read_text()).get(f"rerank_s {label}", float("nan"))
@@ -119,9 +125,11 @@ def main(argv: list[str] | None = None) -> None:
                     runs[label].write_trec(cached, tag=family)
                     if timings.exists():
                         timings.write_text(json.dumps({**json.loads(timings.read_text()), f"rerank_s {label}": rerank_s}))
-                train_s = json.loads(timings.read_text())["train_s"] if timings.exists() else float("nan")
+                recorded = json.loads(timings.read_text()) if timings.exists() else {}
+                train_s = recorded.get("train_s", float("nan"))
                 epochs = args.bert_epochs if bert else args.epochs
-                timing.append([name, label.removeprefix("BM25 >> "), f"{train_s / epochs:.0f}", f"{len(first) / rerank_s:.0f}"])
+                timing.append([name, label.removeprefix("BM25 >> "), f"{train_s / epochs:.0f}", f"{len(first) / rerank_s:.0f}",
+                               recorded.get("device", "this machine")])  # fmt: skip
                 print(timing[-1], flush=True)
             # after each model: a run cut short by a time limit still leaves a report of what it finished
             section = collection_section(name, queries, qrels, runs, configs)
@@ -209,6 +217,15 @@ def scorers(args: argparse.Namespace, family: str, out: Path, index: Any) -> lis
                                                   max_length=args.max_length), out / f"bm25-top{depth}.trec")]  # fmt: skip
 
 
+def device_name() -> str:
+    """Where a model was trained, for the cost table: the GPU's name, else the CPU's."""
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    return machine_info()["cpu"]
+
+
 def write_report(args: argparse.Namespace, started: float, sections: list[str], timing: list[list[str]]) -> None:
     command = "RANKSTACK_DATA=../shared/data .venv/bin/python benchmarks/bench_matchzoo.py " + " ".join(sys.argv[1:])
     lines = [
@@ -227,12 +244,12 @@ def write_report(args: argparse.Namespace, started: float, sections: list[str], 
         "(1.0: the full model).",
         "",
         *sections,
-        "## Cost on this machine",
+        "## Cost where each model was trained",
         "",
         "Training time per epoch is the whole training run over the epochs (PROP's includes its pre-training; the "
         "cascade's rows share one model). Re-ranking: pairs/s over BM25's top candidates for the test queries.",
         "",
-        markdown_table(["collection", "model", "training (s per epoch)", "re-ranking (pairs/s)"], timing),
+        markdown_table(["collection", "model", "training (s per epoch)", "re-ranking (pairs/s)", "measured on"], timing),
         "",
         *machine_section(["torch", "transformers"]),
     ]
