@@ -14,7 +14,7 @@ import dataclasses
 import re
 from array import array
 from collections.abc import Iterable
-from functools import cached_property
+from functools import cache, cached_property
 from typing import Any
 
 import regex
@@ -52,6 +52,7 @@ _ASCII_TOKEN_RE = re.compile(
 # a whitespace-delimited chunk holding a non-ASCII character; starting only after whitespace (and lazy up to
 # that character) keeps the search linear: "\S*[^\x00-\x7f]" would backtrack through every ASCII word
 _NON_ASCII_CHUNK = re.compile(r"(?<!\S)\S*?[^\x00-\x7f]\S*")
+_NON_ASCII = re.compile(r"[^\x00-\x7f]")
 _HAS_WORD = regex.compile(r"[\p{L}\p{Nd}\p{Extended_Pictographic}]")
 _MAX_TOKEN_LENGTH = 255  # StandardTokenizer's default; longer runs are split, as Lucene does
 _APOSTROPHES = "'\u2019\uff07"  # EnglishPossessiveFilter strips 's after any of these
@@ -121,6 +122,18 @@ class Analyzer:
             tokens += _ASCII_TOKEN_RE.findall(stretch.lower() if lower else stretch)
         return tokens
 
+    def _bulk_surface_tokens(self, text: str) -> list[str]:
+        """``_surface_tokens`` for index builds, where most non-ASCII text (Greek letters, dashes, symbols) is
+        tokenised whole by a stdlib ``re`` over Unicode classes (``_bmp_tokenizer``: compiled once, so not for
+        one query) and comes out lowercased; text with marks, format characters or characters beyond the Basic
+        Multilingual Plane takes the exact path (equality with ``_TOKEN_RE`` is tested)."""
+        if text.isascii():
+            return _ASCII_TOKEN_RE.findall(text.lower() if self.lowercase else text)
+        token_re, exact_only = _bmp_tokenizer()
+        if any(map(exact_only.__getitem__, set(_NON_ASCII.findall(text)))):
+            return self._mixed_tokens(text)
+        return token_re.findall(text.lower() if self.lowercase else text)
+
     def term_of_raw(self, token: str) -> str | None:
         """``term`` for a surface token from the compiled batch scan (``query_scan.py``): possessive removed first."""
         return self.term(self._without_possessive(token))
@@ -189,7 +202,7 @@ class TermMapper:
         ids = array("q")
         counts: list[int] = []
         for text in texts:
-            found = self.analyzer._surface_tokens(text)
+            found = self.analyzer._bulk_surface_tokens(text)
             if found and max(map(len, found)) > _MAX_TOKEN_LENGTH:  # rare: split as Lucene does, exactly
                 found = [self.vocab[t] for t in self.analyzer(text)]
                 ids.extend(found)
@@ -207,6 +220,36 @@ class _SurfaceIds(dict):
     def __missing__(self, token: str) -> int:
         tid = self[token] = self.mapper.surface_id(token)
         return tid
+
+
+class _ExactOnly(dict):
+    """Whether a character needs the exact tokeniser, found once per distinct character."""
+
+    def __init__(self, pattern: re.Pattern[str]):
+        super().__init__()
+        self.pattern = pattern
+
+    def __missing__(self, char: str) -> bool:
+        needs = self[char] = bool(self.pattern.match(char))
+        return needs
+
+
+@cache
+def _bmp_tokenizer() -> tuple[re.Pattern[str], _ExactOnly]:
+    """``_TOKEN_RE``'s rules in the stdlib ``re`` for text whose characters all lie outside ``EXACT_ONLY``:
+    without marks or format characters every lookbehind has a fixed width, and an emoji is one character."""
+    from rankstack.text import unicode_classes as u
+
+    def escaped(chars: str) -> str:
+        return "".join(f"\\u{ord(c):04x}" for c in chars)
+
+    word, letter, digit = f"[{u.WORD}]", f"[{u.LETTER}]", f"[{u.DIGIT}]"
+    join = (
+        rf"(?:(?<={letter})[{escaped(_MID_LETTER + _MID_NUM_LET)}](?={letter})"
+        rf"|(?<={digit})[{escaped(_MID_NUM + _MID_NUM_LET)}](?={digit}))"
+    )
+    token = re.compile(rf"[{u.SINGLE}]|[{u.PICTOGRAPHIC}]|{word}+(?:{join}{word}+)*")
+    return token, _ExactOnly(re.compile(rf"[{u.EXACT_ONLY}\ud800-\udfff]|[^\x00-\uffff]"))
 
 
 def english_analyzer() -> Analyzer:

@@ -71,3 +71,42 @@ def test_mixed_text_takes_ascii_stretches_fast_and_equals_the_unicode_rules(text
 def test_possessives_without_an_apostrophe_in_sight():
     a = Analyzer(stopwords="none", stemmer=None)
     assert a.tokenize("Johns book, John's book, John\u2019s book") == ["johns", "book", "john", "book", "john", "book"]
+
+
+# the bulk (index build) path: whole non-ASCII texts through a stdlib ``re`` over Unicode classes, with the
+# characters where that is not exact (marks, format characters, astral planes, capital sigma, case changes
+# that change a character's class) sent down the exact path
+_BULK = st.text(
+    alphabet="aZ09_ .,;:'-^sS\n\u00e9\u00c9\u03b2\u03a3\u0394\u00b5\u2013\u00b1\u2265\u00a9\u00ae\u24c2\u0301"
+    "\u0660\u066c\u2019\u00b7\u00a0\u00ad\u4e2d\u3042\u0130\u2122\U0001F600\U0001F1EB\u203f",
+    max_size=60,
+)
+
+
+@settings(max_examples=800, deadline=None)
+@given(_BULK)
+def test_bulk_path_for_non_ascii_text_equals_the_unicode_rules(text):
+    for lowercase in (True, False):
+        analyzer = Analyzer(stopwords="none", stemmer=None, lowercase=lowercase)
+        got = analyzer._bulk_surface_tokens(text)
+        reference = _TOKEN_RE.findall(text)
+        assert [t.lower() for t in got] == [t.lower() for t in reference] if lowercase else got == reference
+
+
+def test_bulk_path_lowercases_and_keeps_greek_symbols_and_numbers():
+    analyzer = Analyzer(stopwords="none", stemmer=None)
+    text = "TNF-\u03b1 \u2265 3.5 \u00b5g \u00a9 2019 \u0394CT, IL\u20136 \u2013 R\u00e9sum\u00e9"
+    assert analyzer._bulk_surface_tokens(text) == ["tnf", "\u03b1", "3.5", "\u00b5g", "\u00a9", "2019", "\u03b4ct",
+                                                   "il", "6", "r\u00e9sum\u00e9"]  # fmt: skip
+
+
+def test_unicode_classes_are_what_the_generator_writes():
+    """``unicode_classes.py`` is generated; with the ``regex`` release that wrote it, regenerating changes nothing."""
+    import regex
+
+    from rankstack.text import _unicode_gen, unicode_classes
+
+    if regex.__version__ != unicode_classes.REGEX_VERSION:
+        pytest.skip(f"unicode_classes.py was written with regex {unicode_classes.REGEX_VERSION}, not {regex.__version__}")
+    for name, ranges in _unicode_gen.classes().items():
+        assert getattr(unicode_classes, name) == "".join(ranges), name
