@@ -102,8 +102,9 @@ class Bench:
         if fine_tuned:
             out = self.work / "model-splade"
             a = self.args
-            config = SpladeConfig(epochs=a.epochs, batch_size=32, learning_rate=a.splade_lr, num_negatives=1,
-                                  negative_depth=30, doc_max_length=a.max_length, save_every=10, show_progress=True)  # fmt: skip
+            config = SpladeConfig(epochs=a.splade_epochs or a.epochs, batch_size=32, learning_rate=a.splade_lr,
+                                  num_negatives=1, negative_depth=30, doc_max_length=a.max_length, save_every=10,
+                                  flops_query=a.splade_flops[0], flops_doc=a.splade_flops[1], show_progress=True)  # fmt: skip
             model = self.timed("train SPLADE", lambda: train_splade(
                 load_splade("splade-tiny"), self.train_q, self.train_qrels, self.index, out, config=config,
                 bm25_index=self.index, resume=True))  # fmt: skip
@@ -239,6 +240,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=2, help="SPLADE, uniCOIL and DeepCT epochs")
     parser.add_argument("--lr", type=float, default=5e-5, help="uniCOIL and DeepCT (MiniLM) learning rate")
     parser.add_argument("--splade-lr", type=float, default=2e-5)
+    parser.add_argument("--splade-epochs", type=int, default=None, help="SPLADE fine-tuning epochs (default: --epochs)")
+    parser.add_argument("--splade-flops", type=float, nargs=2, default=[3e-4, 1e-4], metavar=("QUERY", "DOC"),
+                        help="FLOPS regulariser weights when fine-tuning SPLADE (0 0: none)")
     parser.add_argument("--max-length", type=int, default=256, help="document tokens when encoding the corpus")
     parser.add_argument("--train-max-length", type=int, default=128, help="document tokens in training")
     parser.add_argument("--decoder-layers", type=int, default=2)
@@ -301,7 +305,9 @@ def main(argv: list[str] | None = None) -> None:
         f"); {len(bench.queries)} test queries. SPLADE, uniCOIL, "
         f"DeepCT: {args.epochs} epoch(s), documents cut at {args.train_max_length} tokens in training (uniCOIL, "
         f"DeepCT, doc2query) and {args.max_length} when encoding the corpus; doc2query: {args.d2q_epochs} epoch(s), "
-        f"a {args.decoder_layers}-layer decoder. Holm-corrected paired t-tests against BM25.",
+        f"a {args.decoder_layers}-layer decoder. SPLADE fine-tuning: {args.splade_epochs or args.epochs} epoch(s) at lr "
+        f"{args.splade_lr:g}, FLOPS weights {args.splade_flops[0]:g} (queries) / {args.splade_flops[1]:g} (documents). "
+        "Holm-corrected paired t-tests against BM25.",
         *(["", f"Re-ranked rows: each system's top {args.rerank_depth} re-scored by the cross-encoder `{args.cross_encoder}` "
            f"({args.rerank_max_length}-token pairs); R@100 of a re-ranked row is its first stage's."]
           if args.cross_encoder else []),
