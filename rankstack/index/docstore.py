@@ -23,6 +23,10 @@ BLOCK = 16
 LEVEL = 1
 
 
+# one encoder for every record: json.dumps with non-default options builds a new one per call
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
 class DocStoreWriter:
     """Writes blocks of ``BLOCK`` JSON records, zlib-compressed. With ``background=True`` the compression
     (which releases the interpreter lock) runs on a helper thread while indexing goes on; the bytes
@@ -40,7 +44,7 @@ class DocStoreWriter:
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="docstore")
 
     def add(self, record: dict[str, Any]) -> None:
-        self._pending.append(json.dumps(record, ensure_ascii=False, separators=(",", ":")))
+        self._pending.append(_encode(record))
         if len(self._pending) == BLOCK:
             self._flush()
 
