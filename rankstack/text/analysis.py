@@ -203,11 +203,13 @@ class TermMapper:
         counts: list[int] = []
         for text in texts:
             found = self.analyzer._bulk_surface_tokens(text)
-            if found and max(map(len, found)) > _MAX_TOKEN_LENGTH:  # rare: split as Lucene does, exactly
+            start = len(ids)
+            try:
+                ids.extend(map(lookup, found))
+            except _LongToken:  # rare: split as Lucene does, exactly, on the analyzer's own path
+                del ids[start:]  # the terms looked up before it were given ids in the order that path gives them
                 found = [self.vocab[t] for t in self.analyzer(text)]
                 ids.extend(found)
-            else:
-                ids.extend(map(lookup, found))
             counts.append(len(found))
         return ids, counts
 
@@ -218,8 +220,14 @@ class _SurfaceIds(dict):
         self.mapper = mapper
 
     def __missing__(self, token: str) -> int:
+        if len(token) > _MAX_TOKEN_LENGTH:  # never cached: each text holding one takes the exact path
+            raise _LongToken
         tid = self[token] = self.mapper.surface_id(token)
         return tid
+
+
+class _LongToken(Exception):
+    """A surface token longer than Lucene's limit: its text is analysed by ``Analyzer.__call__``, which splits it."""
 
 
 class _ExactOnly(dict):

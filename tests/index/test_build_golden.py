@@ -79,7 +79,7 @@ def test_scifact_build_is_byte_identical(tmp_path, threads):
 
 
 _TEXTS = st.text(
-    alphabet="aZ09_ .,;:'-sSTHE\n\u00e9\u00c9\u0301\u2019\u00b7\u00a0\u200b\u4e2dthe of and runs running",
+    alphabet="aZ09_ .,;:'-sSTHE\n\u00e9\u00c9\u0301\u2019\u00b7\u00a0\u200b\u4e2d\u03b2\u03a3\u2013\u00a9the of and runs running",
     max_size=80,
 )
 
@@ -100,7 +100,9 @@ def test_batch_analysis_equals_document_by_document(tmp_path_factory, texts, ste
     from rankstack.text.analysis import TermMapper
 
     analyzer = Analyzer(stemmer=stemmer, lowercase=lowercase, possessive=possessive, stopwords=stopwords)
-    texts = [*texts, "x" * 300 + " the end's"]  # and an over-long token (the exact path)
+    # and an over-long token between new terms, mid-batch (that text takes the exact path; ids stay in order)
+    middle = len(texts) // 2
+    texts = [*texts[:middle], "fresh words " + "x" * 300 + " the end's newterm", *texts[middle:], "x" * 256]
     root = tmp_path_factory.mktemp("w")
     batch, single = _SegmentWriter(root / "a", store_docs=False), _SegmentWriter(root / "b", store_docs=False)
     bags = term_bags(*TermMapper(analyzer, batch.vocab).map(texts))
