@@ -80,6 +80,7 @@ def throughput(args: argparse.Namespace, index: Any, bags: list[dict[str, float]
 
     numba.set_num_threads(1)
     stage = Impact(index, k=args.k, num_threads=1)
+    maxscore = Impact(index, k=args.k, num_threads=1, algorithm="maxscore")
     seg = index.segments[0]
     vocab = seg.term_ids
     scale = float(seg.entry["impact_scale"])
@@ -106,6 +107,7 @@ def throughput(args: argparse.Namespace, index: Any, bags: list[dict[str, float]
     one_query = [queries.subset([qid]) for qid in queries.qid.tolist()]
     engines = {
         "rankstack Impact": lambda i: stage.search_weighted([qids[i]], [bags[i]]),
+        "rankstack Impact, MaxScore": lambda i: maxscore.search_weighted([qids[i]], [bags[i]]),
         "scipy CSR + argpartition": scipy_one,
         "rankstack BM25 (same queries as text)": lambda i: bm25(one_query[i]),
     }
