@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from itertools import repeat
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -135,31 +136,40 @@ class Impact(PostingsSearch):
         bags = self.encoder.encode_queries(texts) if self.encoder is not None else [pretokenized(t) for t in texts]
         return self.search_weighted(queries.qid.tolist(), bags, queries)
 
+    def _vector(self, qid: str, bag: Mapping[str, float]) -> tuple[np.ndarray, np.ndarray]:
+        """A query's (term ids, weights) of the tokens the index holds with weight > 0, checked."""
+        try:
+            w = np.fromiter(bag.values(), np.float64, len(bag))
+        except (TypeError, ValueError):
+            w = np.full(len(bag), np.nan)  # some value is no number: named below
+        if not np.isfinite(w).all() or (w < 0).any():
+            bad = next(((t, v) for t, v in bag.items() if not _valid_weight(v)), None)
+            if bad is not None:
+                raise ValueError(f"query {qid!r}: token {bad[0]!r} has weight {bad[1]!r}; weights must be finite numbers >= 0")
+            w = np.array([float(v) for v in bag.values()], np.float64)  # numbers numpy would not take as they are
+        g = np.fromiter(map(self.index.lexicon.ids.get, bag.keys(), repeat(-1)), np.int64, len(bag))
+        keep = (g >= 0) & (w > 0)
+        return g[keep], w[keep]
+
     def search_weighted(
         self, qids: Sequence[str], bags: Sequence[Mapping[str, float]], queries: Queries | None = None
     ) -> Ranking:
         """Search queries given as ``{token: weight}`` (weights > 0 count; tokens the index lacks match nothing)."""
         if len(qids) != len(bags):
             raise ValueError(f"{len(qids)} qids but {len(bags)} query vectors")
-        lookup = self.index.lexicon.ids.get
         rows, gids, weights, empty = [], [], [], []
         for row, bag in enumerate(bags):
-            found = False
-            for token, weight in bag.items():
-                w = float(weight)
-                if not math.isfinite(w) or w < 0:
-                    raise ValueError(f"query {qids[row]!r}: token {token!r} has weight {w}; weights must be finite and >= 0")
-                gid = lookup(token)
-                if gid is not None and w > 0:
-                    rows.append(row)
-                    gids.append(gid)
-                    weights.append(w)
-                    found = True
-            if not found:
+            g, w = self._vector(qids[row], bag)
+            if len(g):
+                rows.append(np.full(len(g), row, np.int64))
+                gids.append(g)
+                weights.append(w)
+            else:
                 empty.append(qids[row])
         if empty:
             _warn_empty(empty)
-        rows_a, gids_a, w_a = np.asarray(rows, np.int64), np.asarray(gids, np.int64), np.asarray(weights, np.float64)
+        rows_a, gids_a, w_a = (np.concatenate(parts) if parts else np.zeros(0, dtype)
+                               for parts, dtype in ((rows, np.int64), (gids, np.int64), (weights, np.float64)))  # fmt: skip
         lex = self.index.lexicon
         if len(qids) == 1 and len(self.index.segments) == 1:  # a server's load: no per-segment bookkeeping
             seg, imp, to_local = self.index.segments[0], _segment_impacts(self.index)[0], lex.local[0]
@@ -176,6 +186,14 @@ class Impact(PostingsSearch):
             scale = float(seg.entry.get("impact_scale", 1.0))
             per_segment.append(self._run_kernel(seg, imp, q_offsets, local[here], w_a[here] / scale))
         return self._merge(list(qids), per_segment, queries)
+
+
+def _valid_weight(value: Any) -> bool:
+    try:
+        w = float(value)
+    except (TypeError, ValueError):
+        return False
+    return math.isfinite(w) and w >= 0
 
 
 __all__ = ["Impact", "SparseEncoder", "encode_corpus", "pretokenized"]

@@ -199,6 +199,13 @@ def test_bad_weights_are_refused_naming_the_document(tmp_path, weights, message)
         )
 
 
+@pytest.mark.parametrize("weight", [-0.5, math.nan, math.inf, "heavy", None])
+def test_bad_query_weights_are_refused_naming_query_and_token(tmp_path, weight):
+    stage = Impact(build_impact_index(random_vectors(3, 0), tmp_path / "ok", show_progress=False))
+    with pytest.raises(ValueError, match=r"query 'q2': token 't1' has weight .*finite numbers >= 0"):
+        stage.search_weighted(["q1", "q2"], [{"t0": 1.0}, {"t0": 2.0, "t1": weight}])
+
+
 def test_json_vector_collection_files(tmp_path):
     vectors = random_vectors(25, 9)
     path = write_json_vectors(vectors, tmp_path / "vectors.jsonl.gz")
