@@ -74,8 +74,15 @@ def test_dense_shards_encoded_with_ray_data_equal_one_index(cluster, corpus, que
     got = sharded.dense(encoder, k=30)(queries)
     one = build_dense_index(corpus, encoder, tmp_path / "one", show_progress=False)
     want = one.dense(encoder, k=30, exact=True)(queries)
-    assert got.docid.tolist() == want.docid.tolist()
     assert got.score.tolist() == pytest.approx(want.score.tolist(), abs=1e-6)
+    # documents that tie to float noise (empty texts encode alike, and on some CPUs the batch shape moves the
+    # last bits) may trade places or cross the cutoff; every document clear of the cutoff's score is returned
+    mine, theirs = got.to_pandas(), want.to_pandas()
+    for qid, exact in theirs.groupby("qid"):
+        floor = exact.score.min() + 1e-5
+        sharded_part = mine[mine.qid == qid]
+        assert set(sharded_part.docid[sharded_part.score > floor]) == set(exact.docid[exact.score > floor]), qid
+    assert (got.docid == want.docid).mean() > 0.9
 
 
 def test_the_serve_app_as_a_ray_serve_deployment(cluster, corpus, tmp_path):
