@@ -127,12 +127,9 @@ class Analyzer:
         tokenised whole by a stdlib ``re`` over Unicode classes (``_bmp_tokenizer``: compiled once, so not for
         one query) and comes out lowercased; text with marks, format characters or characters beyond the Basic
         Multilingual Plane takes the exact path (equality with ``_TOKEN_RE`` is tested)."""
-        if text.isascii():
-            return _ASCII_TOKEN_RE.findall(text.lower() if self.lowercase else text)
-        token_re, exact_only = _bmp_tokenizer()
-        if any(map(exact_only.__getitem__, set(_NON_ASCII.findall(text)))):
-            return self._mixed_tokens(text)
-        return token_re.findall(text.lower() if self.lowercase else text)
+        if not text.isascii() and not any(map(_needs_exact, set(_NON_ASCII.findall(text)))):
+            return _bmp_tokenizer()[0].findall(text.lower() if self.lowercase else text)
+        return self._surface_tokens(text)
 
     def term_of_raw(self, token: str) -> str | None:
         """``term`` for a surface token from the compiled batch scan (``query_scan.py``): possessive removed first."""
@@ -230,22 +227,18 @@ class _LongToken(Exception):
     """A surface token longer than Lucene's limit: its text is analysed by ``Analyzer.__call__``, which splits it."""
 
 
-class _ExactOnly(dict):
-    """Whether a character needs the exact tokeniser, found once per distinct character."""
-
-    def __init__(self, pattern: re.Pattern[str]):
-        super().__init__()
-        self.pattern = pattern
-
-    def __missing__(self, char: str) -> bool:
-        needs = self[char] = bool(self.pattern.match(char))
-        return needs
+@cache
+def _needs_exact(char: str) -> bool:
+    """Whether text holding this (non-ASCII) character must take the exact tokeniser (``EXACT_ONLY``, surrogates,
+    or beyond the Basic Multilingual Plane)."""
+    return _bmp_tokenizer()[1].match(char) is not None
 
 
 @cache
-def _bmp_tokenizer() -> tuple[re.Pattern[str], _ExactOnly]:
+def _bmp_tokenizer() -> tuple[re.Pattern[str], re.Pattern[str]]:
     """``_TOKEN_RE``'s rules in the stdlib ``re`` for text whose characters all lie outside ``EXACT_ONLY``:
-    without marks or format characters every lookbehind has a fixed width, and an emoji is one character."""
+    without marks or format characters every lookbehind has a fixed width, and an emoji is one character;
+    and the pattern that finds the characters outside it."""
     from rankstack.text import unicode_classes as u
 
     def escaped(chars: str) -> str:
@@ -257,7 +250,7 @@ def _bmp_tokenizer() -> tuple[re.Pattern[str], _ExactOnly]:
         rf"|(?<={digit})[{escaped(_MID_NUM + _MID_NUM_LET)}](?={digit}))"
     )
     token = re.compile(rf"[{u.SINGLE}]|[{u.PICTOGRAPHIC}]|{word}+(?:{join}{word}+)*")
-    return token, _ExactOnly(re.compile(rf"[{u.EXACT_ONLY}\ud800-\udfff]|[^\x00-\uffff]"))
+    return token, re.compile(rf"[{u.EXACT_ONLY}\ud800-\udfff]|[^\x00-\uffff]")
 
 
 def english_analyzer() -> Analyzer:

@@ -61,10 +61,14 @@ _MIXED = st.text(
 @settings(max_examples=600, deadline=None)
 @given(_MIXED)
 def test_mixed_text_takes_ascii_stretches_fast_and_equals_the_unicode_rules(text):
+    _assert_equals_the_unicode_rules(text, Analyzer._mixed_tokens)
+
+
+def _assert_equals_the_unicode_rules(text, tokenize):
+    """``tokenize(analyzer, text)`` finds what ``_TOKEN_RE`` finds over the whole text (up to case when lowercasing)."""
+    reference = _TOKEN_RE.findall(text)
     for lowercase in (True, False):
-        analyzer = Analyzer(stopwords="none", stemmer=None, lowercase=lowercase)
-        reference = _TOKEN_RE.findall(text)
-        got = analyzer._mixed_tokens(text)
+        got = tokenize(Analyzer(stopwords="none", stemmer=None, lowercase=lowercase), text)
         assert [t.lower() for t in got] == [t.lower() for t in reference] if lowercase else got == reference
 
 
@@ -86,11 +90,7 @@ _BULK = st.text(
 @settings(max_examples=800, deadline=None)
 @given(_BULK)
 def test_bulk_path_for_non_ascii_text_equals_the_unicode_rules(text):
-    for lowercase in (True, False):
-        analyzer = Analyzer(stopwords="none", stemmer=None, lowercase=lowercase)
-        got = analyzer._bulk_surface_tokens(text)
-        reference = _TOKEN_RE.findall(text)
-        assert [t.lower() for t in got] == [t.lower() for t in reference] if lowercase else got == reference
+    _assert_equals_the_unicode_rules(text, Analyzer._bulk_surface_tokens)
 
 
 def test_bulk_path_lowercases_and_keeps_greek_symbols_and_numbers():
