@@ -115,17 +115,17 @@ def main(argv: list[str] | None = None) -> None:
                 if args.report_only and not cached.exists():
                     print(f"{name}: no run for {label} in {out}: left out", flush=True)
                     continue
+                recorded = json.loads(timings.read_text()) if timings.exists() else {}
                 if cached.exists():  # a finished model's run: re-runs of the report do not re-rank again
                     runs[label] = Ranking.read_trec(cached)
-                    rerank_s = json.loads(timings.read_text()).get(f"rerank_s {label}", float("nan"))
+                    rerank_s = recorded.get(f"rerank_s {label}", float("nan"))
                 else:
                     t0 = time.perf_counter()
                     runs[label] = scorer()(first)
                     rerank_s = time.perf_counter() - t0
                     runs[label].write_trec(cached, tag=family)
                     if timings.exists():
-                        timings.write_text(json.dumps({**json.loads(timings.read_text()), f"rerank_s {label}": rerank_s}))
-                recorded = json.loads(timings.read_text()) if timings.exists() else {}
+                        timings.write_text(json.dumps({**recorded, f"rerank_s {label}": rerank_s}))
                 train_s = recorded.get("train_s", float("nan"))
                 epochs = args.bert_epochs if bert else args.epochs
                 timing.append([name, label.removeprefix("BM25 >> "), f"{train_s / epochs:.0f}", f"{len(first) / rerank_s:.0f}",
