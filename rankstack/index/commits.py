@@ -68,12 +68,15 @@ def writer_lock(root: Path) -> Iterator[None]:
 class Pin:
     """A reader's hold on one generation; ``release()`` (or garbage collection) lets writers reclaim it."""
 
+    # bound here: at interpreter exit a module's globals (``os``) may be gone before the last Pin is collected
+    _close = staticmethod(os.close)
+
     def __init__(self, fd: int | None):
         self._fd = fd
 
     def release(self) -> None:
         if self._fd is not None:
-            os.close(self._fd)
+            self._close(self._fd)
             self._fd = None
 
     def __del__(self) -> None:
