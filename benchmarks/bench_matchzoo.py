@@ -16,7 +16,7 @@ layers at ``--head-lr`` for ``--epochs``; BERT-based ones at ``--bert-lr`` / ``-
 ~110k judgments, optionally only positives BM25 ranks within ``--positive-depth``, at most ``--max-per-query`` per
 query). Families: ``cross`` (monoBERT, CEDR's "vanilla BERT"), ``cedr-knrm|drmm|pacrr|vanilla`` (CEDR heads over
 every layer; ``--cedr-windows`` windows per document), ``cascade`` (exits after layers 2, 4, 6; one row with every
-pair reaching the top, one per ``--cascade-keep``), ``prop`` (PROP pre-training on ``--prop-docs`` documents of
+pair reaching the top, one per ``--cascade-keep``, with BM25's top ``--cascade-protect`` always going on), ``prop`` (PROP pre-training on ``--prop-docs`` documents of
 the collection, then the ``cross`` fine-tuning). Each re-ranks BM25's top ``--depth`` for the test queries; one
 ``Experiment`` per collection with Holm-corrected paired t-tests against BM25. A cross-encoder's TREC run over
 the same BM25 depth can be added with ``--cross-run COLLECTION=PATH``. Models are kept in the work directory, so
@@ -66,6 +66,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--query-max-length", type=int, default=32)
     parser.add_argument("--cedr-windows", type=int, default=1)
     parser.add_argument("--cascade-keep", type=float, nargs="*", default=[0.8, 0.6])
+    parser.add_argument("--cascade-protect", type=int, default=0, help="cascade rows: BM25's top N always reach the top")
     parser.add_argument("--prop-docs", type=int, default=1000)
     parser.add_argument("--positive-depth", type=int, default=None, help="NFCorpus: train on positives BM25 ranks here")
     parser.add_argument("--max-per-query", type=int, default=None, help="NFCorpus: at most this many examples per query")
@@ -210,8 +211,12 @@ def scorers(args: argparse.Namespace, family: str, out: Path, index: Any) -> lis
         label = "BM25 >> vanilla BERT (MiniLM)" if family == "cross" else "BM25 >> PROP + BERT (MiniLM)"
         return [(label, lambda: CrossEncoder(final, docs=index, cache=False, **sizes), out / f"bm25-top{depth}.trec")]
     if family == "cascade":
-        return [(f"BM25 >> cascade keep={keep}", lambda keep=keep: CascadeCrossEncoder(final, docs=index, keep=keep, **sizes),
-                 out / f"bm25-top{depth}-keep{keep}.trec") for keep in [1.0, *args.cascade_keep]]  # fmt: skip
+        protect = args.cascade_protect
+        tag = f" protect={protect}" if protect else ""
+        return [(f"BM25 >> cascade keep={keep}{tag if keep < 1 else ''}",
+                 lambda keep=keep: CascadeCrossEncoder(final, docs=index, keep=keep, protect=protect, **sizes),
+                 out / f"bm25-top{depth}-keep{keep}{f'-protect{protect}' if protect and keep < 1 else ''}.trec")
+                for keep in [1.0, *args.cascade_keep]]  # fmt: skip
     head = family.removeprefix("cedr-")
     return [(f"BM25 >> CEDR-{head}", lambda: CEDR(final, docs=index, cache=False, max_windows=args.cedr_windows,
                                                   max_length=args.max_length), out / f"bm25-top{depth}.trec")]  # fmt: skip

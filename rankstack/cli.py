@@ -871,6 +871,14 @@ def rerank(
         ),
     ] = "error",
     tag: Annotated[str, typer.Option(help="Run tag in the TREC file's last column.")] = "rankstack",
+    keep: Annotated[
+        float | None,
+        typer.Option(help="A cascade: the fraction of candidates that goes on at each early exit (default: saved)."),
+    ] = None,
+    protect: Annotated[
+        int | None,
+        typer.Option(help="A cascade: the run's top PROTECT always reach the full model (default: saved, else 0)."),
+    ] = None,
 ) -> None:
     """Re-rank a run's top documents with a cross-encoder (monoBERT) and write a TREC run.
 
@@ -879,6 +887,7 @@ def rerank(
     Examples:
       rankstack rerank bm25.trec --model cross-encoder/ms-marco-MiniLM-L-6-v2 --index idx/scifact -q scifact -o ce.trec
       rankstack rerank bm25.trec --model MODEL_DIR --index idx/scifact -q queries.tsv -k 20 --backend onnx
+      rankstack rerank bm25.trec --model CASCADE_DIR --index idx/scifact -q scifact --keep 0.6 --protect 10
     """
     import rankstack
     from rankstack.rerank import CrossEncoder
@@ -917,6 +926,9 @@ def rerank(
 
         sizes = {k: v for k, v in (("max_length", max_length), ("query_max_length", query_max_length),
                                    ("batch_size", batch_size)) if v is not None}  # fmt: skip
+        if (keep is not None or protect is not None) and not is_cascade(model):
+            _fail(f"--keep and --protect steer a cascade's early exits; {model} is not a cascade (train one with "
+                  "`rankstack train COLL --reranker --family cascade`)")  # fmt: skip
         if is_decoupled(model):  # PreTTR, DC-BERT, poly-encoder, MORES: the family is in the directory
             _quiet_model_loading()
             reranker = load_decoupled(model, docs=idx, missing=missing, show_progress=True, **sizes)
@@ -925,9 +937,9 @@ def rerank(
         elif is_cedr(model):
             _quiet_model_loading()
             reranker = CEDR(model, docs=idx, missing=missing, show_progress=True, **sizes)  # type: ignore[arg-type]
-        elif is_cascade(model):  # early exits: the saved keep fraction decides how many reach the top layers
-            reranker = CascadeCrossEncoder(model, docs=idx, missing=missing, show_progress=True,  # type: ignore[arg-type]
-                                           **sizes)  # fmt: skip
+        elif is_cascade(model):  # early exits: keep and protect (or the saved ones) decide who reaches the top layers
+            reranker = CascadeCrossEncoder(model, docs=idx, missing=missing, show_progress=True, keep=keep,  # type: ignore[arg-type]
+                                           protect=protect, **sizes)  # fmt: skip
         else:
             reranker = CrossEncoder(
                 model,

@@ -433,3 +433,23 @@ def test_index_threads_and_no_store_docs(beir: Path, tmp_path: Path) -> None:
     assert files(a) == files(b)  # two analysis processes build the same postings, byte for byte
     assert b.manifest["store_docs"] is False and "docs.bin" not in b.manifest["segments"][0]["files"]
     assert invoke("index", beir, "--index-dir", tmp_path / "x", "--threads", "-1").exit_code == 2
+
+
+def test_rerank_steers_a_cascade_and_refuses_keep_for_other_models(rerank_setup: dict[str, Path], beir: Path,
+                                                                   tmp_path: Path) -> None:  # fmt: skip
+    import rankstack
+    from rankstack.rerank import CascadeCrossEncoder
+    from rankstack.types import Queries
+
+    s = rerank_setup
+    cascade_dir = CascadeCrossEncoder(s["model"], exits=[1, 2]).save(tmp_path / "cascade")
+    out = tmp_path / "cascade.trec"
+    result = invoke("rerank", s["run"], "--model", cascade_dir, "--index", s["idx"], "-q", beir, "-o", out,
+                    "--keep", "0.5", "--protect", "1")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    ranking = Ranking.read_trec(s["run"], queries=Queries.from_dict(QUERIES)).cutoff(100)
+    expected = CascadeCrossEncoder(cascade_dir, docs=rankstack.open(s["idx"]), keep=0.5, protect=1)(ranking)
+    assert_same_run(Ranking.read_trec(out), expected)
+    result = invoke("rerank", s["run"], "--model", s["model"], "--index", s["idx"], "-q", beir, "--protect", "3")
+    assert result.exit_code == 2 and "is not a cascade" in result.output
+    assert len(result.output.strip().splitlines()) == 1

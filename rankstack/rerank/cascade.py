@@ -11,7 +11,10 @@ Re-ranking, per query: all candidates run up to the first exit; the ``keep`` fra
 there (rounded up) goes on to the next exit, and so on. A document's score is ``k + σ(logit)``, where ``k`` is
 the number of the last exit it reached (counting from 0) and the logit is that exit's: every survivor ranks
 above every document dropped earlier, and within a tier by the exit's own judgement. ``keep=1`` scores all
-candidates with the full model (the score is then ``len(exits) - 1 + σ(cross-encoder logit)``).
+candidates with the full model (the score is then ``len(exits) - 1 + σ(cross-encoder logit)``). ``protect``: the
+first stage's top ``protect`` candidates go on at every exit besides the ``keep`` fraction, so the full model
+always judges them: an early exit that misjudges one of the first stage's best cannot drop it (at BM25's top 100
+on SciFact this is what makes dropping affordable: ``benchmarks/results/cascade-rules.md``).
 """
 
 from __future__ import annotations
@@ -43,7 +46,8 @@ def is_cascade(model: str | os.PathLike[str]) -> bool:
 
 class CascadeCrossEncoder(CrossEncoder):
     """A one-logit BERT cross-encoder with early exits (module docstring). ``keep``: the fraction of a query's
-    candidates that goes on at each intermediate exit (saved with the model; pass it to override)."""
+    candidates that goes on at each intermediate exit; ``protect``: how many of the first stage's top candidates
+    always go on (both saved with the model; pass them to override)."""
 
     def __init__(
         self,
@@ -52,6 +56,7 @@ class CascadeCrossEncoder(CrossEncoder):
         *,
         exits: Sequence[int] | None = None,
         keep: float | None = None,
+        protect: int | None = None,
         seed: int = 0,
         **kwargs: Any,
     ):
@@ -77,6 +82,9 @@ class CascadeCrossEncoder(CrossEncoder):
         self.keep = float(keep if keep is not None else saved.get("keep", 0.5))
         if not 0.0 < self.keep <= 1.0:
             raise ValueError(f"keep must be in (0, 1], not {self.keep}")
+        self.protect = int(protect if protect is not None else saved.get("protect", 0))
+        if self.protect < 0:
+            raise ValueError(f"protect must be a number of candidates >= 0, not {self.protect}")
         hidden = int(self.hf.config.hidden_size)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -151,12 +159,13 @@ class CascadeCrossEncoder(CrossEncoder):
         with lazy.progress(len(ranking), "cascade re-ranking", self.show_progress, unit="pair") as bar, torch.inference_mode():
             for _, rows in ranking.groups():
                 idx = np.arange(rows.start, rows.stop)
-                scores[idx] = self._cascade([queries[i] for i in idx], [texts[i] for i in idx])
+                scores[idx] = self._cascade([queries[i] for i in idx], [texts[i] for i in idx], ranking.rank[idx])
                 bar.update(len(idx))
         return scores
 
-    def _cascade(self, queries: Sequence[str], texts: Sequence[str]) -> np.ndarray:
-        """One query's candidates through the exits, dropping the lowest at each (module docstring)."""
+    def _cascade(self, queries: Sequence[str], texts: Sequence[str], first_rank: np.ndarray) -> np.ndarray:
+        """One query's candidates through the exits, dropping the lowest at each (module docstring);
+        ``first_rank``: each one's rank in the first stage (``protect``)."""
         torch = lazy.torch()
         enc = self.encode_pairs(queries, texts)
         n = len(queries)
@@ -182,12 +191,11 @@ class CascadeCrossEncoder(CrossEncoder):
             out[alive] = stage + 1.0 / (1.0 + np.exp(-logits))
             if stage == len(self.exits) - 1:
                 break
-            survivors = math.ceil(self.keep * len(alive))
-            order = np.argsort(-logits, kind="stable")
-            dropped = alive[order[survivors:]]
-            for r in dropped.tolist():
+            survives = first_rank[alive] <= self.protect
+            survives[np.argsort(-logits, kind="stable")[: math.ceil(self.keep * len(alive))]] = True
+            for r in alive[~survives].tolist():
                 states.pop(r, None)
-            alive = alive[np.sort(order[:survivors])]
+            alive = alive[survives]
         return out
 
     # ------------------------------------------------------------------------------------ saving
@@ -201,7 +209,7 @@ class CascadeCrossEncoder(CrossEncoder):
             self.model = model
         state = {k: v.detach().cpu().contiguous() for k, v in self.model["exits"].state_dict().items()}
         save_file(state, str(out / WEIGHTS_FILE))
-        write_versioned(out / CONFIG_FILE, FORMAT_VERSION, {"exits": self.exits, "keep": self.keep})
+        write_versioned(out / CONFIG_FILE, FORMAT_VERSION, {"exits": self.exits, "keep": self.keep, "protect": self.protect})
         return out
 
     def load_checkpoint(self, path: str | os.PathLike[str]) -> None:

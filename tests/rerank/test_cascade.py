@@ -67,6 +67,29 @@ def test_the_cascade_drops_the_lowest_at_each_exit(tiny4):
         assert got[f"d{i}"] == pytest.approx(want[i], rel=1e-5)
 
 
+@pytest.mark.parametrize("protect", [1, 2, 6])
+def test_protected_candidates_reach_the_full_model(tiny4, protect):
+    """The first stage's top ``protect`` (d0, d1, ...: ``_ranking`` ranks them in docid order) go on at every exit
+    besides the ``keep`` fraction chosen by the exit's logits."""
+    docs = {f"d{i}": t for i, t in enumerate(PAIRS[1])}
+    cascade = CascadeCrossEncoder(tiny4, docs=docs, keep=0.34, protect=protect)
+    out = cascade(_ranking(6))
+    with torch.no_grad():
+        logits = cascade.exit_logits(cascade.features(*PAIRS)).numpy()
+    alive, want, counts = list(range(6)), {}, []
+    for stage in range(3):
+        counts.append(len(alive))
+        for i in alive:
+            want[i] = stage + 1 / (1 + np.exp(-logits[i, stage]))
+        best = sorted(alive, key=lambda i: -logits[i, stage])[: int(np.ceil(0.34 * len(alive)))]
+        alive = sorted(set(best) | {i for i in alive if i < protect})
+    assert cascade.last_counts.tolist() == counts
+    assert all(want[i] > 2 for i in range(protect))  # every protected candidate was scored by the last exit
+    got = dict(zip(out.docid.tolist(), out.score.tolist(), strict=True))
+    for i in range(6):
+        assert got[f"d{i}"] == pytest.approx(want[i], rel=1e-5)
+
+
 def test_keep_one_ranks_as_the_full_cross_encoder(tiny4):
     docs = {f"d{i}": t for i, t in enumerate(PAIRS[1])}
     full = CascadeCrossEncoder(tiny4, docs=docs, keep=1.0)(_ranking(6))
@@ -76,10 +99,11 @@ def test_keep_one_ranks_as_the_full_cross_encoder(tiny4):
 
 
 def test_saved_cascades_load_here_and_as_plain_cross_encoders(tmp_path, tiny4):
-    cascade = CascadeCrossEncoder(tiny4, exits=[2, 4], keep=0.3)
+    cascade = CascadeCrossEncoder(tiny4, exits=[2, 4], keep=0.3, protect=5)
     saved = cascade.save(tmp_path / "c")
     again = load_reranker(saved)
-    assert isinstance(again, CascadeCrossEncoder) and again.exits == [2, 4] and again.keep == 0.3
+    assert isinstance(again, CascadeCrossEncoder) and again.exits == [2, 4] and (again.keep, again.protect) == (0.3, 5)
+    assert CascadeCrossEncoder(saved, protect=0).protect == 0
     with torch.no_grad():
         np.testing.assert_allclose(again.exit_logits(again.features(*PAIRS)).numpy(),
                                    cascade.exit_logits(cascade.features(*PAIRS)).numpy(), rtol=1e-6)  # fmt: skip
@@ -92,6 +116,8 @@ def test_saved_cascades_load_here_and_as_plain_cross_encoders(tmp_path, tiny4):
         CascadeCrossEncoder(tiny4, exits=[2, 3])
     with pytest.raises(ValueError, match="keep must be"):
         CascadeCrossEncoder(tiny4, keep=0)
+    with pytest.raises(ValueError, match="protect must be"):
+        CascadeCrossEncoder(tiny4, protect=-1)
 
 
 def test_two_class_heads_are_refused(tmp_path):
