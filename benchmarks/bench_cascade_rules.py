@@ -40,7 +40,7 @@ from _common import bm25_index, experiment_markdown, git_revision, machine_secti
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("RANKSTACK_DATA", "").split(":")[0] or REPO.parent / "shared" / "data")
-KEEPS = (0.9, 0.8, 0.7, 0.6, 0.5, 0.4)
+KEEPS = (0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1)
 PROTECTS = (0, 5, 10, 20)
 
 
