@@ -42,6 +42,7 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("RANKSTACK_DATA", "").split(":")[0] or REPO.parent / "shared" / "data")
 KEEPS = (0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1)
 PROTECTS = (0, 5, 10, 20)
+SHALLOW = (5, 10, 20, 30, 50)
 
 
 def simulate(logits: np.ndarray, first_rank: np.ndarray, keep: float, protect: int) -> tuple[np.ndarray, np.ndarray]:
@@ -145,6 +146,15 @@ def main(argv: list[str] | None = None) -> None:
             rows.append([name, "/".join(str(int(c)) for c in reached), f"{work:.3f}", f"{1 / work:.2f}x",
                          f"{ndcg:.4f}", f"{ndcg - base:+.4f}"])  # fmt: skip
             print(rows[-1], flush=True)
+    shallow_rows = []
+    for top in SHALLOW:  # the plain alternative: the full model over BM25's top N only, the rest in BM25's order
+        head = first.rank <= top
+        scores = np.where(head, 2.0 + 1.0 / (1.0 + np.exp(-logits[:, -1])), 1.0 / (1.0 + first.rank))
+        ndcg = evaluate(Ranking(first.qid, first.docid, scores, queries=queries), qrels, ["nDCG@10"])["nDCG@10"]
+        work = float(head.sum()) / len(first)
+        shallow_rows.append([f"full model over BM25's top {top} only", f"{int(head.sum())}", f"{work:.3f}",
+                             f"{1 / work:.2f}x", f"{ndcg:.4f}", f"{ndcg - base:+.4f}"])  # fmt: skip
+        print(shallow_rows[-1], flush=True)
     within = [(w, k, p) for (k, p), (n, w, _) in results.items() if k < 1.0 and n - base >= -0.005]
     best_rule = min(within) if within else None
 
@@ -186,6 +196,11 @@ def main(argv: list[str] | None = None) -> None:
         "",
         markdown_table(["rule", "pairs reaching exits " + "/".join(map(str, cascade.exits)), "layer work",
                         "less work", "nDCG@10", "vs full"], rows),
+        "",
+        "The plain alternative to a cascade, a shallower re-ranking (work = pairs scored / pairs at depth "
+        f"{args.depth}):",
+        "",
+        markdown_table(["re-ranking", "pairs scored", "layer work", "less work", "nDCG@10", "vs full"], shallow_rows),
         "",
         "Cheapest rule within 0.005 nDCG@10 of the full model: "
         + (f"keep {best_rule[1]}, protect {best_rule[2]} ({1 / best_rule[0]:.2f}x less layer work)." if best_rule else "none."),
