@@ -27,7 +27,7 @@ for name in ("scifact", "nfcorpus"):
 PY
 echo "prep $(( $(date +%s) - T0 )) s"; nvidia-smi --query-gpu=name,memory.used --format=csv,noheader
 MZ="timeout ${LIMIT:-430} python3 benchmarks/bench_matchzoo.py --workdir $W --threads 1"
-SF="--collections scifact --epochs 2 --bert-epochs 3 --prop-docs 2000 --cascade-keep 0.8 0.6 0.4"
+SF="--collections scifact --epochs 2 --bert-epochs 3 --prop-docs 2000 --cascade-keep 0.8 0.6 0.4 0.2 --cascade-protect 10"
 NF="--collections nfcorpus --epochs 1 --bert-epochs 1 --max-examples 4000 --positive-depth 100 --max-per-query 8"
 i=0
 for fams in "knrm conv-knrm drmm matchpyramid" "duet dssm tkl" "cross cedr-knrm cedr-vanilla" "cedr-drmm cedr-pacrr" "cascade prop"; do
