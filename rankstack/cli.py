@@ -10,6 +10,7 @@ import logging
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -1354,8 +1355,6 @@ def _train_colbert(col, model: str, output_dir: Path, *, split: str, loss: str, 
 def _train_sparse(
     col, kind: str, model: str, output_dir: Path, *, split: str, flops: float, inference_free: bool = False, **o: Any
 ) -> Path:
-    import warnings
-
     from rankstack.train import SpladeConfig, TrainConfig, train_deepct, train_splade
 
     if kind not in SPARSE_KINDS:
@@ -1469,8 +1468,6 @@ def _train_reranker(
         model = InteractionReranker(model, family=family, max_length=config.max_length,  # type: ignore[assignment]
                                     query_max_length=config.query_max_length)  # fmt: skip
     elif family == "cascade":
-        import warnings
-
         from rankstack.rerank.cascade import CascadeCrossEncoder
 
         _quiet_model_loading()
@@ -1948,7 +1945,13 @@ def serve(
     uvicorn.run("rankstack.serve.app:app_from_env", factory=True, workers=workers, **options)
 
 
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    """A warning on the command line: what happened and what to do, not the line of rankstack's source it came from."""
+    return f"warning: {message}\n"
+
+
 def main() -> None:
+    shown, warnings.formatwarning = warnings.formatwarning, _one_line_warning
     try:
         app()
     except KeyboardInterrupt:
@@ -1960,6 +1963,8 @@ def main() -> None:
     except RankstackError as e:
         typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
         sys.exit(2)
+    finally:
+        warnings.formatwarning = shown
 
 
 if __name__ == "__main__":

@@ -453,3 +453,20 @@ def test_rerank_steers_a_cascade_and_refuses_keep_for_other_models(rerank_setup:
     result = invoke("rerank", s["run"], "--model", s["model"], "--index", s["idx"], "-q", beir, "--protect", "3")
     assert result.exit_code == 2 and "is not a cascade" in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_warnings_on_the_command_line_are_one_line(beir: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+    """The installed entry point in a process of its own (pytest would record the warning instead of printing it)."""
+    import subprocess
+    import sys
+    import warnings
+
+    assert invoke("index", beir, "--index-dir", tmp_path / "idx").exit_code == 0
+    done = subprocess.run([sys.executable, "-m", "rankstack.cli", "search", str(tmp_path / "idx"), "--query", "the of"],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "warning: 1 queries have no terms after analysis" in done.stderr
+    assert "UserWarning" not in done.stderr and ".py:" not in done.stderr  # no source location, no code line
+    before = warnings.formatwarning
+    run_main(monkeypatch, capsys, "search", str(tmp_path / "idx"), "--query", "cat")
+    assert warnings.formatwarning is before  # in-process callers keep their own format
