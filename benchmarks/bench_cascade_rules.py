@@ -101,13 +101,17 @@ def main(argv: list[str] | None = None) -> None:
     trained_s = 0.0
     model = args.model
     if model is None:
-        config = RerankConfig(epochs=args.epochs, num_negatives=args.negatives, max_length=args.max_length,
-                              query_max_length=32, batch_size=8, show_progress=True, save_every=25, keep_checkpoints=1)  # fmt: skip
-        t0 = time.perf_counter()
-        model = train_reranker(CascadeCrossEncoder(packaged_path("minilm"), **sizes), col.queries_for("train"),
-                               col.qrels("train"), index, args.workdir / "cascade", config=config, bm25_index=index,
-                               resume=True)  # fmt: skip
-        trained_s = _timing(args.workdir, "train_s", time.perf_counter() - t0)
+        model = args.workdir / "cascade" / "final"
+        if not model.exists():
+            config = RerankConfig(epochs=args.epochs, num_negatives=args.negatives, max_length=args.max_length,
+                                  query_max_length=32, batch_size=8, show_progress=True, save_every=25,
+                                  keep_checkpoints=1)  # fmt: skip
+            t0 = time.perf_counter()
+            model = train_reranker(CascadeCrossEncoder(packaged_path("minilm"), **sizes), col.queries_for("train"),
+                                   col.qrels("train"), index, model.parent, config=config, bm25_index=index,
+                                   resume=True)  # fmt: skip
+            _remember(args.workdir, "train_s", time.perf_counter() - t0)
+        trained_s = _recorded(args.workdir, "train_s")
         print(f"cascade trained in {trained_s:.0f}s", flush=True)
 
     queries, qrels = col.queries_for("test"), col.qrels("test")
@@ -115,13 +119,14 @@ def main(argv: list[str] | None = None) -> None:
     cascade = CascadeCrossEncoder(model, docs=index, keep=1.0, **sizes)
     exits = len(cascade.exits)
     cache = args.workdir / f"exit-logits-{args.depth}-{args.max_length}.npy"
-    t0 = time.perf_counter()
     if cache.exists():
         logits = np.load(cache)
     else:
+        t0 = time.perf_counter()
         logits = exit_logits(cascade, first, DocumentTexts(index).texts(first.docid.tolist()))
         np.save(cache, logits)
-    score_s = _timing(args.workdir, f"logits_s_{args.depth}_{args.max_length}", time.perf_counter() - t0)
+        _remember(args.workdir, cache.stem, time.perf_counter() - t0)
+    score_s = _recorded(args.workdir, cache.stem)
     print(f"exit logits for {len(first)} pairs in {score_s:.0f}s", flush=True)
 
     full_layers = len(first) * cascade.exits[-1]
@@ -190,7 +195,7 @@ def main(argv: list[str] | None = None) -> None:
         "",
         f"Model: `{model}` (exits after layers {', '.join(map(str, cascade.exits))}; "
         + (f"trained here in {trained_s / 60:.1f} min: all SciFact training judgments, {args.epochs} epochs, LCE over "
-           f"{args.negatives} BM25 negatives, batch 8, {args.max_length}-token pairs)" if trained_s else "given or cached)")
+           f"{args.negatives} BM25 negatives, batch 8, {args.max_length}-token pairs)" if trained_s > 0 else "given or cached)")
         + f". Every pair of BM25's top {args.depth} for the {len(queries)} test queries scored at every exit once "
         f"({len(first):,} pairs, {score_s / 60:.1f} min); each rule simulated over those logits. Layer work: "
         "layers run over all pairs / (pairs x 6).",
@@ -219,15 +224,16 @@ def main(argv: list[str] | None = None) -> None:
     print(f"wrote {args.output}")
 
 
-def _timing(workdir: Path, key: str, seconds: float) -> float:
-    """The seconds a step took when it ran, kept in ``workdir/timing.json``: a rerun that finds the step's output
-    cached reports the first run's time, not the cache's."""
+def _remember(workdir: Path, key: str, seconds: float) -> None:
+    """Keep how long a step took in ``workdir/timing.json``: a rerun that finds the step's output there reports
+    that time, not the cache's."""
     path = workdir / "timing.json"
-    times = json.loads(path.read_text()) if path.exists() else {}
-    if seconds > 60 or key not in times:  # a step read from cache takes seconds
-        times[key] = seconds
-        path.write_text(json.dumps(times, indent=1))
-    return float(times[key])
+    path.write_text(json.dumps({**(json.loads(path.read_text()) if path.exists() else {}), key: seconds}, indent=1))
+
+
+def _recorded(workdir: Path, key: str) -> float:
+    path = workdir / "timing.json"
+    return float((json.loads(path.read_text()) if path.exists() else {}).get(key, float("nan")))
 
 
 def exit_logits(cascade, first, texts) -> np.ndarray:

@@ -212,11 +212,12 @@ def scorers(args: argparse.Namespace, family: str, out: Path, index: Any) -> lis
         return [(label, lambda: CrossEncoder(final, docs=index, cache=False, **sizes), out / f"bm25-top{depth}.trec")]
     if family == "cascade":
         protect = args.cascade_protect
-        tag = f" protect={protect}" if protect else ""
-        return [(f"BM25 >> cascade keep={keep}{tag if keep < 1 else ''}",
+        rules = {keep: f"keep={keep}" + (f" protect={protect}" if protect and keep < 1 else "")
+                 for keep in [1.0, *args.cascade_keep]}  # fmt: skip
+        return [(f"BM25 >> cascade {rule}",
                  lambda keep=keep: CascadeCrossEncoder(final, docs=index, keep=keep, protect=protect, **sizes),
-                 out / f"bm25-top{depth}-keep{keep}{f'-protect{protect}' if protect and keep < 1 else ''}.trec")
-                for keep in [1.0, *args.cascade_keep]]  # fmt: skip
+                 out / f"bm25-top{depth}-{rule.replace('=', '').replace(' ', '-')}.trec")
+                for keep, rule in rules.items()]  # fmt: skip
     head = family.removeprefix("cedr-")
     return [(f"BM25 >> CEDR-{head}", lambda: CEDR(final, docs=index, cache=False, max_windows=args.cedr_windows,
                                                   max_length=args.max_length), out / f"bm25-top{depth}.trec")]  # fmt: skip
