@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 _announced = False
+_dispatchers: list[Any] = []  # every kernel declared here, so ``started`` can ask them
 
 
 def njit(**options: Any) -> Callable[[Callable], Any]:
@@ -26,12 +27,21 @@ def njit(**options: Any) -> Callable[[Callable], Any]:
 
     def wrap(fn: Callable) -> Any:
         try:
-            return numba.njit(cache=True, **options)(fn)
+            dispatcher = numba.njit(cache=True, **options)(fn)
         except RuntimeError as err:  # no writable cache location at all: compile in every process
             warnings.warn(f"numba cannot cache {fn.__qualname__} ({err}); it is compiled in each process", stacklevel=2)
-            return numba.njit(**options)(fn)
+            dispatcher = numba.njit(**options)(fn)
+        _dispatchers.append(dispatcher)
+        return dispatcher
 
     return wrap
+
+
+def started() -> bool:
+    """Whether a rankstack kernel has run in this process. The first one costs ~0.3 s more than its own work
+    (numba starts its compiler and runtime, even to load cached code); once that is paid, another kernel
+    loads from the cache in milliseconds, so callers with a Python alternative can choose by this."""
+    return any(d.signatures for d in _dispatchers)
 
 
 def is_cached(dispatcher: Any) -> bool:

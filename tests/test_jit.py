@@ -116,3 +116,38 @@ def test_warmup_runs_every_kernel_family():
     result = CliRunner().invoke(app, ["warmup"])
     assert result.exit_code == 0, result.output
     assert "kernels ready" in result.output
+
+
+def test_started_says_whether_a_kernel_has_run_in_this_process(tmp_path):
+    """What ``TermMapper`` asks before taking its compiled scan in a build: no kernel yet in a fresh process
+    (even with numba imported and kernels declared), then yes once one has run."""
+    (tmp_path / "kernels_started.py").write_text(KERNEL)
+    code = """
+        import numba
+        from rankstack import jit
+        import kernels_started
+        assert not jit.started()
+        assert kernels_started.total(4) == 6
+        assert jit.started()
+    """
+    done = _run(code, tmp_path)
+    assert done.returncode == 0, done.stderr
+
+
+def test_a_build_in_a_fresh_process_analyses_in_python_until_past_the_threshold(tmp_path):
+    code = """
+        from rankstack.index.inverted import _TermIds
+        from rankstack.text.analysis import Analyzer, TermMapper
+
+        mapper = TermMapper(Analyzer(), _TermIds())
+        mapper.compiled_after = 30
+        mapper.map(["twenty characters ok"])
+        assert mapper._table is None and mapper.characters == 20
+        mapper.map(["another twenty chars"])  # 20 seen: still below
+        assert mapper._table is None
+        ids, counts = mapper.map(["now compiled: running runs"])
+        assert mapper._table is not None and list(counts) == [4]
+        assert [mapper.vocab.names[i] for i in ids] == ["now", "compil", "run", "run"]
+    """
+    done = _run(code, tmp_path)
+    assert done.returncode == 0, done.stderr

@@ -150,11 +150,11 @@ class _TermIds(dict):
 Bags = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
-def term_bags(ids: Sequence[int], counts: list[int]) -> Bags:
+def term_bags(ids: Sequence[int] | np.ndarray, counts: Sequence[int] | np.ndarray) -> Bags:
     """Per-document bags of terms from ``TermMapper.map``'s output, with numpy: (each document's distinct
     term ids in order of first occurrence, their counts, distinct terms per document, terms per document)."""
     n = len(counts)
-    tid = np.frombuffer(ids, dtype=np.int64) if isinstance(ids, array) and len(ids) else np.array(ids, dtype=np.int64)
+    tid = np.frombuffer(ids, dtype=np.int64) if isinstance(ids, array) and len(ids) else np.asarray(ids, dtype=np.int64)
     doc = np.repeat(np.arange(n, dtype=np.int64), counts)
     keep = tid >= 0
     tid, doc = tid[keep], doc[keep]
@@ -871,7 +871,7 @@ def _analysed(
 ) -> Iterator[tuple[list[Document], Bags]]:
     """Batches of documents in corpus order with their bags of terms (ids from ``vocab``).
 
-    With ``threads`` > 1 the analysis runs in that many processes (it is pure Python: threads would
+    With ``threads`` > 1 the analysis runs in that many processes (it is mostly Python: threads would
     share one interpreter lock); each returns its batch's bags with terms as strings, which get their
     ids here in order, so the index is byte-identical to a one-thread build. A bounded number of batches
     is in flight, so memory stays flat.

@@ -5,11 +5,15 @@ dictionary lookup per token. For most text the tokeniser's rules (``analysis.py`
 character classes: letters, ASCII digits, "_", and the ASCII joiners ``: . ' , ;``. One numba pass
 over the batch's code points finds every token of such text, and an open-addressing hash table (numpy
 arrays, keys verified code point by code point) maps each token to what the caller cached for it.
+Index builds use the same pass (``analysis.TermMapper``) for whole batches of documents.
 
-Text holding anything the simple classes do not cover (Han, emoji, combining marks, non-ASCII digits
-or joiners, format characters, "Σ" whose lowercase depends on context, tokens over 255 characters) is
-flagged, and the caller takes the general path for it. Tokens the table has not seen yet also go back
-to Python once, through the ordinary analyser.
+The simple classes: letters with a one-letter lowercase, ASCII digits, "_", the joiners (``: . ' , ;``
+and their non-ASCII kin such as "’" and "·"), pictographs of the Basic Multilingual Plane such as "©"
+(a one-character token each), and separators (everything that is no part of a word, "²" and "½"
+included). Text holding anything else (Han, emoji beyond that plane or with modifiers, combining
+marks, non-ASCII digits, format characters, "Σ" whose lowercase depends on context, tokens over 255
+characters) is flagged, and the caller takes the general path for it. Tokens the table has not seen
+yet also go back to Python once, through the ordinary analyser.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from rankstack.text.analysis import _MID_LETTER, _MID_NUM, _MID_NUM_LET
 
 MAX_TOKEN_LENGTH = 255  # Lucene splits longer tokens; texts holding one take the general path
 
-SEPARATOR, LETTER, DIGIT, CONNECTOR, COMPLEX = 0, 1, 2, 3, 255
+SEPARATOR, LETTER, DIGIT, CONNECTOR, PICTOGRAPH, COMPLEX = 0, 1, 2, 3, 4, 255
 _TABLE_SIZE = 0x10000  # the Basic Multilingual Plane; code points above it are COMPLEX
 
 _FNV_OFFSET = np.uint64(0xCBF29CE484222325)
@@ -41,10 +45,17 @@ def char_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return np.fromiter((m.start() for m in regex.finditer(pattern, chars)), dtype=np.int64)
 
     cls = np.full(_TABLE_SIZE, COMPLEX, dtype=np.uint8)
-    special = f"[\\p{{L}}\\p{{M}}\\p{{N}}\\p{{Pc}}\\p{{Cf}}\\p{{Cs}}\\p{{Extended_Pictographic}}{regex.escape(_MID_LETTER + _MID_NUM + _MID_NUM_LET)}]"
+    # what the tokeniser's rules give a role; everything else (other numerics such as "²" included) separates
+    special = r"[\p{L}\p{M}\p{Nd}\p{Pc}\p{Cf}\p{Cs}\p{Han}\p{Hiragana}\p{Extended_Pictographic}]"
     is_special = np.zeros(_TABLE_SIZE, dtype=bool)
     is_special[where(special)] = True
     cls[~is_special] = SEPARATOR
+    # a pictograph that is nothing else is a token of its own (one followed by a modifier or joiner is complex:
+    # those are marks and format characters)
+    pictographs = np.zeros(_TABLE_SIZE, dtype=bool)
+    pictographs[where(r"\p{Extended_Pictographic}")] = True
+    pictographs[where(r"[\p{L}\p{M}\p{Nd}\p{Pc}\p{Cf}\p{Cs}\p{Han}\p{Hiragana}]")] = False
+    cls[pictographs] = PICTOGRAPH
     letters = np.zeros(_TABLE_SIZE, dtype=bool)
     letters[where(r"\p{L}")] = True
     letters[where(r"[\p{Han}\p{Hiragana}\p{Extended_Pictographic}]")] = False
@@ -58,9 +69,11 @@ def char_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         cls[ord(c)] = DIGIT
     cls[ord("_")] = CONNECTOR
     join = np.zeros(_TABLE_SIZE, dtype=np.uint8)  # bit 1 joins two letters, bit 2 two digits
-    for c, bits in ((":", 1), (".", 3), ("'", 3), (",", 2), (";", 2)):
-        cls[ord(c)] = SEPARATOR
-        join[ord(c)] = bits
+    for chars, bits in ((_MID_LETTER, 1), (_MID_NUM, 2), (_MID_NUM_LET, 3)):
+        for c in chars:
+            if cls[ord(c)] == SEPARATOR:  # a joiner that is nothing else (all of them, as Unicode stands)
+                cls[ord(c)] = SEPARATOR
+                join[ord(c)] = bits
     return cls, join, lower
 
 
@@ -93,13 +106,21 @@ def scan(buf, bounds, lower, cls, join, lower_map):  # pragma: no cover - compil
             if c == COMPLEX:
                 complex_rows[r] = True
                 break
+            if c == PICTOGRAPH:  # a token of one character
+                lo_out[count] = i
+                hi_out[count] = i + 1
+                row_out[count] = r
+                hash_out[count] = (_FNV_OFFSET ^ np.uint64(buf[i])) * _FNV_PRIME
+                count += 1
+                i += 1
+                continue
             lo = i
             h = _FNV_OFFSET
             word = False  # a letter or digit: a run of connectors alone is no token
             while True:
                 while i < end:
                     c = _class(cls, buf[i])
-                    if c == SEPARATOR or c == COMPLEX:  # noqa: SIM109 (numba)
+                    if c == SEPARATOR or c >= PICTOGRAPH:  # a pictograph ends a word, as anything complex does
                         break
                     word = word or c != CONNECTOR
                     cp = lower_map[buf[i]] if lower else buf[i]
@@ -186,6 +207,36 @@ def _insert(slot_hash, slot_start, slot_len, slot_value, keys, used, token, valu
         used += len(token)
     slot_value[s] = value
     return used, new
+
+
+@njit()
+def _claim(
+    slot_hash, slot_start, slot_len, slot_value, keys, used, buf, los, his, lower, lower_map, absent
+):  # pragma: no cover - compiled
+    """The slot of each token ``buf[los[t]:his[t]]``, adding the tokens the table lacks (value ``absent``, once
+    each, in order): (slots, which t were added, key slots used). The caller has made room (``reserve``)."""
+    slots = np.empty(len(los), dtype=np.int64)
+    added = np.empty(len(los), dtype=np.int64)
+    num_added = 0
+    for t in range(len(los)):
+        lo = los[t]
+        hi = his[t]
+        h = _FNV_OFFSET
+        for j in range(lo, hi):
+            h = (h ^ np.uint64(lower_map[buf[j]] if lower else buf[j])) * _FNV_PRIME
+        s = _find(slot_hash, slot_start, slot_len, keys, buf, lo, hi, h, lower, lower_map)
+        if slot_len[s] < 0:
+            slot_hash[s] = h
+            slot_start[s] = used
+            slot_len[s] = hi - lo
+            for j in range(lo, hi):
+                keys[used] = lower_map[buf[j]] if lower else buf[j]
+                used += 1
+            slot_value[s] = absent
+            added[num_added] = t
+            num_added += 1
+        slots[t] = s
+    return slots, added[:num_added], used
 
 
 @njit()
@@ -294,15 +345,41 @@ class TokenTable:
             batch.starts, batch.ends, batch.hashes, self.lower, char_tables()[2], missing,
         )  # fmt: skip
 
+    def reserve(self, tokens: int, code_points: int) -> None:
+        """Room for ``tokens`` more tokens of ``code_points`` in all (slots stay at most half full)."""
+        if 2 * (self.size + tokens) > len(self._len):
+            old = (self._hash, self._start, self._len, self._value)
+            capacity = len(self._len)
+            while 2 * (self.size + tokens) > capacity:
+                capacity *= 2
+            self._alloc(capacity)
+            _rehash(*old, self._hash, self._start, self._len, self._value)
+        if self._used + code_points > len(self._keys):
+            self._keys = np.concatenate([self._keys, np.zeros(len(self._keys) + code_points, np.uint32)])
+
+    def claim(self, batch: ScannedBatch, positions: np.ndarray, absent: int) -> tuple[np.ndarray, np.ndarray]:
+        """The slots of the batch's tokens at ``positions``, with the tokens the table lacks added (value
+        ``absent`` until ``set_values``), each once: (slots, indices into ``positions`` of those added, in
+        order). Slots stay valid until the table next grows."""
+        starts, ends = batch.starts[positions], batch.ends[positions]
+        self.reserve(len(positions), int((ends - starts).sum()))
+        slots, added, self._used = _claim(
+            self._hash, self._start, self._len, self._value, self._keys, self._used, batch.code_points,
+            starts, ends, self.lower, char_tables()[2], absent,
+        )  # fmt: skip
+        self.size += len(added)
+        return slots, added
+
+    def set_values(self, slots: np.ndarray, values: np.ndarray) -> None:
+        self._value[slots] = values
+
+    def values(self, slots: np.ndarray) -> np.ndarray:
+        return self._value[slots]
+
     def add(self, token: str, value: int) -> None:
         """Map ``token`` (lowercased here if the table lowers) to ``value``."""
         data = np.frombuffer((token.lower() if self.lower else token).encode("utf-32-le", "surrogatepass"), np.uint32)
-        if 2 * (self.size + 1) > len(self._len):
-            old = (self._hash, self._start, self._len, self._value)
-            self._alloc(2 * len(self._len))
-            _rehash(*old, self._hash, self._start, self._len, self._value)
-        if self._used + len(data) > len(self._keys):
-            self._keys = np.concatenate([self._keys, np.zeros(len(self._keys) + len(data), np.uint32)])
+        self.reserve(1, len(data))
         self._used, new = _insert(
             self._hash, self._start, self._len, self._value, self._keys, self._used, data, value, char_tables()[2]
         )

@@ -60,8 +60,18 @@ def _crcs(idx) -> dict[str, int]:
     return {name: rec["crc32"] for name, rec in files.items() if not name.startswith("docs")}
 
 
+@pytest.fixture(params=["python", "compiled"])
+def analysis(request, monkeypatch):
+    """Both analysis paths of ``TermMapper``: the per-text Python one and the compiled scan (forced from the
+    first character; inherited by the analysis processes of a two-thread build, which fork)."""
+    from rankstack.text.analysis import TermMapper
+
+    monkeypatch.setattr(TermMapper, "compiled_after", None if request.param == "python" else 0)
+    return request.param
+
+
 @pytest.mark.parametrize("threads", [1, 2])
-def test_synthetic_build_is_byte_identical(tmp_path, threads):
+def test_synthetic_build_is_byte_identical(tmp_path, threads, analysis):
     idx = build_inverted_index(golden_docs(), tmp_path / "g", show_progress=False, threads=threads)
     assert _crcs(idx) == SYNTHETIC
     assert idx.docs["u2"].text == "中文 text with emoji 😀 and John’s Σίσυφος"
@@ -70,7 +80,7 @@ def test_synthetic_build_is_byte_identical(tmp_path, threads):
 @pytest.mark.collection
 @pytest.mark.skipif(not (DATA / "scifact").exists(), reason="needs ../shared/data")
 @pytest.mark.parametrize("threads", [1, 2])
-def test_scifact_build_is_byte_identical(tmp_path, threads):
+def test_scifact_build_is_byte_identical(tmp_path, threads, analysis):
     from rankstack.data import read_corpus
 
     docs = [d for _, d in zip(range(2000), read_corpus(DATA / "scifact" / "corpus.jsonl.gz"), strict=False)]
@@ -79,7 +89,7 @@ def test_scifact_build_is_byte_identical(tmp_path, threads):
 
 
 _TEXTS = st.text(
-    alphabet="aZ09_ .,;:'-sSTHE\n\u00e9\u00c9\u0301\u2019\u00b7\u00a0\u200b\u4e2d\u03b2\u03a3\u2013\u00a9the of and runs running",
+    alphabet="aZ09_ .,;:'-sSTHE\n\u00e9\u00c9\u0301\u2019\u2018\u00b7\u00a0\u200b\u4e2d\u03b2\u03a3\u2013\u00a9\u2122\ufe0f\u00b2the of and runs running",
     max_size=80,
 )
 
@@ -91,10 +101,16 @@ _TEXTS = st.text(
     lowercase=st.booleans(),
     possessive=st.booleans(),
     stopwords=st.sampled_from(["lucene", "none"]),
+    compiled_after=st.sampled_from([None, 0, 40]),
+    split=st.integers(0, 14),
 )
-def test_batch_analysis_equals_document_by_document(tmp_path_factory, texts, stemmer, lowercase, possessive, stopwords):
-    """The batched build (one lookup per token) gives the terms ``analyzer(text)`` gives, in the same
-    order and with the same ids as adding each document's bag of terms."""
+def test_batch_analysis_equals_document_by_document(
+    tmp_path_factory, texts, stemmer, lowercase, possessive, stopwords, compiled_after, split
+):
+    """The batched build (one lookup per token, or the compiled scan) gives the terms ``analyzer(text)``
+    gives, in the same order and with the same ids as adding each document's bag of terms; the texts go
+    in two batches, so the compiled path's table also serves tokens it learnt from the first (and with
+    ``compiled_after=40`` the second batch may switch paths)."""
     from rankstack.index.inverted import _SegmentWriter, term_bags
     from rankstack.text import Analyzer
     from rankstack.text.analysis import TermMapper
@@ -105,8 +121,12 @@ def test_batch_analysis_equals_document_by_document(tmp_path_factory, texts, ste
     texts = [*texts[:middle], "fresh words " + "x" * 300 + " the end's newterm", *texts[middle:], "x" * 256]
     root = tmp_path_factory.mktemp("w")
     batch, single = _SegmentWriter(root / "a", store_docs=False), _SegmentWriter(root / "b", store_docs=False)
-    bags = term_bags(*TermMapper(analyzer, batch.vocab).map(texts))
-    batch.add_bags([str(i) for i in range(len(texts))], bags, None)
+    mapper = TermMapper(analyzer, batch.vocab)
+    mapper.compiled_after = compiled_after
+    for part in (texts[:split], texts[split:]):
+        batch.add_bags([str(i) for i in range(len(part))], term_bags(*mapper.map(part)), None)
+    if compiled_after is None or compiled_after == 0:
+        assert (mapper._table is not None) == (compiled_after == 0)
     for i, text in enumerate(texts):
         single.add(str(i), analyzer(text), None, None)
     assert dict(batch.vocab) == dict(single.vocab)

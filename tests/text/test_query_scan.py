@@ -2,12 +2,13 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rankstack.text.analysis import Analyzer
-from rankstack.text.query_scan import COMPLEX, LETTER, SEPARATOR, TokenTable, char_tables
+from rankstack.text.analysis import _MID_LETTER, _MID_NUM, _MID_NUM_LET, Analyzer
+from rankstack.text.query_scan import COMPLEX, LETTER, PICTOGRAPH, SEPARATOR, TokenTable, char_tables
 
-# simple letters (Greek, accented Latin), separators (dashes, quotes, ≥), and complex characters: Han,
-# an emoji, a combining mark, a non-ASCII digit, a non-ASCII joiner, Σ, a format character
-_TEXT = st.text(alphabet="aZq09_ .,;:'-sS\n!αβγΓéÉßñ–“”≥漢🙂\u0301٣’ΣΟ\u00ad", max_size=40)
+# simple letters (Greek, accented Latin), separators (dashes, quotes, ≥, other numerics), non-ASCII joiners,
+# pictographs of the Basic Multilingual Plane, and complex characters: Han, an emoji beyond that plane, a
+# combining mark (the emoji variation selector is one), a non-ASCII digit, Σ, a format character (ZWJ too)
+_TEXT = st.text(alphabet="aZq09_ .,;:'-sS\n!αβγΓéÉßñ–“”≥²½₂’‘·©®™漢🙂\u0301\ufe0f\u200d٣ΣΟ\u00ad", max_size=40)
 
 
 def _want(text: str, analyzer: Analyzer) -> list[str]:
@@ -36,10 +37,23 @@ def test_scan_finds_the_general_tokenizers_tokens(texts, lower):
 def test_character_classes():
     cls, join, lower = char_tables()
     assert cls[ord("é")] == LETTER and lower[ord("É")] == ord("é")
-    assert cls[ord("–")] == SEPARATOR and cls[ord("≥")] == SEPARATOR
-    for c in "漢🙂\u0301٣’Σ\u00ad²":
+    for c in "–≥²½₂’·":
+        assert cls[ord(c)] == SEPARATOR, c
+    assert cls[ord("©")] == cls[ord("™")] == PICTOGRAPH
+    for c in "漢〇🙂\u0301\ufe0f\u200d٣Σ\u00ad":
         assert ord(c) >= len(cls) or cls[ord(c)] == COMPLEX, c
     assert join[ord(".")] == 3 and join[ord(":")] == 1 and join[ord(",")] == 2
+    assert join[ord("’")] == 3 and join[ord("·")] == 1 and join[ord("²")] == 0
+    # every joiner of the tokeniser's rules is a separator with its bits (none is also a letter or digit)
+    for chars, bits in ((_MID_LETTER, 1), (_MID_NUM, 2), (_MID_NUM_LET, 3)):
+        for c in chars:
+            assert cls[ord(c)] == SEPARATOR and join[ord(c)] == bits, c
+
+
+def test_pictographs_are_tokens_of_their_own():
+    batch = TokenTable(lower=True).tokenize(["a©b ™x", "©\ufe0f x"])
+    assert [batch.token(i) for i in range(len(batch.rows))] == ["a", "©", "b", "™", "x"]
+    assert batch.complex_rows.tolist() == [False, True]  # an emoji with its variation selector takes the exact path
 
 
 def test_long_tokens_and_connector_runs():
