@@ -872,9 +872,11 @@ def _analysed(
     """Batches of documents in corpus order with their bags of terms (ids from ``vocab``).
 
     With ``threads`` > 1 the analysis runs in that many processes (it is mostly Python: threads would
-    share one interpreter lock); each returns its batch's bags with terms as strings, which get their
-    ids here in order, so the index is byte-identical to a one-thread build. A bounded number of batches
-    is in flight, so memory stays flat.
+    share one interpreter lock); each returns its batch's bags with its own term ids and the terms it saw
+    first in that batch, which get their ids here (a worker's batches arrive in the order it analysed them, and
+    the terms new to the index are among those new to the worker, in order of first sight), so the index is
+    byte-identical to a one-thread build, and this process maps ids with one array lookup, not a dictionary
+    lookup per term. A bounded number of batches is in flight, so memory stays flat.
     """
     docs = iter(docs)
     if threads <= 1:
@@ -889,6 +891,7 @@ def _analysed(
     # fork where there is one: a forkserver's start (importing numpy again) costs more than a small corpus's
     # analysis. Children only analyse text (no locks, no threads of the parent are needed there).
     ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
+    to_global: dict[int, np.ndarray] = {}  # per analysis process: its term ids -> the index's
     with ProcessPoolExecutor(threads, mp_context=ctx, initializer=_worker_init, initargs=(analyzer.config(),)) as pool:
         pending: deque = deque()
         while True:
@@ -900,25 +903,32 @@ def _analysed(
             if not pending:
                 return
             batch, future = pending.popleft()
-            terms, tfs, distinct, doclen = future.result()
-            ids = np.fromiter(map(vocab.__getitem__, terms), dtype=np.int64, count=len(terms))
-            yield batch, (ids, tfs, distinct, doclen)
+            worker, new_terms, local, tfs, distinct, doclen = future.result()
+            known = to_global.get(worker, np.zeros(0, dtype=np.int64))
+            if new_terms:  # the worker's next ids, in order: new terms get the index's next ids in that order
+                fresh = np.fromiter(map(vocab.__getitem__, new_terms), dtype=np.int64, count=len(new_terms))
+                known = to_global[worker] = np.concatenate([known, fresh])
+            yield batch, (known[local], tfs, distinct, doclen)
 
 
 _WORKER: TermMapper | None = None
+_WORKER_SENT = 0  # how many of this process's terms the parent has been told
 
 
 def _worker_init(config: dict[str, Any]) -> None:
-    global _WORKER
-    _WORKER = TermMapper(Analyzer.from_config(config), _TermIds())
+    global _WORKER, _WORKER_SENT
+    _WORKER, _WORKER_SENT = TermMapper(Analyzer.from_config(config), _TermIds()), 0
 
 
-def _worker_bags(texts: list[str]) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
-    """A batch's bags with terms as strings (this process's term ids are its own, not the index's)."""
+def _worker_bags(texts: list[str]) -> tuple[int, list[str], np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A batch's bags in this process's term ids, with the terms this batch added to them (in id order) and
+    this process's id, so the parent can map them to the index's."""
+    global _WORKER_SENT
     assert _WORKER is not None
     local, tfs, distinct, doclen = term_bags(*_WORKER.map(texts))
     names = _WORKER.vocab.names  # type: ignore[attr-defined]
-    return [names[i] for i in local.tolist()], tfs, distinct, doclen
+    new_terms, _WORKER_SENT = names[_WORKER_SENT:], len(names)
+    return os.getpid(), new_terms, local, tfs, distinct, doclen
 
 
 def _duplicate_error(docid: str, position: int) -> RankstackError:
