@@ -209,18 +209,11 @@ class TermMapper:
         if self._compiled():
             return self._map_compiled(texts)
         self.characters += sum(map(len, texts))
-        lookup = self.cache.__getitem__
         ids = array("q")
         counts: list[int] = []
         for text in texts:
-            found = self.analyzer._bulk_surface_tokens(text)
-            start = len(ids)
-            try:
-                ids.extend(map(lookup, found))
-            except _LongToken:  # rare: split as Lucene does, exactly, on the analyzer's own path
-                del ids[start:]  # the terms looked up before it were given ids in the order that path gives them
-                found = [self.vocab[t] for t in self.analyzer(text)]
-                ids.extend(found)
+            found = self._text_ids(text)
+            ids.extend(found)
             counts.append(len(found))
         return ids, counts
 
@@ -261,15 +254,15 @@ class TermMapper:
             done = cut
             slow[row] = self._text_ids(texts[row])
         self._resolve(batch, absent[done:], values)
-        fast_ends = np.cumsum(counts)
+        scan_starts = np.cumsum(counts) - counts  # where each text's tokens start in the scan's output
         for row, ids in slow.items():
             counts[row] = len(ids)
-        ends = np.cumsum(counts)
-        out = np.empty(int(ends[-1]), dtype=np.int64)
+        starts = np.cumsum(counts) - counts  # and in the output, with the complex texts' tokens in place
+        out = np.empty(int(counts.sum()), dtype=np.int64)
         rows = batch.rows
-        out[(ends - counts)[rows] + np.arange(len(rows)) - (fast_ends - np.bincount(rows, minlength=len(texts)))[rows]] = values
+        out[starts[rows] + np.arange(len(rows)) - scan_starts[rows]] = values
         for row, ids in slow.items():
-            out[ends[row] - counts[row] : ends[row]] = ids
+            out[starts[row] : starts[row] + len(ids)] = ids
         return out, counts
 
     def _resolve(self, batch: Any, positions: np.ndarray, values: np.ndarray) -> None:
@@ -285,11 +278,11 @@ class TermMapper:
         values[positions] = table.values(slots)
 
     def _text_ids(self, text: str) -> list[int]:
-        """One text's ids on the per-text path (``map``'s loop body)."""
+        """One text's ids on the per-text path: one cached lookup per surface token."""
         try:
             return list(map(self.cache.__getitem__, self.analyzer._bulk_surface_tokens(text)))
-        except _LongToken:
-            return [self.vocab[t] for t in self.analyzer(text)]
+        except _LongToken:  # rare: split as Lucene does, exactly, on the analyzer's own path (the terms looked
+            return [self.vocab[t] for t in self.analyzer(text)]  # up before it got ids in the order that path gives)
 
 
 _ABSENT = -2  # a token the compiled path's table has not seen (ids are >= 0, dropped tokens -1)

@@ -72,7 +72,6 @@ def char_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     for chars, bits in ((_MID_LETTER, 1), (_MID_NUM, 2), (_MID_NUM_LET, 3)):
         for c in chars:
             if cls[ord(c)] == SEPARATOR:  # a joiner that is nothing else (all of them, as Unicode stands)
-                cls[ord(c)] = SEPARATOR
                 join[ord(c)] = bits
     return cls, join, lower
 
@@ -211,19 +210,18 @@ def _insert(slot_hash, slot_start, slot_len, slot_value, keys, used, token, valu
 
 @njit()
 def _claim(
-    slot_hash, slot_start, slot_len, slot_value, keys, used, buf, los, his, lower, lower_map, absent
+    slot_hash, slot_start, slot_len, slot_value, keys, used, buf, los, his, hashes, lower, lower_map, absent
 ):  # pragma: no cover - compiled
-    """The slot of each token ``buf[los[t]:his[t]]``, adding the tokens the table lacks (value ``absent``, once
-    each, in order): (slots, which t were added, key slots used). The caller has made room (``reserve``)."""
+    """The slot of each token ``buf[los[t]:his[t]]`` (hash ``hashes[t]``, as ``scan`` gave it), adding the tokens
+    the table lacks (value ``absent``, once each, in order): (slots, which t were added, key slots used). The
+    caller has made room (``reserve``)."""
     slots = np.empty(len(los), dtype=np.int64)
     added = np.empty(len(los), dtype=np.int64)
     num_added = 0
     for t in range(len(los)):
         lo = los[t]
         hi = his[t]
-        h = _FNV_OFFSET
-        for j in range(lo, hi):
-            h = (h ^ np.uint64(lower_map[buf[j]] if lower else buf[j])) * _FNV_PRIME
+        h = hashes[t]
         s = _find(slot_hash, slot_start, slot_len, keys, buf, lo, hi, h, lower, lower_map)
         if slot_len[s] < 0:
             slot_hash[s] = h
@@ -261,7 +259,7 @@ def _scan_lookup(
     otherwise pay two."""
     los, his, rows, hashes, complex_rows = scan(buf, bounds, lower, cls, join, lower_map)
     values = _lookup(slot_hash, slot_start, slot_len, slot_value, keys, buf, los, his, hashes, lower, lower_map, missing)
-    return los, his, rows, values, complex_rows
+    return los, his, rows, hashes, values, complex_rows
 
 
 @njit()
@@ -286,8 +284,7 @@ def kept_terms(rows, values, num_rows, stopword):  # pragma: no cover - compiled
 class ScannedBatch:
     """A batch of texts after ``TokenTable.tokenize``: the joined text, its code points and the tokens
     (``starts``, ``ends`` into both, text ``rows``, ``hashes``); ``complex_rows`` need the general path.
-    Given a ``table``, each token's value there (``missing`` where it has none) comes in ``values`` instead
-    of the hashes."""
+    Given a ``table``, each token's value there (``missing`` where it has none) comes in ``values`` too."""
 
     def __init__(self, texts: list[str], lower: bool, table: TokenTable | None = None, missing: int = -1):
         lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
@@ -296,13 +293,13 @@ class ScannedBatch:
         self.text = "".join(texts)
         self.code_points = np.frombuffer(self.text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
         cls, join, lower_map = char_tables()
-        self.hashes = self.values = None
+        self.values = None
         if table is None:
             self.starts, self.ends, self.rows, self.hashes, self.complex_rows = scan(
                 self.code_points, bounds, lower, cls, join, lower_map
             )
         else:
-            self.starts, self.ends, self.rows, self.values, self.complex_rows = _scan_lookup(
+            self.starts, self.ends, self.rows, self.hashes, self.values, self.complex_rows = _scan_lookup(
                 self.code_points, bounds, lower, cls, join, lower_map, *table.slots(), missing
             )
 
@@ -365,7 +362,7 @@ class TokenTable:
         self.reserve(len(positions), int((ends - starts).sum()))
         slots, added, self._used = _claim(
             self._hash, self._start, self._len, self._value, self._keys, self._used, batch.code_points,
-            starts, ends, self.lower, char_tables()[2], absent,
+            starts, ends, batch.hashes[positions], self.lower, char_tables()[2], absent,
         )  # fmt: skip
         self.size += len(added)
         return slots, added
