@@ -272,6 +272,7 @@ class _SegmentWriter:
         save_docids(d, self.docids)
         if self.store is not None:
             self.store.close()
+            extra["store_codec"] = self.store.codec
         files = {p.name: file_record(p) for p in sorted(d.iterdir()) if p.is_file()}
         return {
             "name": d.name,
@@ -333,7 +334,7 @@ class Segment:
         if "docs.bin" not in self.entry["files"]:
             return None  # built with store_docs=False
         try:
-            return DocStoreReader(self.dir)
+            return DocStoreReader(self.dir, self.entry.get("store_codec", "zlib"))
         except FileNotFoundError:
             raise IndexFormatError(
                 f"index {self.root}: {self.entry['name']}/docs.bin is gone. If this index was closed, or updated "
