@@ -49,6 +49,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--init", choices=["minilm", "cross"], default="minilm",
                         help="what the four families start from: all-MiniLM-L6-v2, or the encoder of the cross-encoder "
                              "this run trains (in WORKDIR/cross; its training time then comes on top of theirs)")
+    parser.add_argument("--teacher", type=Path, default=None,
+                        help="a trained ColBERT model (bench_colbert.py's WORKDIR/train-scifact/final): every model then "
+                             "learns its MaxSim scores of each training query's positives and BM25 negatives by MarginMSE "
+                             "instead of LCE on the judgments alone")
+    parser.add_argument("--teacher-index", type=Path, default=None,
+                        help="that model's token index of the collection (bench_colbert.py's WORKDIR/scifact/colbert-fp16): "
+                             "the teacher reads stored document vectors instead of encoding them")
     parser.add_argument("--output", type=Path, default=REPO / "benchmarks" / "results" / "decoupled.md")
     args = parser.parse_args(argv)
 
@@ -69,7 +76,15 @@ def main(argv: list[str] | None = None) -> None:
     bm25_path = args.workdir / "bm25"
     index = bm25_index(col.corpus, bm25_path)
     config = RerankConfig(max_examples=args.examples or None, num_negatives=args.negatives, max_length=args.max_length,
-                          query_max_length=32, batch_size=8, epochs=args.epochs, show_progress=True)  # fmt: skip
+                          query_max_length=32, batch_size=8, epochs=args.epochs, show_progress=True,
+                          loss="margin_mse" if args.teacher else "lce")  # fmt: skip
+    teacher = None
+    if args.teacher is not None:
+        from rankstack.index import TokenIndex
+        from rankstack.late import ColBERTEncoder, ColBERTReranker
+
+        colbert = ColBERTEncoder(args.teacher, device="cpu")
+        teacher = ColBERTReranker(colbert, docs=index, index=TokenIndex(args.teacher_index) if args.teacher_index else None)
     queries, qrels = col.queries_for("test"), col.qrels("test")
     bm25 = index.bm25(k=1000)
     first = (bm25 % args.depth)(queries)
@@ -87,7 +102,7 @@ def main(argv: list[str] | None = None) -> None:
             model = load_decoupled(start, family=family, max_length=args.max_length, query_max_length=32)
         t0 = time.perf_counter()
         final = train_reranker(model, col.queries_for("train"), col.qrels("train"), index, out, config=config,
-                               bm25_index=index, resume=True)  # fmt: skip
+                               bm25_index=index, teacher=teacher, resume=True)  # fmt: skip
         train_seconds = time.perf_counter() - t0
         trained[family] = final
         if family == "cross":
@@ -118,7 +133,7 @@ def main(argv: list[str] | None = None) -> None:
         "",
         "Each model: all-MiniLM-L6-v2 trained by `train_reranker` on the same "
         + (f"{args.examples} sampled" if args.examples else "(all)") + f" {NAMES[args.collection]} training pairs "
-        f"(LCE, {args.negatives} BM25 negatives, batch 8, {args.max_length}-token pairs, {args.epochs} epoch(s); a CPU "
+        f"({'MarginMSE to a ColBERT teacher (' + str(args.teacher) + ')' if args.teacher else 'LCE'}, {args.negatives} BM25 negatives, batch 8, {args.max_length}-token pairs, {args.epochs} epoch(s); a CPU "
         f"budget). Test: BM25 top {args.depth} of {len(queries)} queries re-ranked."
         + (" The four families start from the encoder of the cross-encoder trained here (its training comes on top "
            "of theirs), not from all-MiniLM-L6-v2." if args.init == "cross" else ""),
