@@ -70,6 +70,12 @@ def speed(args: argparse.Namespace, encoder: Any, texts: list[str]) -> dict[str,
     return {k: len(texts) / v for k, v in best.items()}
 
 
+def heaviest(bag: dict[str, float], n: int) -> dict[str, float]:
+    """The query's n heaviest tokens (ties to the earlier one), in its order: what ``max_query_terms=n`` searches."""
+    kept = {t for t, _ in sorted(((t, w) for t, w in bag.items() if w > 0), key=lambda tw: -tw[1])[:n]}
+    return {t: w for t, w in bag.items() if t in kept}
+
+
 def throughput(args: argparse.Namespace, index: Any, bags: list[dict[str, float]], bm25_index: Any, queries: Any) -> dict[str, float]:
     """Queries per second, one thread, one query per call (and the whole batch) for the three engines."""
     import numba
@@ -87,17 +93,20 @@ def throughput(args: argparse.Namespace, index: Any, bags: list[dict[str, float]
     offsets, docs, imps = (np.asarray(a) for a in (seg.post_offsets, seg.post_docs, seg.post_tfs))
     terms = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
     matrix = sparse.csr_matrix((imps.astype(np.float32) / scale, (docs, terms)), shape=(seg.num_docs, len(vocab))).T.tocsr()
-    rows, cols, vals = [], [], []
-    for i, bag in enumerate(bags):
-        for t, w in bag.items():
-            if t in vocab:
-                rows.append(i)
-                cols.append(vocab[t])
-                vals.append(w)
-    q = sparse.csr_matrix((np.asarray(vals, np.float32), (rows, cols)), shape=(len(bags), len(vocab)))
+    def query_matrix(bags: list[dict[str, float]]) -> Any:
+        rows, cols, vals = [], [], []
+        for i, bag in enumerate(bags):
+            for t, w in bag.items():
+                if t in vocab:
+                    rows.append(i)
+                    cols.append(vocab[t])
+                    vals.append(w)
+        return sparse.csr_matrix((np.asarray(vals, np.float32), (rows, cols)), shape=(len(bags), len(vocab)))
+
+    q = query_matrix(bags)
     qids = [str(i) for i in range(len(bags))]
 
-    def scipy_one(i: int) -> None:
+    def scipy_one(i: int, q: Any = q) -> None:
         scores = (q[i] @ matrix).toarray().ravel()
         k = min(args.k, len(scores))
         top = np.argpartition(-scores, k - 1)[:k]
@@ -111,6 +120,11 @@ def throughput(args: argparse.Namespace, index: Any, bags: list[dict[str, float]
         "scipy CSR + argpartition": scipy_one,
         "rankstack BM25 (same queries as text)": lambda i: bm25(one_query[i]),
     }
+    for n in args.max_query_terms:  # query term pruning: rankstack's option, and scipy over the same pruned vectors
+        pruned = Impact(index, k=args.k, num_threads=1, max_query_terms=n)
+        engines[f"rankstack Impact, {n} heaviest query tokens"] = lambda i, s=pruned: s.search_weighted([qids[i]], [bags[i]])
+        q_n = query_matrix([heaviest(b, n) for b in bags])
+        engines[f"scipy CSR + argpartition, {n} heaviest query tokens"] = lambda i, q_n=q_n: scipy_one(i, q_n)
     def scipy_batch() -> None:
         scores = (q @ matrix).toarray()
         k = min(args.k, scores.shape[1])
@@ -181,6 +195,15 @@ def run_collection(args: argparse.Namespace, name: str, encoder: Any) -> dict[st
             "SPLADE-tiny, float32 impacts": Impact(indexes[None], encoder).search_weighted(queries.qid.tolist(), bags, queries),
             "SPLADE-tiny, 8-bit impacts": Impact(indexes[8], encoder).search_weighted(queries.qid.tolist(), bags, queries),
         }
+        for n in args.max_query_terms:
+            systems[f"SPLADE-tiny, 8-bit, {n} heaviest query tokens"] = Impact(
+                indexes[8], encoder, max_query_terms=n).search_weighted(queries.qid.tolist(), bags, queries)
+        vocab = indexes[8].segments[0].term_ids
+        offsets = indexes[8].segments[0].post_offsets
+        for n in [None, *args.max_query_terms]:
+            cut = bags if n is None else [heaviest(b, n) for b in bags]
+            postings = [sum(int(offsets[vocab[t] + 1] - offsets[vocab[t]]) for t in b if t in vocab) for b in cut]
+            timings[f"postings per query, {n or 'all'} query tokens"] = float(sum(postings) / len(postings))
     table = Experiment(systems, queries, qrels, ["nDCG@10", "R@100"], baseline=0, correction="holm")
     print(table.to_string(), flush=True)
     texts = [d.contents() for _, d in zip(range(args.speed_docs), col.corpus, strict=False)]
@@ -201,6 +224,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch threads for encoding")
     parser.add_argument("--k", type=int, default=1000, help="documents per query in the throughput runs")
     parser.add_argument("--rounds", type=int, default=3, help="throughput rounds (best kept)")
+    parser.add_argument("--max-query-terms", type=int, nargs="*", default=[],
+                        help="also search with each query cut to its N heaviest tokens (Impact(max_query_terms=N)): "
+                             "effectiveness rows, and throughput against scipy over the same pruned vectors")
     parser.add_argument("--output", type=Path, default=REPO / "benchmarks" / "results" / "splade.md")
     args = parser.parse_args(argv)
 
@@ -254,7 +280,14 @@ def write_report(args: argparse.Namespace, results: list[dict[str, Any]], starte
             ]  # fmt: skip
         q = r["qps"]
         base = {"batch": q["scipy CSR + argpartition, whole batch"], "one": q["scipy CSR + argpartition"]}
-        rows = [[k, f"{v:,.0f}", f"{v / base['batch' if 'batch' in k else 'one']:.1f}x"] for k, v in q.items()]
+
+        def versus(engine: str, rate: float, q: dict[str, float] = q, base: dict[str, float] = base) -> str:
+            ratio = f"{rate / base['batch' if 'batch' in engine else 'one']:.1f}x"
+            tokens = engine.split(", ")[-1] if "heaviest" in engine else None
+            same = q.get(f"scipy CSR + argpartition, {tokens}") if tokens and engine.startswith("rankstack") else None
+            return ratio + (f" ({rate / same:.1f}x scipy over the same pruned queries)" if same else "")
+
+        rows = [[k, f"{v:,.0f}", versus(k, v)] for k, v in q.items()]
         lines += [
             "Query throughput (8-bit impact index, one thread; scipy: the same quantised vectors as a CSR matrix, "
             "compared batch with batch and one query per call with one query per call):",

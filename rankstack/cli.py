@@ -723,6 +723,15 @@ def search(
         bool,
         typer.Option(help="Dense: search with a model other than the index's (warns).", rich_help_panel="Dense"),
     ] = False,
+    max_query_terms: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Impact: keep each query's N heaviest tokens (query term pruning: SPLADE queries carry ~50; "
+            "on SciFact 24 search 2x faster at the same nDCG@10). Default: every token, exact.",
+            rich_help_panel="Impact",
+        ),
+    ] = None,
 ) -> None:
     """Search an index (BM25, optionally + RM3; dense; impact; or ColBERT) and write a TREC run.
 
@@ -750,9 +759,12 @@ def search(
             from rankstack.scale import open_sharded
 
             idx = open_sharded(index_dir)
+            if max_query_terms is not None and idx.kind != "impact":
+                _fail(f"--max-query-terms prunes the weighted queries of an impact index; {index_dir} holds "
+                      f"{idx.kind} shards")  # fmt: skip
             stage = (idx.bm25(k1=k1, b=b, k=k) if idx.kind == "bm25" else idx.dense(model, k=k) if idx.kind == "dense"
                      else idx.colbert(model, k=k, nprobe=nprobe, exhaustive=exact) if idx.kind == "colbert"
-                     else idx.impact(model, k=k))  # fmt: skip
+                     else idx.impact(model, k=k, max_query_terms=max_query_terms))  # fmt: skip
             qs = Queries(["1"], [query]) if query is not None else _read_queries(queries, split, topic_field)  # type: ignore[arg-type]
             if image is not None:
                 _fail("--image needs a text-image index; a sharded index holds text")
@@ -766,6 +778,9 @@ def search(
         kind = retriever_kind(idx)
         if rm3 and kind != "bm25":
             _fail(f"--rm3 expands BM25 queries; it does not apply to {_INDEX_NAMES[kind]}")
+        if max_query_terms is not None and kind != "impact":
+            _fail(f"--max-query-terms prunes the weighted queries of an impact index; it does not apply to "
+                  f"{_INDEX_NAMES.get(kind, 'a BM25 index')}")  # fmt: skip
         if image is not None and kind == "dense":
             _fail(f"--image cannot search {index_dir}: it holds text vectors of the text-only model "
                   f"{idx.model['model']!r}; build a text-image index with `rankstack index COLL --images --model M`")  # fmt: skip
@@ -777,6 +792,7 @@ def search(
         stage = retriever_for(idx, kind, {
             "k": k, "k1": k1, "b": b, "threads": threads, "rm3": rm3, "model": model, "backend": backend,
             "exact": exact, "ef_search": ef_search, "nprobe": nprobe, "allow_other_model": allow_other_model,
+            "max_query_terms": max_query_terms,
         })  # fmt: skip
         if image is not None:
             qs = Queries.from_images({"1": str(image)})

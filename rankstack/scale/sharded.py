@@ -125,8 +125,8 @@ class ShardedIndex:
     def dense(self, encoder: Any = None, k: int = 1000) -> ShardedDense:
         return ShardedDense(self, encoder, k)
 
-    def impact(self, encoder: Any = None, k: int = 1000) -> ShardedImpact:
-        return ShardedImpact(self, encoder, k)
+    def impact(self, encoder: Any = None, k: int = 1000, max_query_terms: int | None = None) -> ShardedImpact:
+        return ShardedImpact(self, encoder, k, max_query_terms)
 
     def colbert(self, encoder: Any = None, k: int = 1000, **kwargs: Any) -> ShardedColBERT:
         return ShardedColBERT(self, encoder, k, **kwargs)
@@ -316,9 +316,10 @@ class ShardedImpact(Stage):
     """Learned sparse (impact) shards: queries encoded once here, each shard searched with the same
     ``{token: weight}`` bags, merged into one top ``k``. Impacts need no collection statistics: float32 shards
     score as one index over the same vectors would (each shard encodes its own documents, and the encoder's
-    rounding depends on the batch, ~1e-7; tested to 1e-5)."""
+    rounding depends on the batch, ~1e-7; tested to 1e-5). ``max_query_terms``: as for ``Impact`` (the same
+    tokens in every shard)."""
 
-    def __init__(self, index: ShardedIndex, encoder: Any = None, k: int = 1000):
+    def __init__(self, index: ShardedIndex, encoder: Any = None, k: int = 1000, max_query_terms: int | None = None):
         if index.kind != "impact":
             raise ShardError(f"{index.path} holds {index.kind} shards, not impact ones")
         from rankstack.sparse import Impact
@@ -331,7 +332,8 @@ class ShardedImpact(Stage):
             encoder = load_splade(encoder or recorded) if (encoder or recorded) else None
         self.index, self.encoder, self.k = index, encoder, int(k)
         self.missing = list(index.missing)
-        self._stages = [None if s is None else Impact(s, None, k=k, num_threads=1) for s in index.shards]
+        self._stages = [None if s is None else Impact(s, None, k=k, num_threads=1, max_query_terms=max_query_terms)
+                        for s in index.shards]  # fmt: skip
 
     def __repr__(self) -> str:
         return f"{self.index!r}.impact({self.encoder!r}, k={self.k})"

@@ -340,7 +340,8 @@ def retriever_for(index: Any, kind: str, options: Mapping[str, Any]) -> Stage:
             # an index built by an inference-free encoder is searched with token queries, as it was built for
             mode = {"query_mode": described["query_mode"]} if described.get("query_mode") else {}
             encoder = load_splade(model or recorded, **mode)
-        return Impact(index, encoder, k=k, num_threads=options.get("threads"))
+        return Impact(index, encoder, k=k, num_threads=options.get("threads"),
+                      max_query_terms=options.get("max_query_terms"))  # fmt: skip
     if kind == "dense":
         from rankstack.dense import BiEncoder
 

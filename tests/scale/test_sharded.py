@@ -134,6 +134,10 @@ def test_sharded_splade_equals_one_impact_index(tmp_path):
     # each shard encodes its own documents: the model's float rounding depends on the batch (padding), so
     # document weights differ from one pass over the corpus by ~1e-7 and near-ties may swap
     assert_nearly_same_hits(got, want, ("a", "b", "c"), min_common=18, tolerance=1e-5)
+    # query term pruning cuts the same tokens in every shard
+    got = sharded.impact(k=20, max_query_terms=5)(queries)
+    want = Impact(one, encoder, k=20, max_query_terms=5)(queries)
+    assert_nearly_same_hits(got, want, ("a", "b", "c"), min_common=18, tolerance=1e-5)
 
 
 def test_sharded_colbert_without_compression_scores_as_one_index(tmp_path):

@@ -250,3 +250,42 @@ def test_an_index_whose_postings_contradict_its_quantisation_is_refused(tmp_path
     index.segments[0].entry["impact_scale"] = 0.0
     with pytest.raises(IndexFormatError, match="inconsistent"):
         Impact(index)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 10_000), n=st.integers(1, 7), algorithm=st.sampled_from(["exhaustive", "maxscore"]))
+def test_query_term_pruning_searches_the_heaviest_tokens(tmp_path_factory, seed, n, algorithm):
+    """``max_query_terms=n`` is the exact search of each query cut to its n heaviest tokens (ties to the earlier
+    token, kept in the query's order), whether or not the index holds them."""
+    vectors = random_vectors(60, seed)
+    index = build_impact_index(vectors, tmp_path_factory.mktemp("prune") / "idx", bits=8, show_progress=False)
+    rng = random.Random(seed)
+    bags = [{t: rng.choice([0.0, 0.5, 1.0, rng.uniform(0.1, 2.0)]) for t in rng.sample([*TOKENS, "unseen"], 9)}
+            for _ in range(4)]  # fmt: skip
+    qids = [f"q{i}" for i in range(len(bags))]
+
+    def heaviest(bag: dict[str, float]) -> dict[str, float]:
+        positive = [(t, w) for t, w in bag.items() if w > 0]
+        kept = {t for t, _ in sorted(positive, key=lambda tw: -tw[1])[:n]}  # sorted is stable: ties to the earlier
+        return {t: w for t, w in bag.items() if t in kept}
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pruned = Impact(index, k=20, algorithm=algorithm, max_query_terms=n).search_weighted(qids, bags)
+        by_hand = Impact(index, k=20, algorithm=algorithm).search_weighted(qids, [heaviest(b) for b in bags])
+        one = [Impact(index, k=20, max_query_terms=n).search_weighted([q], [b]) for q, b in zip(qids, bags, strict=True)]
+    assert pruned == by_hand and pruned.score.tolist() == by_hand.score.tolist()
+    for q, r in zip(qids, one, strict=True):
+        assert r.score.tolist() == by_hand.for_qids([q]).score.tolist()
+
+
+def test_query_term_pruning_settings(tmp_path):
+    vectors = [SparseVector("a", {"t1": 1.0, "t2": 0.5, "t3": 2.0}), SparseVector("b", {"t2": 1.0})]
+    index = build_impact_index(vectors, tmp_path / "idx", show_progress=False)
+    for bad in (0, -3, True):
+        with pytest.raises(ValueError, match="max_query_terms must be at least 1"):
+            Impact(index, max_query_terms=bad)
+    stage = Impact(index, k=50, max_query_terms=5)
+    assert stage.with_cutoff(10).max_query_terms == 5 and "max_query_terms=5" in repr(stage)
+    bag = {"t1": 1.0, "t2": 3.0, "t3": 2.0}
+    assert Impact(index, max_query_terms=2)._vector("q", bag)[1].tolist() == [3.0, 2.0]  # the query's order

@@ -161,3 +161,20 @@ def test_vectors_with_a_query_encoder_must_share_its_vocabulary(tmp_path: Path) 
     bad = write_json_vectors([SparseVector("x", {"▁cat": 1.0})], tmp_path / "bad.jsonl")  # a SentencePiece token
     result = invoke("index", "--vectors", bad, "--impact", "splade-tiny", "--index-dir", tmp_path / "bad")
     assert result.exit_code != 0 and "'▁cat' is not in the query encoder's vocabulary" in result.output
+
+
+def test_query_term_pruning_from_the_command_line(tmp_path: Path) -> None:
+    path = write_json_vectors(VECTORS, tmp_path / "v.jsonl")
+    assert invoke("index", "--vectors", path, "--index-dir", tmp_path / "idx", "--bits", "0").exit_code == 0
+    # pretokenized: every token weighs 1, so one kept token is the first ("dog": b only; all three: b 2.25, a 2.0)
+    full = invoke("search", tmp_path / "idx", "--query", "dog cat mat", "-k", "5")
+    pruned = invoke("search", tmp_path / "idx", "--query", "dog cat mat", "-k", "5", "--max-query-terms", "1")
+    assert full.exit_code == 0 and pruned.exit_code == 0, pruned.output
+    assert [line.split()[2] for line in full.output.strip().splitlines()] == ["b", "a"]
+    assert [line.split()[2] for line in pruned.output.strip().splitlines()] == ["b"]
+    bad = invoke("search", tmp_path / "idx", "--query", "dog", "--max-query-terms", "0")
+    assert bad.exit_code != 0 and "max-query-terms" in bad.output
+    write_beir(tmp_path / "coll")
+    assert invoke("index", tmp_path / "coll", "--index-dir", tmp_path / "bm25").exit_code == 0
+    wrong = invoke("search", tmp_path / "bm25", "--query", "cat", "--max-query-terms", "3")
+    assert wrong.exit_code != 0 and "does not apply to a BM25 index" in wrong.output, wrong.output
