@@ -177,6 +177,16 @@ class Impact(PostingsSearch):
         """Search queries given as ``{token: weight}`` (weights > 0 count; tokens the index lacks match nothing)."""
         if len(qids) != len(bags):
             raise ValueError(f"{len(qids)} qids but {len(bags)} query vectors")
+        lex = self.index.lexicon
+        if len(qids) == 1 and len(self.index.segments) == 1:  # a server's load: no per-segment bookkeeping
+            gids_a, w_a = self._vector(qids[0], bags[0])
+            if not len(gids_a):
+                _warn_empty([qids[0]])
+            seg, imp, to_local = self.index.segments[0], _segment_impacts(self.index)[0], lex.local[0]
+            local = gids_a if to_local is None else to_local[gids_a]
+            scale = float(seg.entry.get("impact_scale", 1.0))
+            docs, scores, _ = self._run_kernel(seg, imp, np.array([0, len(local)], np.int64), local, w_a / scale)
+            return Ranking._trusted(str(qids[0]), seg.docids[docs], scores, np.arange(1, len(docs) + 1), queries)
         rows, gids, weights, empty = [], [], [], []
         for row, bag in enumerate(bags):
             g, w = self._vector(qids[row], bag)
@@ -190,13 +200,6 @@ class Impact(PostingsSearch):
             _warn_empty(empty)
         rows_a, gids_a, w_a = (np.concatenate(parts) if parts else np.zeros(0, dtype)
                                for parts, dtype in ((rows, np.int64), (gids, np.int64), (weights, np.float64)))  # fmt: skip
-        lex = self.index.lexicon
-        if len(qids) == 1 and len(self.index.segments) == 1:  # a server's load: no per-segment bookkeeping
-            seg, imp, to_local = self.index.segments[0], _segment_impacts(self.index)[0], lex.local[0]
-            local = gids_a if to_local is None else to_local[gids_a]
-            scale = float(seg.entry.get("impact_scale", 1.0))
-            docs, scores, _ = self._run_kernel(seg, imp, np.array([0, len(local)], np.int64), local, w_a / scale)
-            return Ranking._trusted(str(qids[0]), seg.docids[docs], scores, np.arange(1, len(docs) + 1), queries)
         per_segment = []
         for seg, imp, to_local in zip(self.index.segments, _segment_impacts(self.index), lex.local, strict=True):
             local = gids_a if to_local is None else to_local[gids_a]
