@@ -93,9 +93,10 @@ class Impact(PostingsSearch):
     afresh for that ranking's queries. ``search_weighted`` takes ``{token: weight}`` queries directly.
 
     ``max_query_terms``: search with only each query's this many heaviest tokens (query term pruning; None keeps
-    every token, the exact search). A SPLADE query carries ~50 tokens, most of them light expansions whose postings
-    cost as much as the heavy ones': on SciFact, SPLADE-tiny queries cut to 24 tokens touch 42% of the
-    postings, search 2x faster and score the same nDCG@10 (0.6446 vs 0.6435; ``benchmarks/bench_splade.py``).
+    every token, the exact search). A SPLADE query carries dozens of tokens, most of them light expansions whose
+    postings cost as much as the heavy ones': on SciFact, SPLADE-tiny queries (~53 tokens) cut to 24 touch 42% of
+    the postings and score the same nDCG@10 (0.6446 vs 0.6435), 1.3x the queries per second one query per call;
+    NFCorpus' shorter queries lose nothing and gain nothing (``benchmarks/results/splade-pruning.md``).
     Ties in weight keep the earlier token; the kept tokens stay in the query's order.
     """
 
@@ -163,9 +164,9 @@ class Impact(PostingsSearch):
         g = np.fromiter(map(self.index.lexicon.ids.get, bag.keys(), repeat(-1)), np.int64, len(bag))
         keep = (g >= 0) & (w > 0)
         n = self.max_query_terms
-        if n is not None and np.count_nonzero(w > 0) > n:
-            # the query's n heaviest tokens (ties to the earlier one), whether or not the index holds them: the
-            # same tokens in every shard of a sharded index
+        if n is not None and len(w) > n:
+            # the query's n heaviest tokens (ties to the earlier one; weights of 0 sort last and stay dropped),
+            # whether or not the index holds them: the same tokens in every shard of a sharded index
             heaviest = np.zeros(len(w), dtype=bool)
             heaviest[np.argsort(-w, kind="stable")[:n]] = True
             keep &= heaviest
