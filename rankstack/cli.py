@@ -1568,7 +1568,8 @@ def _has_classification_head(model: str) -> bool:
 def warmup() -> None:
     """Compile the search and evaluation kernels into numba's on-disk cache, so no later process waits
     for a compile (about a minute, once per installation; `make setup` runs it). Numba keeps the cache
-    beside the installed package when that is writable, else in ~/.cache/numba or $NUMBA_CACHE_DIR.
+    beside the installed package when that is writable, else in ~/.cache/numba or $NUMBA_CACHE_DIR. Also
+    byte-compiles rankstack's modules where they are writable (an editable install).
 
     Example:  rankstack warmup
     """
@@ -1603,7 +1604,20 @@ def warmup() -> None:
     top.push(np.random.default_rng(0).random((2, 8), dtype=np.float32), 0)
     top.result()
     _warm_token_index(np.random.default_rng(0))
+    _compile_bytecode()
     typer.echo(f"kernels ready in {time.perf_counter() - t0:.1f} s")
+
+
+def _compile_bytecode() -> None:
+    """Byte-compile rankstack's modules where its directory is writable: pip writes .pyc files when it installs a
+    package, but an editable install gets them only on first import, and never where PYTHONDONTWRITEBYTECODE is
+    set; compiling the sources again costs every process ~0.1 s (a fresh one-query search: 0.31 -> 0.22 s)."""
+    import compileall
+    import os
+
+    package = Path(__file__).resolve().parent
+    if os.access(package, os.W_OK):
+        compileall.compile_dir(package, quiet=1, workers=0 if (os.cpu_count() or 1) > 1 else 1)
 
 
 def _warm_token_index(rng) -> None:

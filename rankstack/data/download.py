@@ -8,20 +8,13 @@ half-written collection where ``load_collection`` would find it.
 from __future__ import annotations
 
 import hashlib
-import http.client
 import json
 import logging
 import os
 import shutil
-import tarfile
 import tempfile
 import time
-import urllib.error
-import urllib.request
-import zipfile
 from pathlib import Path
-
-from tqdm.auto import tqdm
 
 from rankstack.errors import RankstackError
 
@@ -49,6 +42,12 @@ def fetch(url: str, target: Path, *, show_progress: bool = True, timeout: float 
     A transfer shorter than the announced Content-Length is an error: urllib reports a server that hangs
     up early as a normal end of stream, so the byte count is the only way to notice.
     """
+    import http.client  # here, not at import: the network stack costs every process's start ~15 ms
+    import urllib.error
+    import urllib.request
+
+    from tqdm.auto import tqdm
+
     sha256, md5 = hashlib.sha256(), hashlib.md5()
     received = 0
     request = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT})
@@ -82,6 +81,9 @@ def fetch(url: str, target: Path, *, show_progress: bool = True, timeout: float 
 
 def _extract(archive: Path, into: Path) -> None:
     """Unpack a zip or tar(.gz) archive; members that would land outside ``into`` are refused."""
+    import tarfile
+    import zipfile
+
     into.mkdir()
     root = into.resolve()
     if zipfile.is_zipfile(archive):

@@ -1,4 +1,7 @@
+import numpy as np
+
 from rankstack.index import decode_norm, encode_norm
+from rankstack.index.inverted import encode_norms
 
 
 def test_lengths_below_24_are_exact():
@@ -17,3 +20,9 @@ def test_encoding_is_monotone_and_never_overestimates():
         b = encode_norm(n)
         assert b >= prev and decode_norm(b) <= n
         prev = b
+
+
+def test_vectorised_encoding_equals_the_scalar_one():
+    lengths = np.concatenate([np.arange(70_000), np.random.default_rng(0).integers(0, 2**31, 20_000), [2**31 - 1]])
+    assert encode_norms(lengths).tolist() == [encode_norm(int(n)) for n in lengths]
+    assert encode_norms(np.zeros(0, np.uint32)).dtype == np.uint8
