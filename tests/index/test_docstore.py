@@ -63,3 +63,18 @@ def test_unknown_codec_is_refused(tmp_path):
     DocStoreWriter(tmp_path, codec="zlib").close()
     with pytest.raises(IndexFormatError, match="unknown document store codec 'lz77'"):
         DocStoreReader(tmp_path, "lz77")
+
+
+def test_an_index_with_zlib_and_zstd_segments_reads_both_and_merges(tmp_path, monkeypatch):
+    """An index written before the codec changed gets new segments in Zstandard; every document reads back."""
+    import rankstack
+
+    with monkeypatch.context() as m:
+        m.setattr(docstore, "_zstd", lambda: None)
+        build_inverted_index([Document("old", "written with zlib")], tmp_path / "i", show_progress=False)
+    idx = rankstack.open(tmp_path / "i").add([Document("new", "written with zstd é")])
+    assert [s["store_codec"] for s in idx.manifest["segments"]] == ["zlib", "zstd"]
+    assert idx.docs["old"].text == "written with zlib" and idx.docs["new"].text == "written with zstd é"
+    merged = idx.merge()
+    assert [s["store_codec"] for s in merged.manifest["segments"]] == ["zstd"]
+    assert sorted(d.docid for d in merged.iter_documents()) == ["new", "old"]
