@@ -759,9 +759,7 @@ def search(
             from rankstack.scale import open_sharded
 
             idx = open_sharded(index_dir)
-            if max_query_terms is not None and idx.kind != "impact":
-                _fail(f"--max-query-terms prunes the weighted queries of an impact index; {index_dir} holds "
-                      f"{idx.kind} shards")  # fmt: skip
+            _check_max_query_terms(max_query_terms, idx.kind)
             stage = (idx.bm25(k1=k1, b=b, k=k) if idx.kind == "bm25" else idx.dense(model, k=k) if idx.kind == "dense"
                      else idx.colbert(model, k=k, nprobe=nprobe, exhaustive=exact) if idx.kind == "colbert"
                      else idx.impact(model, k=k, max_query_terms=max_query_terms))  # fmt: skip
@@ -778,9 +776,7 @@ def search(
         kind = retriever_kind(idx)
         if rm3 and kind != "bm25":
             _fail(f"--rm3 expands BM25 queries; it does not apply to {_INDEX_NAMES[kind]}")
-        if max_query_terms is not None and kind != "impact":
-            _fail(f"--max-query-terms prunes the weighted queries of an impact index; it does not apply to "
-                  f"{_INDEX_NAMES.get(kind, 'a BM25 index')}")  # fmt: skip
+        _check_max_query_terms(max_query_terms, kind)
         if image is not None and kind == "dense":
             _fail(f"--image cannot search {index_dir}: it holds text vectors of the text-only model "
                   f"{idx.model['model']!r}; build a text-image index with `rankstack index COLL --images --model M`")  # fmt: skip
@@ -818,8 +814,15 @@ def search(
     typer.echo(f"searched {len(qs)} queries in {elapsed:.2f}s ({len(qs) / max(elapsed, 1e-9):.0f} q/s)", err=True)
 
 
-_INDEX_NAMES = {"colbert": "a ColBERT index", "impact": "an impact index", "dense": "a dense index",
-                "multimodal": "a text-image index"}  # fmt: skip
+_INDEX_NAMES = {"bm25": "a BM25 index", "colbert": "a ColBERT index", "impact": "an impact index",
+                "dense": "a dense index", "multimodal": "a text-image index"}  # fmt: skip
+
+
+def _check_max_query_terms(max_query_terms: int | None, kind: str) -> None:
+    """--max-query-terms prunes weighted queries: one line for any other kind of index (sharded or not)."""
+    if max_query_terms is not None and kind != "impact":
+        _fail("--max-query-terms prunes the weighted queries of an impact index; it does not apply to "
+              f"{_INDEX_NAMES[kind]}")
 
 
 def _print_run(run, output: Path | None, tag: str, one_query: bool) -> None:
@@ -1613,11 +1616,10 @@ def _compile_bytecode() -> None:
     package, but an editable install gets them only on first import, and never where PYTHONDONTWRITEBYTECODE is
     set; compiling the sources again costs every process ~0.1 s (a fresh one-query search: 0.31 -> 0.22 s)."""
     import compileall
-    import os
 
     package = Path(__file__).resolve().parent
     if os.access(package, os.W_OK):
-        compileall.compile_dir(package, quiet=1, workers=0 if (os.cpu_count() or 1) > 1 else 1)
+        compileall.compile_dir(package, quiet=1, workers=0)  # 0: one process per core
 
 
 def _warm_token_index(rng) -> None:

@@ -16,6 +16,7 @@ import zlib
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -39,9 +40,10 @@ _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 _encode_ascii = json.JSONEncoder(ensure_ascii=True, separators=(",", ":")).encode
 
 
+@cache
 def _zstd() -> Any:
     """The Zstandard module: the standard library's (Python 3.14+) or the ``zstandard`` package; None without
-    either."""
+    either. Looked up once: every segment's writer and reader asks."""
     try:
         from compression import zstd  # type: ignore[import-not-found]
 

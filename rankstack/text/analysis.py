@@ -222,7 +222,7 @@ class TermMapper:
                 ids += map(lookup, tokens_of(text))
             except _LongToken:
                 del ids[start:]
-                ids += self._text_ids(text)
+                ids += self._exact_ids(text)
             counts.append(len(ids) - start)
         return array("q", ids), counts
 
@@ -290,8 +290,13 @@ class TermMapper:
         """One text's ids on the per-text path: one cached lookup per surface token."""
         try:
             return list(map(self.cache.__getitem__, self.analyzer._bulk_surface_tokens(text)))
-        except _LongToken:  # rare: split as Lucene does, exactly, on the analyzer's own path (the terms looked
-            return [self.vocab[t] for t in self.analyzer(text)]  # up before it got ids in the order that path gives)
+        except _LongToken:
+            return self._exact_ids(text)
+
+    def _exact_ids(self, text: str) -> list[int]:
+        """A text holding a token over Lucene's length, split as Lucene does on the analyzer's own path (the terms
+        looked up before the long token was met got ids in the order that path gives them)."""
+        return [self.vocab[t] for t in self.analyzer(text)]
 
 
 _ABSENT = -2  # a token the compiled path's table has not seen (ids are >= 0, dropped tokens -1)
