@@ -86,3 +86,32 @@ def matching_histogram(sim: object, d_mask: object, bins: int = 30) -> object:
         idx = torch.where(s >= EXACT, torch.full_like(idx, bins - 1), idx)
         onehot = torch.nn.functional.one_hot(idx, bins).to(s.dtype) * d_mask[:, None, :, None]  # type: ignore[index]
         return torch.log1p(onehot.sum(dim=2))
+
+
+def _bins(lengths: object, size: int, parts: int) -> object:
+    """``[B, parts, size]`` masks of adaptive pooling's bins over each row's first ``lengths[b]`` positions:
+    bin i covers ``floor(i·L/parts) .. ceil((i+1)·L/parts) - 1`` (PyTorch's rule; never empty for L >= 1)."""
+    torch = lazy.torch()
+    i = torch.arange(parts, device=lengths.device)[None, :]  # type: ignore[attr-defined]
+    lengths = lengths[:, None]  # type: ignore[index]
+    start = (i * lengths) // parts
+    end = -((-(i + 1) * lengths) // parts)
+    pos = torch.arange(size, device=start.device)[None, None, :]
+    return (pos >= start[..., None]) & (pos < end[..., None])
+
+
+def dynamic_max_pool(x: object, rows: object, cols: object, grid: tuple[int, int]) -> object:
+    """MatchPyramid's dynamic pooling, batched: ``[B, C, H, W]`` -> ``[B, C, grid[0], grid[1]]``, each pair
+    pooled over its own extent (the first ``rows[b]`` rows and ``cols[b]`` columns; lengths >= 1) exactly as
+    ``adaptive_max_pool2d(x[b, :, :rows[b], :cols[b]], grid)`` would. A max over a rectangle is a max over
+    rows then columns, so one masked max per bin replaces a loop over the batch."""
+    torch = lazy.torch()
+    by_row = _bins(rows, x.shape[2], grid[0])  # type: ignore[attr-defined]
+    by_col = _bins(cols, x.shape[3], grid[1])  # type: ignore[attr-defined]
+    low = float("-inf")
+    pooled_rows = torch.stack(
+        [x.masked_fill(~by_row[:, None, i, :, None], low).max(dim=2).values for i in range(grid[0])], dim=2  # type: ignore[attr-defined]
+    )  # [B, C, grid[0], W]
+    return torch.stack(
+        [pooled_rows.masked_fill(~by_col[:, None, None, j, :], low).max(dim=3).values for j in range(grid[1])], dim=3
+    )

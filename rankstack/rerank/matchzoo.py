@@ -28,7 +28,14 @@ import itertools
 from typing import Any, ClassVar
 
 from rankstack.errors import MissingExtraError
-from rankstack.rerank.kernels import cosine_matrix, kernel_mus, kernel_pooling, kernel_sigmas, matching_histogram
+from rankstack.rerank.kernels import (
+    cosine_matrix,
+    dynamic_max_pool,
+    kernel_mus,
+    kernel_pooling,
+    kernel_sigmas,
+    matching_histogram,
+)
 from rankstack.rerank.settings import merged_settings
 
 try:
@@ -164,10 +171,8 @@ class MatchPyramid(InteractionModel):
         x = cosine_matrix(self.embed(q_ids, q_mask), self.embed(d_ids, d_mask))[:, None] * grid
         for conv in self.convs:  # zero the padding after each layer: it then equals the convolution's own padding
             x = torch.relu(conv(x)) * grid
-        lq = q_mask.sum(-1).long().clamp_min(1).tolist()
-        ld = d_mask.sum(-1).long().clamp_min(1).tolist()
-        pooled = [nn.functional.adaptive_max_pool2d(x[b, :, : lq[b], : ld[b]], self.pool) for b in range(len(lq))]
-        return self.out(torch.stack(pooled).flatten(1)).squeeze(-1)
+        lq, ld = q_mask.sum(-1).long().clamp_min(1), d_mask.sum(-1).long().clamp_min(1)
+        return self.out(dynamic_max_pool(x, lq, ld, self.pool).flatten(1)).squeeze(-1)
 
 
 class Duet(InteractionModel):

@@ -12,7 +12,7 @@ import pytest
 
 from rankstack.models.model_dir import ModelDirectoryError
 from rankstack.rerank import InteractionReranker, load_reranker
-from rankstack.rerank.kernels import kernel_mus, kernel_pooling, kernel_sigmas, matching_histogram
+from rankstack.rerank.kernels import dynamic_max_pool, kernel_mus, kernel_pooling, kernel_sigmas, matching_histogram
 from rankstack.rerank.vocabulary import Vocabulary, static_matrix
 from tests.rerank.conftest import ANIMALS, PLACES, toy_docs, toy_qrels, toy_queries, toy_ranking
 
@@ -111,6 +111,24 @@ def test_matching_histogram_equals_a_plain_loop():
             b = bins - 1 if s >= 1.0 else min(int((s + 1) / 2 * (bins - 1)), bins - 2)
             want[0, i, b] += 1
     np.testing.assert_allclose(got, np.log1p(want))
+
+
+def test_dynamic_pooling_equals_adaptive_pooling_of_each_pair():
+    """The batched pooling against torch's own adaptive max pooling of every pair's extent, values and
+    gradients, with extents shorter than, equal to and longer than the grid (bins then overlap or repeat)."""
+    rng = np.random.default_rng(3)
+    grid = (3, 5)
+    rows = torch.tensor([1, 2, 3, 7, 9, 4])
+    cols = torch.tensor([1, 4, 5, 11, 13, 13])
+    x = torch.tensor(rng.normal(size=(6, 2, 9, 13)), requires_grad=True)
+    got = dynamic_max_pool(x, rows, cols, grid)
+    want = torch.stack([torch.nn.functional.adaptive_max_pool2d(x[b, :, : rows[b], : cols[b]], grid) for b in range(6)])
+    np.testing.assert_array_equal(got.detach().numpy(), want.detach().numpy())
+    weights = torch.tensor(rng.normal(size=got.shape))
+    (g_got,) = torch.autograd.grad((got * weights).sum(), x)
+    (g_want,) = torch.autograd.grad((want * weights).sum(), x)
+    np.testing.assert_allclose(g_got.numpy(), g_want.numpy())
+    assert not g_got[0, :, 1:].any() and not g_got[0, :, :, 1:].any()  # nothing past a pair's extent
 
 
 def test_knrm_equals_a_reference_computation(static):
