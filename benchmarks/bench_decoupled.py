@@ -190,7 +190,10 @@ def main(argv: list[str] | None = None) -> None:
         f"({'MarginMSE to a ColBERT teacher (' + str(args.teacher) + ')' if args.teacher else 'LCE'}, {args.negatives} BM25 negatives, batch 8, {args.max_length}-token pairs, {args.epochs} epoch(s); a CPU "
         f"budget). Test: BM25 top {args.depth} of {len(queries)} queries re-ranked."
         + (" The four families start from the encoder of the cross-encoder trained here (its training comes on top "
-           "of theirs), not from all-MiniLM-L6-v2." if args.init == "cross" else ""),
+           "of theirs), not from all-MiniLM-L6-v2." if args.init == "cross" else "")
+        + (f" First stages in the same table: all-MiniLM-L6-v2 dense (zero-shot, exact, 256 tokens), ColBERT `{args.colbert}` "
+           "over its 2-bit PLAID index (`PlaidSettings.for_k(100)`), and BM25's top 100 re-ranked by its MaxSim over "
+           "the stored float16 vectors." if args.colbert is not None else ""),
         "",
         experiment_markdown(table),
         "",
