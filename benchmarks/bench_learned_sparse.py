@@ -103,8 +103,8 @@ class Bench:
             out = self.work / "model-splade"
             a = self.args
             config = SpladeConfig(epochs=a.splade_epochs or a.epochs, batch_size=32, learning_rate=a.splade_lr,
-                                  num_negatives=1, negative_depth=30, doc_max_length=a.max_length, save_every=10,
-                                  flops_query=a.splade_flops[0], flops_doc=a.splade_flops[1], show_progress=True)  # fmt: skip
+                                  num_negatives=1, negative_depth=30, save_every=10,
+                                  doc_max_length=a.splade_train_max_length or a.max_length, flops_query=a.splade_flops[0], flops_doc=a.splade_flops[1], show_progress=True)  # fmt: skip
             model = self.timed("train SPLADE", lambda: train_splade(
                 load_splade("splade-tiny"), self.train_q, self.train_qrels, self.index, out, config=config,
                 bm25_index=self.index, resume=True))  # fmt: skip
@@ -244,6 +244,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--splade-flops", type=float, nargs=2, default=[3e-4, 1e-4], metavar=("QUERY", "DOC"),
                         help="FLOPS regulariser weights when fine-tuning SPLADE (0 0: none)")
     parser.add_argument("--max-length", type=int, default=256, help="document tokens when encoding the corpus")
+    parser.add_argument("--splade-train-max-length", type=int, default=None,
+                        help="document tokens in SPLADE fine-tuning (default: --max-length)")
     parser.add_argument("--train-max-length", type=int, default=128, help="document tokens in training")
     parser.add_argument("--decoder-layers", type=int, default=2)
     parser.add_argument("--d2q-epochs", type=int, default=3)
@@ -306,7 +308,7 @@ def main(argv: list[str] | None = None) -> None:
         f"DeepCT: {args.epochs} epoch(s), documents cut at {args.train_max_length} tokens in training (uniCOIL, "
         f"DeepCT, doc2query) and {args.max_length} when encoding the corpus; doc2query: {args.d2q_epochs} epoch(s), "
         f"a {args.decoder_layers}-layer decoder. SPLADE fine-tuning: {args.splade_epochs or args.epochs} epoch(s) at lr "
-        f"{args.splade_lr:g}, FLOPS weights {args.splade_flops[0]:g} (queries) / {args.splade_flops[1]:g} (documents). "
+        f"{args.splade_lr:g}, documents cut at {args.splade_train_max_length or args.max_length} tokens, FLOPS weights {args.splade_flops[0]:g} (queries) / {args.splade_flops[1]:g} (documents). "
         "Holm-corrected paired t-tests against BM25.",
         *(["", f"Re-ranked rows: each system's top {args.rerank_depth} re-scored by the cross-encoder `{args.cross_encoder}` "
            f"({args.rerank_max_length}-token pairs); R@100 of a re-ranked row is its first stage's."]
