@@ -55,14 +55,15 @@ def first_stages(args: argparse.Namespace, col: Any, bm25_index: Any, queries: A
     from rankstack.late import ColBERT, ColBERTEncoder, ColBERTReranker
 
     encoder = ColBERTEncoder(args.colbert, device="cpu")
+    dense_model = minilm()
     token, _ = indexes(args, args.workdir, col.corpus, encoder)  # bench_colbert.py's: the corpus encoded once
     dense_path = args.workdir / "dense-minilm"
     dense = VectorIndex(dense_path) if (dense_path / "manifest.json").exists() else build_dense_index(
-        col.corpus, BiEncoder(minilm(), max_length=256), dense_path)  # fmt: skip
+        col.corpus, BiEncoder(dense_model, max_length=256), dense_path)  # fmt: skip
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return {
-            "MiniLM dense, zero-shot": dense.dense(BiEncoder(minilm(), max_length=256), k=1000)(queries),
+            "MiniLM dense, zero-shot": dense.dense(BiEncoder(dense_model, max_length=256), k=1000)(queries),
             "ColBERT, PLAID over 2-bit index (k=100)": ColBERT(token[2], encoder, k=100)(queries),
             "BM25 top 100 >> ColBERT MaxSim": (bm25_index.bm25(k=1000) % 100
                                                >> ColBERTReranker(encoder, docs=bm25_index, index=token[0]))(queries),

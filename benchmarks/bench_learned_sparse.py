@@ -103,8 +103,9 @@ class Bench:
             out = self.work / "model-splade"
             a = self.args
             config = SpladeConfig(epochs=a.splade_epochs or a.epochs, batch_size=32, learning_rate=a.splade_lr,
-                                  num_negatives=1, negative_depth=30, save_every=10,
-                                  doc_max_length=a.splade_train_max_length or a.max_length, flops_query=a.splade_flops[0], flops_doc=a.splade_flops[1], show_progress=True)  # fmt: skip
+                                  num_negatives=1, negative_depth=30, doc_max_length=a.splade_train_max_length,
+                                  save_every=10, flops_query=a.splade_flops[0], flops_doc=a.splade_flops[1],
+                                  show_progress=True)  # fmt: skip
             model = self.timed("train SPLADE", lambda: train_splade(
                 load_splade("splade-tiny"), self.train_q, self.train_qrels, self.index, out, config=config,
                 bm25_index=self.index, resume=True))  # fmt: skip
@@ -260,6 +261,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="16 training queries, 30 test queries: a smoke run")
     parser.add_argument("--output", type=Path, default=REPO / "benchmarks" / "results" / "learned-sparse.md")
     args = parser.parse_args(argv)
+    args.splade_train_max_length = args.splade_train_max_length or args.max_length
     if args.quick:
         args.epochs, args.d2q_epochs, args.d2q_queries = 1, 1, 1
 
@@ -308,7 +310,8 @@ def main(argv: list[str] | None = None) -> None:
         f"DeepCT: {args.epochs} epoch(s), documents cut at {args.train_max_length} tokens in training (uniCOIL, "
         f"DeepCT, doc2query) and {args.max_length} when encoding the corpus; doc2query: {args.d2q_epochs} epoch(s), "
         f"a {args.decoder_layers}-layer decoder. SPLADE fine-tuning: {args.splade_epochs or args.epochs} epoch(s) at lr "
-        f"{args.splade_lr:g}, documents cut at {args.splade_train_max_length or args.max_length} tokens, FLOPS weights {args.splade_flops[0]:g} (queries) / {args.splade_flops[1]:g} (documents). "
+        f"{args.splade_lr:g}, documents cut at {args.splade_train_max_length} tokens, FLOPS weights "
+        f"{args.splade_flops[0]:g} (queries) / {args.splade_flops[1]:g} (documents). "
         "Holm-corrected paired t-tests against BM25.",
         *(["", f"Re-ranked rows: each system's top {args.rerank_depth} re-scored by the cross-encoder `{args.cross_encoder}` "
            f"({args.rerank_max_length}-token pairs); R@100 of a re-ranked row is its first stage's."]
