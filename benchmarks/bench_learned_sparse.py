@@ -11,7 +11,9 @@ the test queries (nDCG@10 and R@100 by ``rankstack.eval.Experiment``, Holm-corre
 
 - BM25 (k1=0.9, b=0.4, Pyserini's BEIR setting);
 - SPLADE-tiny zero-shot (the packaged checkpoint) and fine-tuned here (``train_splade``: in-batch + one BM25
-  negative, FLOPS), both over 8-bit impact indexes;
+  negative, FLOPS), both over 8-bit impact indexes; ``splade-kd``: the same fine-tuning with MarginMSE to the
+  ``--cross-encoder``'s score margins instead of the judgments' softmax (``--splade-train-queries``: SPLADE's own
+  training sample);
 - uniCOIL: the packaged all-MiniLM-L6-v2 with a fresh one-weight-per-token head, trained by ``train_splade``
   without FLOPS, on the plain documents;
 - DeepCT: MiniLM regressing query term recall (``train_deepct``), its weights x 100 as term frequencies in a
@@ -68,11 +70,31 @@ class Bench:
             judged = set(self.train_qrels.docid.tolist())
             judged |= {d for q, d in zip(self.qrels.qid, self.qrels.docid, strict=True) if q in set(test)}
             self.docs = [d for i, d in enumerate(self.docs) if i < 300 or d.docid in judged]
+        all_q, all_qrels = self.train_q, self.train_qrels
         if args.train_queries:  # a training budget: a seeded sample of queries, each with every one of its judgments
-            self.train_q, self.train_qrels = sample_training_queries(self.train_q, self.train_qrels, args)
+            self.train_q, self.train_qrels = sample_training_queries(self.train_q, self.train_qrels, args.train_queries, args)
+        self.splade_q, self.splade_qrels = self.train_q, self.train_qrels  # SPLADE fine-tuning's own budget
+        if args.splade_train_queries:
+            self.splade_q, self.splade_qrels = sample_training_queries(all_q, all_qrels, args.splade_train_queries, args)
         self.index = bm25_index(self.docs, self.work / "bm25")
         self.timings: dict[str, float] = {}
         self.examples: list[tuple[str, str, Any]] = []
+        self._cross: Any = None
+
+    def cross_encoder(self):
+        """The ``--cross-encoder`` (ONNX int8, exported on first use): the re-ranker of every system, and the
+        teacher SPLADE distils in the ``splade-kd`` row."""
+        from rankstack.rerank import CrossEncoder
+
+        if self._cross is None:
+            model = self.args.cross_encoder
+            if model is None:
+                raise SystemExit("splade-kd distils --cross-encoder: give one")
+            if not (model / "onnx" / "model_qint8.onnx").exists():
+                CrossEncoder(model).export_onnx()  # int8 ONNX Runtime, as bench_rerank.py's mono-int8 row
+            self._cross = CrossEncoder(model, docs=self.index, max_length=self.args.rerank_max_length, backend="onnx",
+                                       show_progress=True)  # fmt: skip
+        return self._cross
 
     def timed(self, name: str, fn):
         t0 = time.perf_counter()
@@ -93,25 +115,30 @@ class Bench:
         return self.timed(f"encode + index {name}", lambda: build_impact_index(
             vectors, path, bits=8, encoder=encoder.describe(), show_progress=False))  # fmt: skip
 
-    def splade(self, fine_tuned: bool):
+    def splade(self, fine_tuned: bool, distilled: bool = False):
+        """SPLADE-tiny zero-shot, fine-tuned on the judgments (in-batch + a BM25 negative), or ``distilled``: the
+        same recipe with MarginMSE to the ``--cross-encoder``'s margins on each query's positives and BM25 pool."""
         from rankstack.sparse import Impact
         from rankstack.sparse.splade import load_splade
         from rankstack.train import SpladeConfig, train_splade
 
-        model = "splade-tiny"
+        model, name = "splade-tiny", "splade-tiny"
         if fine_tuned:
-            out = self.work / "model-splade"
+            name = "splade-kd" if distilled else "splade-ft"
+            out = self.work / ("model-splade-kd" if distilled else "model-splade")
             a = self.args
             config = SpladeConfig(epochs=a.splade_epochs or a.epochs, batch_size=32, learning_rate=a.splade_lr,
                                   num_negatives=1, negative_depth=30, doc_max_length=a.splade_train_max_length,
                                   save_every=10, flops_query=a.splade_flops[0], flops_doc=a.splade_flops[1],
-                                  show_progress=True)  # fmt: skip
-            model = self.timed("train SPLADE", lambda: train_splade(
-                load_splade("splade-tiny"), self.train_q, self.train_qrels, self.index, out, config=config,
-                bm25_index=self.index, resume=True))  # fmt: skip
+                                  show_progress=True, loss="margin_mse" if distilled else "contrastive")  # fmt: skip
+            model = out / "final"
+            if not (model / "model.safetensors").exists():  # trained already: no teacher scores needed again
+                teacher = self.cross_encoder() if distilled else None
+                self.timed(f"train {name}", lambda: train_splade(
+                    load_splade("splade-tiny"), self.splade_q, self.splade_qrels, self.index, out, config=config,
+                    bm25_index=self.index, teacher=teacher, resume=True))  # fmt: skip
         encoder = load_splade(model, max_length=self.args.max_length)
-        index = self.impact_index("splade-ft" if fine_tuned else "splade-tiny", encoder)
-        return Impact(index, encoder, k=1000)
+        return Impact(self.impact_index(name, encoder), encoder, k=1000)
 
     def splade_free(self, trained: bool):
         """Inference-free SPLADE: documents by SPLADE-tiny, queries as their tokens. Untrained: SPLADE-tiny's own
@@ -196,14 +223,14 @@ class Bench:
         return open_index(path).bm25(k=1000)
 
 
-def sample_training_queries(queries: Any, qrels: Any, args: argparse.Namespace) -> tuple[Any, Any]:
-    """``--train-queries`` training queries drawn with a fixed seed among those with at most
+def sample_training_queries(queries: Any, qrels: Any, n: int, args: argparse.Namespace) -> tuple[Any, Any]:
+    """``n`` training queries drawn with a fixed seed among those with at most
     ``--train-max-judgments`` judgments, and all their judgments: none of a query's positives is dropped (so none
     can come back as a BM25 negative), and NFCorpus' broad topic queries (hundreds of judgments) do not dominate."""
     qids, counts = np.unique(qrels.qid, return_counts=True)
     eligible = sorted(str(q) for q, c in zip(qids, counts, strict=True) if c <= args.train_max_judgments)
     rng = np.random.default_rng(42)
-    chosen = sorted(rng.choice(eligible, size=min(args.train_queries, len(eligible)), replace=False).tolist())
+    chosen = sorted(rng.choice(eligible, size=min(n, len(eligible)), replace=False).tolist())
     qrels = qrels.subset(chosen)
     print(f"training on {len(chosen)} queries, {len(qrels)} judgments", flush=True)
     return queries.subset(chosen), qrels
@@ -214,13 +241,9 @@ def reranked(bench: Bench, runs: dict[str, Any], args: argparse.Namespace) -> di
     in the work directory as a TREC file so an interrupted benchmark resumes where it stopped."""
     import re
 
-    from rankstack.rerank import CrossEncoder
     from rankstack.types import Ranking
 
-    model = args.cross_encoder
-    if not (model / "onnx" / "model_qint8.onnx").exists():
-        CrossEncoder(model).export_onnx()  # int8 ONNX Runtime, as bench_rerank.py's mono-int8 row
-    scorer = CrossEncoder(model, docs=bench.index, max_length=args.rerank_max_length, backend="onnx", show_progress=True)
+    scorer = bench.cross_encoder()
     out = {}
     for label, run in runs.items():
         name = f"{label.split(' (')[0]} >> cross-encoder (ONNX int8)"
@@ -258,6 +281,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rerank-max-length", type=int, default=256, help="tokens per (query, document) pair")
     parser.add_argument("--train-queries", type=int, default=None, help="train on a seeded sample of this many queries")
     parser.add_argument("--train-max-judgments", type=int, default=40, help="... among those with at most this many")
+    parser.add_argument("--splade-train-queries", type=int, default=None,
+                        help="SPLADE fine-tuning (splade-ft, splade-kd) on its own seeded sample of this many queries")
     parser.add_argument("--quick", action="store_true", help="16 training queries, 30 test queries: a smoke run")
     parser.add_argument("--output", type=Path, default=REPO / "benchmarks" / "results" / "learned-sparse.md")
     args = parser.parse_args(argv)
@@ -277,6 +302,8 @@ def main(argv: list[str] | None = None) -> None:
     names = {
         "splade-tiny": ("SPLADE-tiny, zero-shot (8-bit)", lambda: bench.splade(False)),
         "splade-ft": ("SPLADE-tiny, fine-tuned here (8-bit)", lambda: bench.splade(True)),
+        "splade-kd": ("SPLADE-tiny, distilled from the cross-encoder here (MarginMSE, 8-bit)",
+                      lambda: bench.splade(True, distilled=True)),
         "splade-free-untrained": ("SPLADE-tiny documents, token queries at weight 1 (8-bit)",
                                   lambda: bench.splade_free(False)),
         "splade-free": ("inference-free SPLADE-tiny, documents and query table trained here (8-bit)",
@@ -311,7 +338,9 @@ def main(argv: list[str] | None = None) -> None:
         f"DeepCT, doc2query) and {args.max_length} when encoding the corpus; doc2query: {args.d2q_epochs} epoch(s), "
         f"a {args.decoder_layers}-layer decoder. SPLADE fine-tuning: {args.splade_epochs or args.epochs} epoch(s) at lr "
         f"{args.splade_lr:g}, documents cut at {args.splade_train_max_length} tokens, FLOPS weights "
-        f"{args.splade_flops[0]:g} (queries) / {args.splade_flops[1]:g} (documents). "
+        f"{args.splade_flops[0]:g} (queries) / {args.splade_flops[1]:g} (documents)"
+        f"{f', on its own seeded sample of {args.splade_train_queries} queries ({len(bench.splade_qrels)} judgments)' if args.splade_train_queries else ''}"
+        f"{'; the distilled row (splade-kd): MarginMSE to the cross-encoder below' if 'splade-kd' in args.systems else ''}. "
         "Holm-corrected paired t-tests against BM25.",
         *(["", f"Re-ranked rows: each system's top {args.rerank_depth} re-scored by the cross-encoder `{args.cross_encoder}` "
            f"({args.rerank_max_length}-token pairs); R@100 of a re-ranked row is its first stage's."]

@@ -1084,12 +1084,14 @@ def train(
         str,
         typer.Option(
             help="Re-ranker loss: 'lce' (softmax over the positive and its negatives), 'pointwise' (binary "
-            "cross-entropy), 'pairwise' (hinge) or 'margin_mse' (distil --teacher's score margins)."
+            "cross-entropy), 'pairwise' (hinge) or 'margin_mse' (distil --teacher's score margins). --sparse splade / "
+            "unicoil: 'lce' (in-batch + BM25 negatives) or 'margin_mse'."
         ),
     ] = "lce",
     teacher: Annotated[
         str | None,
-        typer.Option(help="Re-ranker MarginMSE teacher: 'bm25', or a cross-encoder directory / Hugging Face id."),
+        typer.Option(help="MarginMSE teacher: 'bm25' (re-rankers only), or a cross-encoder directory / Hugging Face "
+                          "id (re-rankers, --sparse splade / unicoil)."),
     ] = None,
     curriculum: Annotated[
         str | None,
@@ -1221,6 +1223,7 @@ def train(
       rankstack train scifact --reranker --model MODEL --precision bf16 -o m   # bfloat16 autocast: ~1.8x on AMX CPUs
       rankstack rerank runs/bm25.trec --model models/ce-scifact/final --index idx/scifact -o runs/ce.trec
       rankstack train scifact --sparse splade --model splade-tiny -o models/splade-scifact
+      rankstack train nfcorpus --sparse splade --model splade-tiny --loss margin_mse --teacher models/ce-nfcorpus/final -o m
       rankstack train scifact --sparse deepct --model sentence-transformers/all-MiniLM-L6-v2 -o models/deepct
       rankstack train scifact --sparse unicoil --model minilm -o models/unicoil
       rankstack train scifact --sparse doc2query --model minilm --epochs 3 -o models/d2q
@@ -1281,7 +1284,7 @@ def train(
                 col, sparse, model, output_dir, split=split, epochs=epochs, batch_size=batch_size, lr=lr,
                 num_negatives=num_negatives, negative_depth=negative_depth, flops=flops,
                 query_max_length=query_max_length, doc_max_length=doc_max_length, save_every=save_every, seed=seed,
-                resume=resume, precision=precision, inference_free=inference_free,
+                resume=resume, precision=precision, inference_free=inference_free, loss=loss, teacher=teacher,
             )  # fmt: skip
         elif reranker:
             bi_only = {"--negatives": negatives != "bm25", "--refresh-every": refresh_every, "--ict-epochs": ict_epochs}
@@ -1378,6 +1381,7 @@ def _train_sparse(
 
     if kind not in SPARSE_KINDS:
         raise ValueError(f"--sparse must be one of {', '.join(SPARSE_KINDS)}, not {kind!r}")
+    teacher = _sparse_teacher(kind, o.pop("loss"), o.pop("teacher"))
     _quiet_model_loading()
     queries, qrels = col.queries_for(split), col.qrels(split)
     if kind == "doc2query":
@@ -1407,10 +1411,33 @@ def _train_sparse(
         config = config.replace(flops_doc=0.0, flops_query=0.0)
     else:
         encoder = _impact_encoder(model, **({"query_mode": "tokens"} if inference_free else {}))
-    return train_splade(encoder, queries, qrels, col.corpus, output_dir, config=config, resume=o["resume"])
+    if teacher is not None:
+        config = config.replace(loss="margin_mse")
+    return train_splade(encoder, queries, qrels, col.corpus, output_dir, config=config, teacher=teacher,
+                        resume=o["resume"])  # fmt: skip
 
 
 SPARSE_KINDS = ("splade", "unicoil", "deepct", "doc2query")
+
+
+def _sparse_teacher(kind: str, loss: str, teacher: str | None):
+    """--loss/--teacher for learned sparse training: 'lce' (the default) is the in-batch + BM25-negative
+    softmax; 'margin_mse' distils a cross-encoder's score margins (SPLADE, uniCOIL), loaded here."""
+    if loss not in ("lce", "margin_mse"):
+        raise ValueError(f"--sparse {kind} trains with --loss lce (in-batch + BM25 negatives) or margin_mse "
+                         f"(distil --teacher), not {loss!r}")  # fmt: skip
+    if loss == "lce":
+        if teacher is not None:
+            raise ValueError("--teacher is distilled with --loss margin_mse: add it, or drop --teacher")
+        return None
+    if kind not in ("splade", "unicoil"):
+        raise ValueError(f"--loss margin_mse distils a teacher into SPLADE or uniCOIL, not --sparse {kind}")
+    if teacher is None or teacher == "bm25":
+        raise ValueError("--sparse with --loss margin_mse needs --teacher: a cross-encoder directory or Hugging Face "
+                         "id (it scores each query's positives and BM25 negatives as text pairs)")  # fmt: skip
+    from rankstack.rerank import CrossEncoder
+
+    return CrossEncoder(teacher, show_progress=True, require_head=True)
 
 
 def _train_doc2query(col, model: str, output_dir: Path, queries, qrels, **o: Any) -> Path:

@@ -13,7 +13,7 @@ from rankstack.train.negatives import AnceRefresh, denoise, dense_negatives, exa
 from rankstack.train.phrases import PhraseTrainer, train_phrases
 from rankstack.train.prop import PropConfig, PropTrainer, pretrain_prop
 from rankstack.train.rerank import RerankConfig, RerankerTrainer, train_reranker
-from rankstack.train.scoring import BiEncoderScorer, Scorer, score_pools
+from rankstack.train.scoring import BiEncoderScorer, PairModel, Scorer, score_pools
 from rankstack.train.splade import SpladeConfig, SpladeTrainer, train_splade
 from rankstack.train.trainer import TrainConfig, Trainer, TrainingLoop, TrainingStateError
 from rankstack.train.tune import BirchTuning, tune_birch
@@ -34,6 +34,7 @@ __all__ = [
     "Example",
     "InBatchContrastiveLoss",
     "MarginMSELoss",
+    "PairModel",
     "PhraseTrainer",
     "PropConfig",
     "PropTrainer",

@@ -18,7 +18,7 @@ from rankstack.index import InvertedIndex, build_inverted_index, open_index
 from rankstack.train.examples import DocSource, TrainingSet, bm25_negatives, doc_texts
 from rankstack.train.ict import ict_pairs
 from rankstack.train.negatives import AnceRefresh, denoise
-from rankstack.train.scoring import BiEncoderScorer, Scorer, score_pools
+from rankstack.train.scoring import BiEncoderScorer, PairModel, Scorer, score_pools
 from rankstack.train.trainer import TrainConfig, Trainer
 from rankstack.types import Document, Qrels, Queries
 
@@ -39,7 +39,7 @@ def train_biencoder(
     bm25_index: InvertedIndex | str | os.PathLike[str] | None = None,
     denoise_margin: float | None = None,
     denoiser: Scorer | None = None,
-    teacher: Scorer | None = None,
+    teacher: Scorer | PairModel | None = None,
     ict_warmup: TrainConfig | None = None,
     ict_keep_probability: float = 0.1,
     ict_max_docs: int | None = None,

@@ -1,13 +1,15 @@
 """Scorers: anything that scores a query against a list of document texts, for denoising and distillation.
 
-A scorer is a plain callable ``(query, [doc texts]) -> scores``. RocketQA's denoising and MarginMSE's
-teacher both only need that, so a cross-encoder can be dropped in later without changing the callers; until
-then ``BiEncoderScorer`` uses a bi-encoder (the starting model, or a bigger one as teacher).
+A scorer is a plain callable ``(query, [doc texts]) -> scores``, or a pair model: anything with
+``score_pairs(queries, docs)``, such as a ``CrossEncoder`` or ``MonoT5``, which ``score_pools`` hands every pair in
+one call so its batching spans queries. RocketQA's denoising and MarginMSE's teacher only need that;
+``BiEncoderScorer`` makes one of a bi-encoder (the starting model, or a bigger one as teacher).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -15,6 +17,13 @@ from rankstack.dense.encoder import BiEncoder
 from rankstack.train import _views
 
 Scorer = Callable[[str, Sequence[str]], "Sequence[float] | np.ndarray"]
+
+
+@runtime_checkable
+class PairModel(Protocol):
+    """A model that scores (query, document text) pairs in batches: a cross-encoder, monoT5, ..."""
+
+    def score_pairs(self, queries: Sequence[str], docs: Sequence[str]) -> Sequence[float] | np.ndarray: ...
 
 
 class BiEncoderScorer:
@@ -50,17 +59,29 @@ def score_pools(
     positives: Mapping[str, Iterable[str]],
     negatives: Mapping[str, Sequence[str]],
     texts: Mapping[str, str],
-    scorer: Scorer,
+    scorer: Scorer | PairModel,
 ) -> dict[str, dict[str, float]]:
-    """qid -> docid -> score, for every query's positives and hard-negative pool (one scorer call per query).
+    """qid -> docid -> score, for every query's positives and hard-negative pool.
 
-    These are a teacher's scores for MarginMSE (``TrainingSet.teacher``) and what denoising compares.
+    These are a teacher's scores for MarginMSE (``TrainingSet.teacher``) and what denoising compares. A callable
+    scorer is called once per query; a pair model (``score_pairs``) once with every pair.
     """
-    out: dict[str, dict[str, float]] = {}
-    for qid, query in queries.items():
+    pools = {}
+    for qid in queries:
         docids = list(dict.fromkeys([*positives.get(qid, ()), *negatives.get(qid, ())]))
-        docids = [d for d in docids if d in texts]
-        scores = np.asarray(scorer(query, [texts[d] for d in docids]), dtype=np.float64)
+        pools[qid] = [d for d in docids if d in texts]
+    if isinstance(scorer, PairModel):
+        pairs = [(qid, d) for qid, docids in pools.items() for d in docids]
+        flat = np.asarray(scorer.score_pairs([queries[q] for q, _ in pairs], [texts[d] for _, d in pairs]), np.float64)
+        if flat.shape != (len(pairs),):
+            raise ValueError(f"score_pairs returned {flat.size} scores for {len(pairs)} pairs")
+        out: dict[str, dict[str, float]] = {qid: {} for qid in pools}
+        for (qid, docid), score in zip(pairs, flat.tolist(), strict=True):
+            out[qid][docid] = score
+        return out
+    out = {}
+    for qid, docids in pools.items():
+        scores = np.asarray(scorer(queries[qid], [texts[d] for d in docids]), dtype=np.float64)  # type: ignore[operator]
         if scores.shape != (len(docids),):
             raise ValueError(f"scorer returned {scores.size} scores for {len(docids)} documents (query {qid!r})")
         out[qid] = dict(zip(docids, scores.tolist(), strict=True))

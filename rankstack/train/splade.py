@@ -24,7 +24,7 @@ from rankstack.train import _views
 from rankstack.train.api import bm25_training_set
 from rankstack.train.examples import DocSource, Example, TrainingSet
 from rankstack.train.losses import InBatchContrastiveLoss, MarginMSELoss
-from rankstack.train.scoring import Scorer, score_pools
+from rankstack.train.scoring import PairModel, Scorer, score_pools
 from rankstack.train.trainer import TrainConfig, Trainer, TrainingLoop, _check_teacher
 from rankstack.types import Qrels, Queries
 
@@ -112,7 +112,7 @@ def train_splade(
     config: SpladeConfig | None = None,
     negatives: bool = True,
     bm25_index: Any = None,
-    teacher: Scorer | None = None,
+    teacher: Scorer | PairModel | None = None,
     resume: bool = False,
 ) -> Path:
     """Fine-tune a SPLADE encoder on ``qrels`` and return the directory of the final model.
@@ -120,8 +120,8 @@ def train_splade(
     ``model``: a masked-LM directory or Hub id, or an encoder trained in place: a ``Splade``, or any encoder
     with ``features`` / ``forward`` / ``save`` such as ``UniCoil`` (give it ``flops_doc=flops_query=0``). ``negatives``: add each
     query's BM25 hard negatives (``config.num_negatives`` drawn from the top ``config.negative_depth``) to the
-    in-batch ones. ``teacher``: a scorer (any stage wrapped by ``rankstack.train.scoring``) distilled with
-    MarginMSE (``config.loss="margin_mse"``). ``resume`` continues an interrupted run in ``output_dir``.
+    in-batch ones. ``teacher``: a scorer (``rankstack.train.scoring``) or a pair model such as a ``CrossEncoder``,
+    whose score margins are distilled with MarginMSE (``config.loss="margin_mse"``). ``resume`` continues an interrupted run in ``output_dir``.
     """
     config = config or SpladeConfig()
     if (teacher is None) != (config.loss != "margin_mse"):

@@ -145,6 +145,35 @@ def test_train_splade_unicoil_deepct_and_doc2query_from_the_command_line(tmp_pat
     assert result.exit_code != 0 and "must be one of splade, unicoil, deepct, doc2query" in result.output
 
 
+def test_splade_distils_a_cross_encoder_teacher_from_the_command_line(tmp_path: Path) -> None:
+    import transformers
+
+    from tests.rerank.conftest import tiny_bert_config
+
+    beir, mlm = tiny_training_setup(tmp_path)
+    teacher = tmp_path / "ce"
+    tok = transformers.AutoTokenizer.from_pretrained(mlm)
+    transformers.BertForSequenceClassification(tiny_bert_config(tok.vocab_size, num_labels=1)).save_pretrained(teacher)
+    tok.save_pretrained(teacher)
+    out = tmp_path / "kd"
+    result = invoke("train", beir, "--sparse", "splade", "--model", mlm, "--loss", "margin_mse", "--teacher", teacher,
+                    "-o", out, "--batch-size", "2")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert (out / "final" / "model.safetensors").exists()
+    for extra, message in [
+        (["--loss", "margin_mse"], "needs --teacher"),
+        (["--loss", "margin_mse", "--teacher", "bm25"], "needs --teacher: a cross-encoder"),
+        (["--teacher", str(teacher)], "--teacher is distilled with --loss margin_mse"),
+        (["--loss", "pairwise"], "--loss lce"),
+    ]:
+        result = invoke("train", beir, "--sparse", "splade", "--model", mlm, "-o", tmp_path / "x", *extra)
+        assert result.exit_code != 0 and message in result.output, (extra, result.output)
+    result = invoke("train", beir, "--sparse", "deepct", "--model", mlm, "-o", tmp_path / "x", "--loss", "margin_mse",
+                    "--teacher", teacher)  # fmt: skip
+    assert result.exit_code != 0 and "into SPLADE or uniCOIL" in result.output, result.output
+    assert not (tmp_path / "x").exists()
+
+
 def test_vectors_with_a_query_encoder_must_share_its_vocabulary(tmp_path: Path) -> None:
     from rankstack.models.model_dir import ModelDirectoryError
     from rankstack.sparse.splade import packaged_splade_tiny

@@ -85,6 +85,35 @@ def test_score_pools_checks_the_scorer_answers_every_document():
         score_pools({"q": "Q"}, {"q": ["a"]}, {"q": ["b"]}, {"a": "A", "b": "B"}, lambda q, docs: [0.0])
 
 
+class OverlapPairs:
+    """A pair model (``score_pairs``): shared words, counting its calls."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def score_pairs(self, queries, docs):
+        self.calls += 1
+        return [float(len(set(q.split()) & set(d.split()))) for q, d in zip(queries, docs, strict=True)]
+
+
+def test_score_pools_scores_a_pair_model_in_one_call_as_the_per_query_scorer_does():
+    queries = {"q1": "cat mat", "q2": "dog"}
+    positives, negatives = {"q1": ["a"], "q2": ["b"]}, {"q1": ["b", "c", "gone"], "q2": ["a", "b"]}
+    texts = {"a": "the cat on the mat", "b": "a dog and a cat", "c": "bones"}
+    model = OverlapPairs()
+    batched = score_pools(queries, positives, negatives, texts, model)
+    per_query = score_pools(queries, positives, negatives, texts, lambda q, docs: model.score_pairs([q] * len(docs), docs))
+    assert batched == per_query == {"q1": {"a": 2.0, "b": 1.0, "c": 0.0}, "q2": {"b": 1.0, "a": 0.0}}
+    assert model.calls == 1 + 2  # one call for every pair, then one per query
+
+    class Short(OverlapPairs):
+        def score_pairs(self, queries, docs):
+            return [0.0]
+
+    with pytest.raises(ValueError, match="1 scores for 5 pairs"):
+        score_pools(queries, positives, negatives, texts, Short())
+
+
 def test_bi_encoder_scorer_is_the_inner_product_and_uses_its_cache(tiny_model_dir):
     encoder = BiEncoder(tiny_model_dir)
     scorer = BiEncoderScorer(encoder)

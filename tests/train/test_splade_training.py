@@ -81,6 +81,22 @@ def test_train_splade_end_to_end_with_bm25_negatives_and_a_teacher(mlm, tmp_path
     distilled = train_splade(mlm, toy_queries(), TASK_QRELS, corpus, tmp_path / "kd", teacher=overlap,
                              config=CONFIG.replace(epochs=1, loss="margin_mse"))  # fmt: skip
     assert (distilled / "model.safetensors").exists()
+
+    class PairTeacher:  # a pair model, as a CrossEncoder is: every pool scored in one call
+        def __init__(self):
+            self.pairs = []
+
+        def score_pairs(self, queries, docs):
+            self.pairs.append(len(queries))
+            return overlap_pairs(queries, docs)
+
+    def overlap_pairs(queries, docs):
+        return [overlap(q, [d])[0] for q, d in zip(queries, docs, strict=True)]
+
+    teacher = PairTeacher()
+    paired = train_splade(mlm, toy_queries(), TASK_QRELS, corpus, tmp_path / "kd-pairs", teacher=teacher,
+                          config=CONFIG.replace(epochs=1, loss="margin_mse"))  # fmt: skip
+    assert (paired / "model.safetensors").exists() and len(teacher.pairs) == 1 and teacher.pairs[0] > len(TASK_QRELS)
     with pytest.raises(ValueError, match="teacher"):
         train_splade(mlm, toy_queries(), TASK_QRELS, corpus, tmp_path / "x", config=CONFIG.replace(loss="margin_mse"))
 
