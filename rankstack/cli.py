@@ -1084,14 +1084,14 @@ def train(
         str,
         typer.Option(
             help="Re-ranker loss: 'lce' (softmax over the positive and its negatives), 'pointwise' (binary "
-            "cross-entropy), 'pairwise' (hinge) or 'margin_mse' (distil --teacher's score margins). --sparse splade / "
-            "unicoil: 'lce' (in-batch + BM25 negatives) or 'margin_mse'."
+            "cross-entropy), 'pairwise' (hinge) or 'margin_mse' (distil --teacher's score margins). Bi-encoders, "
+            "--sparse splade / unicoil: 'lce' (in-batch + hard negatives) or 'margin_mse'."
         ),
     ] = "lce",
     teacher: Annotated[
         str | None,
         typer.Option(help="MarginMSE teacher: 'bm25' (re-rankers only), or a cross-encoder directory / Hugging Face "
-                          "id (re-rankers, --sparse splade / unicoil)."),
+                          "id (re-rankers, bi-encoders, --sparse splade / unicoil)."),
     ] = None,
     curriculum: Annotated[
         str | None,
@@ -1323,6 +1323,7 @@ def train(
         else:
             from rankstack.train import TrainConfig, train_biencoder
 
+            distil_from = _margin_mse_teacher("a bi-encoder", loss, teacher)
             config = TrainConfig(
                 epochs=epochs,
                 batch_size=batch_size or 32,
@@ -1335,6 +1336,7 @@ def train(
                 save_every=save_every,
                 seed=seed,
                 precision=precision,  # type: ignore[arg-type]
+                loss="margin_mse" if distil_from is not None else "contrastive",
             )
             final = train_biencoder(
                 model,
@@ -1345,7 +1347,8 @@ def train(
                 negatives=negatives,  # type: ignore[arg-type]
                 config=config,
                 denoise_margin=denoise_margin,
-                ict_warmup=config.replace(epochs=ict_epochs, num_negatives=0) if ict_epochs else None,
+                teacher=distil_from,
+                ict_warmup=config.replace(epochs=ict_epochs, num_negatives=0, loss="contrastive") if ict_epochs else None,
                 ict_max_docs=ict_docs,
                 resume=resume,
             )
@@ -1381,7 +1384,10 @@ def _train_sparse(
 
     if kind not in SPARSE_KINDS:
         raise ValueError(f"--sparse must be one of {', '.join(SPARSE_KINDS)}, not {kind!r}")
-    teacher = _sparse_teacher(kind, o.pop("loss"), o.pop("teacher"))
+    loss, teacher_name = o.pop("loss"), o.pop("teacher")
+    if kind in ("deepct", "doc2query") and (loss != "lce" or teacher_name is not None):
+        raise ValueError(f"--loss and --teacher train SPLADE, uniCOIL, bi-encoders and re-rankers, not --sparse {kind}")
+    teacher = _margin_mse_teacher(f"--sparse {kind}", loss, teacher_name)
     _quiet_model_loading()
     queries, qrels = col.queries_for(split), col.qrels(split)
     if kind == "doc2query":
@@ -1420,21 +1426,19 @@ def _train_sparse(
 SPARSE_KINDS = ("splade", "unicoil", "deepct", "doc2query")
 
 
-def _sparse_teacher(kind: str, loss: str, teacher: str | None):
-    """--loss/--teacher for learned sparse training: 'lce' (the default) is the in-batch + BM25-negative
-    softmax; 'margin_mse' distils a cross-encoder's score margins (SPLADE, uniCOIL), loaded here."""
+def _margin_mse_teacher(what: str, loss: str, teacher: str | None):
+    """--loss/--teacher of a bi-encoder or a learned sparse model: 'lce' (the default) is the in-batch +
+    hard-negative softmax; 'margin_mse' distils a cross-encoder's score margins, loaded here."""
     if loss not in ("lce", "margin_mse"):
-        raise ValueError(f"--sparse {kind} trains with --loss lce (in-batch + BM25 negatives) or margin_mse "
-                         f"(distil --teacher), not {loss!r}")  # fmt: skip
+        raise ValueError(f"{what} trains with --loss lce (in-batch + hard negatives) or margin_mse (distil --teacher), "
+                         f"not {loss!r}")  # fmt: skip
     if loss == "lce":
         if teacher is not None:
             raise ValueError("--teacher is distilled with --loss margin_mse: add it, or drop --teacher")
         return None
-    if kind not in ("splade", "unicoil"):
-        raise ValueError(f"--loss margin_mse distils a teacher into SPLADE or uniCOIL, not --sparse {kind}")
     if teacher is None or teacher == "bm25":
-        raise ValueError("--sparse with --loss margin_mse needs --teacher: a cross-encoder directory or Hugging Face "
-                         "id (it scores each query's positives and BM25 negatives as text pairs)")  # fmt: skip
+        raise ValueError(f"{what} with --loss margin_mse needs --teacher: a cross-encoder directory or Hugging Face "
+                         "id (it scores each query's positives and hard negatives as text pairs)")  # fmt: skip
     from rankstack.rerank import CrossEncoder
 
     return CrossEncoder(teacher, show_progress=True, require_head=True)

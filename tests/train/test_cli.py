@@ -29,6 +29,22 @@ def test_cli_train_then_index_with_the_result(tmp_path, negatives):
     assert result.exit_code == 0, result.output
 
 
+def test_cli_train_distils_a_cross_encoder_into_a_bi_encoder(tmp_path):
+    from tests.rerank.conftest import make_tiny_cross_encoder
+
+    folder = write_beir(tmp_path / "beir")
+    shutil.copy(folder / "qrels" / "test.tsv", folder / "qrels" / "train.tsv")
+    model, teacher = make_tiny_model(tmp_path / "model"), make_tiny_cross_encoder(tmp_path / "ce")
+    args = ["train", str(folder), "--model", str(model), "--batch-size", "2", "--negative-depth", "3"]
+    result = CliRunner().invoke(app, [*args, "-o", str(tmp_path / "kd"), "--loss", "margin_mse", "--teacher", str(teacher)])
+    assert result.exit_code == 0, result.output
+    assert '"loss": "margin_mse"' in (tmp_path / "kd" / "trainer_state.json").read_text()
+    for extra, message in [(["--loss", "margin_mse"], "needs --teacher"), (["--teacher", str(teacher)], "--loss margin_mse"),
+                           (["--loss", "pointwise"], "--loss lce")]:  # fmt: skip
+        result = CliRunner().invoke(app, [*args, "-o", str(tmp_path / "x"), *extra])
+        assert result.exit_code != 0 and message in result.output, (extra, result.output)
+
+
 def test_cli_train_rejects_unknown_negatives(tmp_path):
     folder = write_beir(tmp_path / "beir")
     shutil.copy(folder / "qrels" / "test.tsv", folder / "qrels" / "train.tsv")
