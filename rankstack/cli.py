@@ -1253,8 +1253,8 @@ def train(
 
         if family is not None and not reranker:
             raise ValueError("--family chooses the kind of re-ranker: use it with --reranker")
-        if (weak is not None or generation_weight) and not reranker:
-            raise ValueError("--weak and --generation-weight train re-rankers: use them with --reranker")
+        if (weak is not None or generation_weight or curriculum is not None) and not reranker:
+            raise ValueError("--weak, --generation-weight and --curriculum train re-rankers: use them with --reranker")
         if (max_per_query or positive_depth) and not reranker:
             raise ValueError("--max-per-query and --positive-depth choose re-ranker examples: use them with --reranker")
         chosen = [flag for flag, on in (("--prop", prop), ("--reranker", reranker), ("--colbert", colbert),

@@ -164,7 +164,7 @@ def test_cli_trains_weakly_on_pseudo_queries(tmp_path):
 @pytest.mark.parametrize(
     "extra, message",
     [(["--prop", "--reranker"], "pick one"), (["--weak", "both"], "use them with --reranker"),
-     (["--positive-depth", "5"], "use them with --reranker"),
+     (["--positive-depth", "5"], "use them with --reranker"), (["--curriculum", "recip"], "use them with --reranker"),
      (["--reranker", "--family", "cedr"], "needs its head")],
 )  # fmt: skip
 def test_cli_train_refuses_contradictory_flags(tmp_path, extra, message):
