@@ -1387,8 +1387,8 @@ def _train_sparse(
     loss, teacher_name = o.pop("loss"), o.pop("teacher")
     if kind in ("deepct", "doc2query") and (loss != "lce" or teacher_name is not None):
         raise ValueError(f"--loss and --teacher train SPLADE, uniCOIL, bi-encoders and re-rankers, not --sparse {kind}")
+    _quiet_model_loading()  # before the teacher loads too
     teacher = _margin_mse_teacher(f"--sparse {kind}", loss, teacher_name)
-    _quiet_model_loading()
     queries, qrels = col.queries_for(split), col.qrels(split)
     if kind == "doc2query":
         return _train_doc2query(col, model, output_dir, queries, qrels, **o)
@@ -1406,7 +1406,8 @@ def _train_sparse(
         return train_deepct(deepct, queries, qrels, col.corpus, output_dir, config=config, resume=o["resume"])
     config = SpladeConfig(
         batch_size=o["batch_size"] or 32, num_negatives=1 if o["num_negatives"] is None else o["num_negatives"],
-        negative_depth=o["negative_depth"] or 30, flops_doc=flops, flops_query=3 * flops, **common,  # type: ignore[arg-type]
+        negative_depth=o["negative_depth"] or 30, flops_doc=flops, flops_query=3 * flops,
+        loss="contrastive" if teacher is None else "margin_mse", **common,  # type: ignore[arg-type]
     )  # fmt: skip
     if kind == "unicoil":  # one weight per token: sparse by construction, no FLOPS term
         from rankstack.sparse import UniCoil
@@ -1417,8 +1418,6 @@ def _train_sparse(
         config = config.replace(flops_doc=0.0, flops_query=0.0)
     else:
         encoder = _impact_encoder(model, **({"query_mode": "tokens"} if inference_free else {}))
-    if teacher is not None:
-        config = config.replace(loss="margin_mse")
     return train_splade(encoder, queries, qrels, col.corpus, output_dir, config=config, teacher=teacher,
                         resume=o["resume"])  # fmt: skip
 

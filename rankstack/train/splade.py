@@ -121,7 +121,8 @@ def train_splade(
     with ``features`` / ``forward`` / ``save`` such as ``UniCoil`` (give it ``flops_doc=flops_query=0``). ``negatives``: add each
     query's BM25 hard negatives (``config.num_negatives`` drawn from the top ``config.negative_depth``) to the
     in-batch ones. ``teacher``: a scorer (``rankstack.train.scoring``) or a pair model such as a ``CrossEncoder``,
-    whose score margins are distilled with MarginMSE (``config.loss="margin_mse"``). ``resume`` continues an interrupted run in ``output_dir``.
+    whose score margins are distilled with MarginMSE (``config.loss="margin_mse"``). ``resume`` continues an
+    interrupted run in ``output_dir``.
     """
     config = config or SpladeConfig()
     if (teacher is None) != (config.loss != "margin_mse"):
