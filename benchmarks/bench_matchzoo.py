@@ -72,6 +72,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-per-query", type=int, default=None, help="NFCorpus: at most this many examples per query")
     parser.add_argument("--max-examples", type=int, default=None, help="every collection: a seeded training sample")
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    parser.add_argument("--attention-dropout", type=float, default=None,
+                        help="BERT-based families: attention dropout while training (default: the model's own, 0.1); "
+                             "0 lets a CPU use fused attention, ~1.6-1.9x faster (results/train-speed.md)")  # fmt: skip
     parser.add_argument("--report-only", action="store_true",
                         help="train nothing: report the runs and timings a run (e.g. on a lent GPU) left in --workdir")
     parser.add_argument("--output", type=Path, default=REPO / "benchmarks" / "results" / "matchzoo.md")
@@ -161,7 +164,8 @@ def training_configs(args: argparse.Namespace, collection: str) -> dict[bool, An
               "save_every": 25, "keep_checkpoints": 1}  # fmt: skip
     return {False: RerankConfig(epochs=args.epochs, learning_rate=args.lr, head_learning_rate=args.head_lr, **common),
             True: RerankConfig(epochs=args.bert_epochs, learning_rate=args.bert_lr, head_learning_rate=args.bert_head_lr,
-                               query_max_length=args.query_max_length, **common)}  # fmt: skip
+                               query_max_length=args.query_max_length, attention_dropout=args.attention_dropout,
+                               **common)}  # fmt: skip
 
 
 def describe(config: Any) -> str:
@@ -188,7 +192,8 @@ def train_family(args: argparse.Namespace, family: str, col: Any, index: Any, ou
         model = CascadeCrossEncoder(minilm, **sizes)
     elif family == "prop":
         pconfig = PropConfig(max_docs=args.prop_docs, max_length=args.max_length, batch_size=16, precision=args.precision,
-                             show_progress=False, save_every=25, keep_checkpoints=1)  # fmt: skip
+                             attention_dropout=args.attention_dropout, show_progress=False, save_every=25,
+                             keep_checkpoints=1)  # fmt: skip
         t0 = time.perf_counter()
         pre = pretrain_prop(minilm, col.corpus, out.parent / "prop-pretrain", config=pconfig, resume=True)
         print(f"PROP pre-training on {args.prop_docs} documents: {time.perf_counter() - t0:.0f}s", flush=True)
@@ -232,6 +237,12 @@ def device_name() -> str:
     return machine_info()["cpu"]
 
 
+def attention_dropout(args: argparse.Namespace) -> str:
+    if args.attention_dropout is None:
+        return ""
+    return f", BERT-based models' attention dropout {args.attention_dropout:g} while training"
+
+
 def write_report(args: argparse.Namespace, started: float, sections: list[str], timing: list[list[str]]) -> None:
     command = "RANKSTACK_DATA=../shared/data .venv/bin/python benchmarks/bench_matchzoo.py " + " ".join(sys.argv[1:])
     lines = [
@@ -245,7 +256,7 @@ def write_report(args: argparse.Namespace, started: float, sections: list[str], 
         f"{args.bert_head_lr}, {args.bert_epochs} epoch(s), queries cut at {args.query_max_length} tokens, CEDR over "
         f"{args.cedr_windows} window(s), PROP pre-trained on {args.prop_docs} documents. All trained by "
         f"`train_reranker` (LCE, {args.negatives} BM25 negatives, batch 16, documents cut at {args.max_length} tokens, "
-        f"{args.precision}). Test: BM25 top {args.depth} re-ranked; p-values: paired t-test against BM25, "
+        f"{args.precision}{attention_dropout(args)}). Test: BM25 top {args.depth} re-ranked; p-values: paired t-test against BM25, "
         "Holm-corrected over the rows. Cascade rows: `keep` is the fraction of candidates kept at each exit "
         "(1.0: the full model).",
         "",

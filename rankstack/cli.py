@@ -544,7 +544,7 @@ def _multimodal_labels(idx) -> dict[str, str]:
 
 def _train_multimodal(collection, model, output_dir, split, where, image_tower, text_layers, class_prompts,
                       hard_negatives, epochs, batch_size, lr, seed, save_every, resume, vl=False, candidates=None,
-                      num_negatives=None) -> None:  # fmt: skip
+                      num_negatives=None, loop: dict[str, Any] | None = None) -> None:  # fmt: skip
     from rankstack.multimodal import CompositeDualEncoder, ImageCollection
     from rankstack.train.lit import LiTConfig, LiTTrainer
 
@@ -563,7 +563,7 @@ def _train_multimodal(collection, model, output_dir, split, where, image_tower, 
             pools = _dual_candidates(images, candidates) if candidates else None
             config = VLConfig(epochs=epochs, batch_size=batch_size or 16, learning_rate=lr or 5e-5, seed=seed,
                               num_negatives=3 if num_negatives is None else num_negatives, save_every=save_every,
-                              train_layers=text_layers or None)  # fmt: skip
+                              train_layers=text_layers or None, **(loop or {}))  # fmt: skip
             final = VLTrainer(VLCrossEncoder(image_tower, model), images.pairs(), config, output_dir, pools).train(resume=resume)
             typer.echo(f"trained a VL re-ranker on {len(images.pairs())} captions in {time.perf_counter() - start:.0f}s: "
                        f"{final}\n  use it: rankstack experiment {collection} --images DUAL --vl-rerank {final}")  # fmt: skip
@@ -571,7 +571,7 @@ def _train_multimodal(collection, model, output_dir, split, where, image_tower, 
         dual = CompositeDualEncoder(image_tower, model)
         config = LiTConfig(epochs=epochs, batch_size=batch_size or 64, learning_rate=lr or 2e-5, train_layers=text_layers,
                            class_prompts=class_prompts, hard_negatives=hard_negatives, seed=seed,
-                           save_every=save_every)  # fmt: skip
+                           save_every=save_every, **(loop or {}))  # fmt: skip
         final = LiTTrainer(dual, images.pairs(), config, output_dir).train(resume=resume)
     except (RankstackError, ValueError) as e:
         _fail(str(e))
@@ -1160,6 +1160,12 @@ def train(
         typer.Option(help="fp32, or bf16: forward passes under bfloat16 autocast (weights stay fp32), 1.7-1.8x the "
                      "training speed on a CPU with AMX (bf16 units), more on GPUs. Every trainer."),
     ] = "fp32",
+    attention_dropout: Annotated[
+        float | None,
+        typer.Option(help="Dropout on attention probabilities while training (default: the model's own, 0.1 for "
+                     "BERT). 0 lets a CPU run fused attention: ~1.6-1.9x the training speed of MiniLM "
+                     "(benchmarks/results/train-speed.md). Every transformer trainer."),
+    ] = None,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run from its latest checkpoint.")] = False,
     multimodal: Annotated[
         bool,
@@ -1241,10 +1247,13 @@ def train(
         _fail("--vl trains a multimodal re-ranker: use it with --multimodal")
     if precision not in ("fp32", "bf16"):
         _fail(f"--precision must be fp32 or bf16, not {precision!r}")
+    if attention_dropout is not None and not 0.0 <= attention_dropout < 1.0:
+        _fail(f"--attention-dropout must be in [0, 1), not {attention_dropout}")
+    loop = {"precision": precision, "attention_dropout": attention_dropout}
     if multimodal:
         _train_multimodal(collection, model, output_dir, split, where, image_tower, text_layers, class_prompts,
                           hard_negatives, epochs, batch_size, lr, seed, save_every, resume, vl, candidates,
-                          num_negatives)  # fmt: skip
+                          num_negatives, loop)  # fmt: skip
         return
     try:
         col = _load_collection(collection)
@@ -1269,13 +1278,13 @@ def train(
             _quiet_model_loading()
             config = PropConfig(epochs=epochs, batch_size=batch_size or 8, learning_rate=lr or 3e-5,
                                 max_length=max(16, doc_max_length), max_docs=max_examples, seed=seed,
-                                save_every=save_every)  # fmt: skip
+                                save_every=save_every, **loop)  # fmt: skip
             final = pretrain_prop(model, col.corpus, output_dir, config=config, resume=resume)
         elif colbert:
             final = _train_colbert(
                 col, model, output_dir, split=split, loss=loss, teacher=teacher, epochs=epochs, batch_size=batch_size,
                 lr=lr, num_negatives=num_negatives, negative_depth=negative_depth, doc_max_length=doc_max_length,
-                save_every=save_every, seed=seed, resume=resume, precision=precision,
+                save_every=save_every, seed=seed, resume=resume, **loop,
             )  # fmt: skip
         elif sparse is not None:
             if inference_free and sparse != "splade":
@@ -1284,7 +1293,7 @@ def train(
                 col, sparse, model, output_dir, split=split, epochs=epochs, batch_size=batch_size, lr=lr,
                 num_negatives=num_negatives, negative_depth=negative_depth, flops=flops,
                 query_max_length=query_max_length, doc_max_length=doc_max_length, save_every=save_every, seed=seed,
-                resume=resume, precision=precision, inference_free=inference_free, loss=loss, teacher=teacher,
+                resume=resume, **loop, inference_free=inference_free, loss=loss, teacher=teacher,
             )  # fmt: skip
         elif reranker:
             bi_only = {"--negatives": negatives != "bm25", "--refresh-every": refresh_every, "--ict-epochs": ict_epochs}
@@ -1317,8 +1326,8 @@ def train(
                 max_length=doc_max_length,
                 save_every=save_every,
                 seed=seed,
-                precision=precision,
                 resume=resume,
+                **loop,
             )
         else:
             from rankstack.train import TrainConfig, train_biencoder
@@ -1335,7 +1344,7 @@ def train(
                 doc_max_length=doc_max_length,
                 save_every=save_every,
                 seed=seed,
-                precision=precision,  # type: ignore[arg-type]
+                **loop,  # type: ignore[arg-type]
                 loss="margin_mse" if distil_from is not None else "contrastive",
             )
             final = train_biencoder(
@@ -1369,7 +1378,7 @@ def _train_colbert(col, model: str, output_dir: Path, *, split: str, loss: str, 
         loss="kl" if loss == "kl" else "contrastive", epochs=o["epochs"], batch_size=o["batch_size"] or 16,
         learning_rate=o["lr"] or 3e-5, num_negatives=1 if o["num_negatives"] is None else o["num_negatives"],
         negative_depth=o["negative_depth"] or 30, doc_max_length=o["doc_max_length"], save_every=o["save_every"],
-        seed=o["seed"], precision=o["precision"],
+        seed=o["seed"], precision=o["precision"], attention_dropout=o["attention_dropout"],
     )  # fmt: skip
     index = _training_bm25_index(col, output_dir)
     return train_colbert(model, col.queries_for(split), col.qrels(split), index, output_dir, config=config,
@@ -1395,6 +1404,7 @@ def _train_sparse(
     common = dict(
         epochs=o["epochs"], learning_rate=o["lr"] or 2e-5, save_every=o["save_every"], seed=o["seed"],
         query_max_length=o["query_max_length"], doc_max_length=o["doc_max_length"], precision=o["precision"],
+        attention_dropout=o["attention_dropout"],
     )  # fmt: skip
     if kind == "deepct":
         from rankstack.sparse.deepct import DeepCT
@@ -1459,7 +1469,8 @@ def _train_doc2query(col, model: str, output_dir: Path, queries, qrels, **o: Any
         model = str(init)
     config = Doc2QueryConfig(epochs=o["epochs"], batch_size=o["batch_size"] or 16, learning_rate=o["lr"] or 1e-4,
                              max_length=o["doc_max_length"], query_max_length=o["query_max_length"],
-                             save_every=o["save_every"], seed=o["seed"], precision=o["precision"])  # fmt: skip
+                             save_every=o["save_every"], seed=o["seed"], precision=o["precision"],
+                             attention_dropout=o["attention_dropout"])  # fmt: skip
     return train_doc2query(model, queries, qrels, col.corpus, output_dir, config=config, resume=o["resume"])
 
 
@@ -1506,6 +1517,7 @@ def _train_reranker(
         "save_every",
         "seed",
         "precision",
+        "attention_dropout",
     )
     config = RerankConfig(learning_rate=options["lr"], **{k: options[k] for k in keys})
     index = _training_bm25_index(col, output_dir)

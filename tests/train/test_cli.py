@@ -20,11 +20,14 @@ def test_cli_train_then_index_with_the_result(tmp_path, negatives):
     runner = CliRunner()
     args = ["train", str(folder), "--model", str(model), "-o", str(tmp_path / "out"), "--negatives", negatives]
     precision = "bf16" if negatives == "bm25" else "fp32"  # bfloat16 autocast trains a bi-encoder too
-    result = runner.invoke(app, [*args, "--batch-size", "2", "--negative-depth", "3", "--precision", precision])
+    dropout = ["--attention-dropout", "0"] if negatives == "bm25" else []
+    result = runner.invoke(app, [*args, "--batch-size", "2", "--negative-depth", "3", "--precision", precision, *dropout])
     assert result.exit_code == 0, result.output
     final = tmp_path / "out" / "final"
     assert (final / "config.json").exists() and (final / "modules.json").exists()
-    assert f'"precision": "{precision}"' in (tmp_path / "out" / "trainer_state.json").read_text()
+    state = (tmp_path / "out" / "trainer_state.json").read_text()
+    assert f'"precision": "{precision}"' in state
+    assert ('"attention_dropout": 0.0' if dropout else '"attention_dropout": null') in state
     result = runner.invoke(app, ["index", str(folder), "-i", str(tmp_path / "idx"), "--dense", str(final)])
     assert result.exit_code == 0, result.output
 
@@ -56,7 +59,7 @@ def test_cli_train_rejects_unknown_negatives(tmp_path):
 @pytest.mark.parametrize(
     "extra",
     [[], ["--loss", "margin_mse", "--teacher", "bm25", "--curriculum", "recip", "--max-per-query", "1",
-          "--positive-depth", "10", "--precision", "bf16"]],
+          "--positive-depth", "10", "--attention-dropout", "0", "--precision", "bf16"]],
 )  # fmt: skip
 def test_cli_train_reranker_then_rerank_with_the_result(tmp_path, extra):
     from tests.rerank.conftest import make_tiny_cross_encoder
@@ -74,6 +77,7 @@ def test_cli_train_reranker_then_rerank_with_the_result(tmp_path, extra):
     assert '"loss": "' + (extra[1] if extra else "lce") + '"' in state
     assert '"precision": "' + (extra[-1] if extra else "fp32") + '"' in state
     assert ('"positive_depth": 10' in state) == bool(extra) and ('"max_per_query": 1' in state) == bool(extra)
+    assert ('"attention_dropout": 0.0' if extra else '"attention_dropout": null') in state
     runner.invoke(app, ["index", str(folder), "-i", str(tmp_path / "idx")])
     runner.invoke(app, ["search", str(tmp_path / "idx"), "--queries", str(folder), "-o", str(tmp_path / "bm25.trec")])
     result = runner.invoke(
@@ -180,3 +184,12 @@ def test_cli_train_refuses_an_unknown_precision_in_one_line(tmp_path):
     result = CliRunner().invoke(app, args)
     assert result.exit_code != 0
     assert "--precision must be fp32 or bf16" in result.output and "Traceback" not in result.output
+
+
+def test_cli_train_refuses_an_attention_dropout_out_of_range_in_one_line(tmp_path):
+    folder = write_beir(tmp_path / "beir")
+    args = ["train", str(folder), "--reranker", "--model", str(tmp_path), "-o", str(tmp_path / "o"),
+            "--attention-dropout", "1.5"]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code != 0
+    assert "--attention-dropout must be in [0, 1)" in result.output and "Traceback" not in result.output

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -287,3 +288,59 @@ def test_half_precision_weights_are_trained_in_float32_with_a_warning(tmp_path):
         trainer = RerankerTrainer(ce, toy_set(), CONFIG.replace(epochs=1), tmp_path / "run")
     assert all(p.dtype == torch.float32 for p in ce.model.parameters())
     trainer.train()
+
+
+def _attention_dropouts(model) -> set[float]:
+    return {m.dropout.p for m in model.modules() if type(m).__name__ == "BertSelfAttention"}
+
+
+def test_attention_dropout_holds_while_training_and_the_model_keeps_its_own_after(tmp_path, ce_dir):
+    ce = CrossEncoder(ce_dir, cache=False)
+    assert _attention_dropouts(ce.model) == {0.1}
+    seen: set[float] = set()
+    attention = next(m for m in ce.model.modules() if type(m).__name__ == "BertSelfAttention")
+    hook = attention.register_forward_hook(lambda m, _i, _o: seen.add(m.dropout.p) if m.training else None)
+    RerankerTrainer(ce, toy_set(), CONFIG.replace(epochs=1, attention_dropout=0.3), tmp_path / "run").train()
+    hook.remove()
+    assert seen == {0.3}
+    assert _attention_dropouts(ce.model) == {0.1}
+    saved = json.loads((tmp_path / "run" / "final" / "config.json").read_text())
+    assert saved["attention_probs_dropout_prob"] == 0.1
+
+
+def test_attention_dropout_zero_trains_exactly_as_a_model_configured_without_it(tmp_path, ce_dir):
+    """Setting it for training is the same as a model whose config has no attention dropout: same losses, weights."""
+    plain = tmp_path / "plain"
+    shutil.copytree(ce_dir, plain)
+    config = json.loads((plain / "config.json").read_text())
+    (plain / "config.json").write_text(json.dumps({**config, "attention_probs_dropout_prob": 0.0}))
+    runs = {}
+    for name, path, dropout in (("set", ce_dir, 0.0), ("configured", plain, None)):
+        ce = CrossEncoder(path, cache=False)
+        trainer = RerankerTrainer(ce, toy_set(), CONFIG.replace(epochs=2, attention_dropout=dropout), tmp_path / name)
+        trainer.train()
+        runs[name] = ([h["loss"] for h in trainer.log_history], [p.detach().clone() for p in ce.model.parameters()])
+    assert runs["set"][0] == runs["configured"][0]
+    assert all(torch.equal(a, b) for a, b in zip(runs["set"][1], runs["configured"][1], strict=True))
+
+
+def test_attention_dropout_out_of_range_is_refused_before_training(tmp_path, ce_dir):
+    with pytest.raises(ValueError, match="attention_dropout must be in"):
+        RerankerTrainer(CrossEncoder(ce_dir), toy_set(), CONFIG.replace(attention_dropout=1.0), tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_attention_dropout_leaves_t5_hidden_dropout_alone_and_sets_torch_multihead_attention():
+    """T5LayerSelfAttention.dropout acts on hidden states, not attention probabilities: not touched (a warning
+    says nothing was set); torch's MultiheadAttention is set and restored."""
+    from rankstack.train.trainer import _attention_dropout
+
+    t5 = transformers.T5ForConditionalGeneration(transformers.T5Config(vocab_size=64, d_model=16, d_kv=8, d_ff=32,
+                                                                       num_layers=1, num_heads=2))  # fmt: skip
+    before = [m.p for m in t5.modules() if isinstance(m, torch.nn.Dropout)]
+    with pytest.warns(UserWarning, match="no attention layer"), _attention_dropout([t5], 0.0):
+        assert [m.p for m in t5.modules() if isinstance(m, torch.nn.Dropout)] == before
+    mha = torch.nn.MultiheadAttention(8, 2, dropout=0.2)
+    with _attention_dropout([mha], 0.0):
+        assert mha.dropout == 0.0
+    assert mha.dropout == 0.2
