@@ -1163,7 +1163,7 @@ def train(
     attention_dropout: Annotated[
         float | None,
         typer.Option(help="Dropout on attention probabilities while training (default: the model's own, 0.1 for "
-                     "BERT). 0 lets a CPU run fused attention: ~1.6-1.9x the training speed of MiniLM "
+                     "BERT). 0 lets a CPU run fused attention: 1.5-1.7x the training speed of a MiniLM cross-encoder "
                      "(benchmarks/results/train-speed.md). Every transformer trainer."),
     ] = None,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run from its latest checkpoint.")] = False,

@@ -56,8 +56,9 @@ class LoopSettings:
     cost of bit-for-bit reproducibility across machines; ``"fp32"`` (the default) is exact. ``attention_dropout``:
     the dropout on every attention layer's probabilities while training (``None``: each model's own, 0.1 for BERT);
     ``0.0`` lets PyTorch's fused attention run on a CPU, which has no dropout, so each layer no longer materialises
-    its [batch, heads, length, length] probabilities: ~1.9x the training speed of all-MiniLM-L6-v2 on CPU (measured,
-    ``benchmarks/bench_train.py``), at the cost of that regulariser (hidden-state dropout stays)."""
+    its [batch, heads, length, length] probabilities: 1.5-1.7x the training speed of an all-MiniLM-L6-v2
+    cross-encoder on CPU, ~2x CEDR's (``benchmarks/results/train-speed.md``), at the cost of that regulariser
+    (hidden-state dropout stays)."""
 
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
