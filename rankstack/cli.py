@@ -1164,7 +1164,7 @@ def train(
         float | None,
         typer.Option(help="Dropout on attention probabilities while training (default: the model's own, 0.1 for "
                      "BERT). 0 lets a CPU run fused attention: 1.5-1.7x the training speed of a MiniLM cross-encoder "
-                     "(benchmarks/results/train-speed.md). Every transformer trainer."),
+                     "(benchmarks/results/train-speed.md). BERT-family encoders, DistilBERT, T5, GPT-2; others warn."),
     ] = None,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run from its latest checkpoint.")] = False,
     multimodal: Annotated[
@@ -1294,7 +1294,7 @@ def train(
                 col, sparse, model, output_dir, split=split, epochs=epochs, batch_size=batch_size, lr=lr,
                 num_negatives=num_negatives, negative_depth=negative_depth, flops=flops,
                 query_max_length=query_max_length, doc_max_length=doc_max_length, save_every=save_every, seed=seed,
-                resume=resume, **loop, inference_free=inference_free, loss=loss, teacher=teacher,
+                resume=resume, inference_free=inference_free, loss=loss, teacher=teacher, **loop,
             )  # fmt: skip
         elif reranker:
             bi_only = {"--negatives": negatives != "bm25", "--refresh-every": refresh_every, "--ict-epochs": ict_epochs}

@@ -54,7 +54,9 @@ class LoopSettings:
     ``"bf16"`` runs the forward passes under bfloat16 autocast (weights, gradients and optimiser state stay fp32;
     losses are taken in fp32): 1.7-1.8x the training speed on a CPU with AMX (measured; GPUs gain too), at the
     cost of bit-for-bit reproducibility across machines; ``"fp32"`` (the default) is exact. ``attention_dropout``:
-    the dropout on every attention layer's probabilities while training (``None``: each model's own, 0.1 for BERT);
+    the dropout on attention probabilities while training (``None``: each model's own, 0.1 for BERT), set on the
+    attention layers of BERT-family encoders, DistilBERT, T5, GPT-2 and ``torch.nn.MultiheadAttention`` (others
+    warn and keep theirs); a run resumes only with the precision and attention dropout it was started with;
     ``0.0`` lets PyTorch's fused attention run on a CPU, which has no dropout, so each layer no longer materialises
     its [batch, heads, length, length] probabilities: 1.5-1.7x the training speed of an all-MiniLM-L6-v2
     cross-encoder on CPU, ~2x CEDR's (``benchmarks/results/train-speed.md``), at the cost of that regulariser
@@ -141,25 +143,38 @@ def _train_in_float32(models: Sequence[torch.nn.Module]) -> None:
             model.float()
 
 
+# An attention layer owns its query projection (BERT family, DistilBERT, T5 / MPNet, BART / CLIP, GPT-2) and keeps
+# the dropout its attention applies to the probabilities under one of these names, as a ``Dropout`` or a float
+# (BERT's SDPA layers in transformers 4.x read the float ``dropout_prob``). T5's ``T5LayerSelfAttention.dropout``
+# acts on hidden states: that module owns no query projection, so it is left alone.
+_QUERY_PROJECTIONS = ("query", "q_lin", "q", "q_proj", "c_attn")
+_ATTENTION_DROPOUTS = ("dropout", "attn_dropout", "dropout_prob", "attention_dropout")
+
+
+def _attention_dropout_slots(module: torch.nn.Module) -> list[tuple[Any, str, Any]]:
+    """(owner, attribute, current value) for each attention-dropout setting of one module."""
+    if isinstance(module, torch.nn.MultiheadAttention):
+        return [(module, "dropout", module.dropout)]
+    if not any(isinstance(getattr(module, name, None), torch.nn.Module) for name in _QUERY_PROJECTIONS):
+        return []
+    slots = []
+    for name in _ATTENTION_DROPOUTS:
+        value = getattr(module, name, None)
+        if isinstance(value, torch.nn.Dropout):
+            slots.append((value, "p", value.p))
+        elif isinstance(value, float):
+            slots.append((module, name, value))
+    return slots
+
+
 @contextlib.contextmanager
 def _attention_dropout(models: Sequence[torch.nn.Module], p: float | None) -> Iterator[None]:
     """Set every attention layer's dropout probability to ``p`` while training, and restore it after (the saved
-    config keeps the model's own). Attention layers: transformers' ``*SelfAttention`` modules that hold their own
-    query projection (BERT, RoBERTa, ELECTRA, DistilBERT), whose ``dropout`` is what their attention applies to its
-    probabilities (T5's ``T5LayerSelfAttention.dropout`` acts on hidden states instead, and is left alone), and
-    ``torch.nn.MultiheadAttention``."""
+    config keeps the model's own). Models with no layer it recognises get a warning and keep theirs."""
     if p is None:
         yield
         return
-    changed: list[tuple[Any, str, Any]] = []
-    for model in models:
-        for module in model.modules():
-            dropout = getattr(module, "dropout", None)
-            own_query = hasattr(module, "query") or hasattr(module, "q_lin")
-            if type(module).__name__.endswith("SelfAttention") and own_query and isinstance(dropout, torch.nn.Dropout):
-                changed.append((module.dropout, "p", module.dropout.p))
-            elif isinstance(module, torch.nn.MultiheadAttention):
-                changed.append((module, "dropout", module.dropout))
+    changed = [slot for model in models for module in model.modules() for slot in _attention_dropout_slots(module)]
     if not changed:
         warnings.warn(f"attention_dropout={p} is ignored: no attention layer it can set in these models", stacklevel=4)
     for owner, name, _ in changed:
@@ -167,7 +182,7 @@ def _attention_dropout(models: Sequence[torch.nn.Module], p: float | None) -> It
     try:
         yield
     finally:
-        for owner, name, old in changed:
+        for owner, name, old in reversed(changed):
             setattr(owner, name, old)
 
 
@@ -184,7 +199,7 @@ class TrainingLoop:
     and a ``.model`` torch module, or a ``BiEncoder``); ``models`` are the torch modules it optimises;
     ``data.examples`` are what epochs permute. ``config`` needs the fields of ``TrainConfig`` that the loop
     reads (epochs, batch_size, learning_rate, weight_decay, warmup_ratio, max_grad_norm, seed, log_every,
-    save_every, keep_checkpoints, refresh_every, show_progress).
+    save_every, keep_checkpoints, refresh_every, show_progress, and optionally precision and attention_dropout).
     """
 
     def __init__(
@@ -311,6 +326,7 @@ class TrainingLoop:
         found = checkpoint.checkpoints(self.output_dir)
         if resume and found:
             state, negatives = checkpoint.load(found[-1], self.trainable, self.optimizer)
+            self._check_regime(state, found[-1])
             self._restore(state, negatives)
             log.info("resuming from %s (step %d of %d)", found[-1], self.step, self.total_steps)
         elif found or final.exists():
@@ -390,6 +406,16 @@ class TrainingLoop:
             "config": dataclasses.asdict(self.config),
             "log_history": self.log_history,
         }
+
+    def _check_regime(self, state: Mapping[str, Any], where: Path) -> None:
+        """Resuming must not change how the remaining steps compute: the same precision and attention dropout."""
+        saved = state.get("config", {})
+        for knob in ("precision", "attention_dropout"):
+            if knob in saved and saved[knob] != getattr(self.config, knob, None):
+                raise TrainingStateError(
+                    f"{where} was trained with {knob}={saved[knob]!r}, not {getattr(self.config, knob, None)!r}; "
+                    "resume with the same setting, or start a new output directory"
+                )
 
     def _restore(self, state: Mapping[str, Any], negatives: Mapping[str, Sequence[str]] | None) -> None:
         if state.get("total_steps") != self.total_steps or state.get("examples") != len(self.data):

@@ -129,8 +129,11 @@ def test_cli_train_index_and_search(bert_dir, tmp_path):
     runner = CliRunner()
     out = tmp_path / "out"
     result = runner.invoke(app, ["train", str(folder), "--colbert", "--model", str(bert_dir), "-o", str(out),
-                                 "--batch-size", "2", "--negative-depth", "3", "--doc-max-length", "32"])  # fmt: skip
+                                 "--batch-size", "2", "--negative-depth", "3", "--doc-max-length", "32",
+                                 "--attention-dropout", "0", "--precision", "bf16"])  # fmt: skip
     assert result.exit_code == 0, result.output
+    state = (out / "trainer_state.json").read_text()
+    assert '"attention_dropout": 0.0' in state and '"precision": "bf16"' in state
     final = out / "final"
     assert (final / "1_Dense" / "model.safetensors").exists()
     idx = tmp_path / "idx"

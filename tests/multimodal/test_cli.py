@@ -34,8 +34,11 @@ def test_train_index_search_experiment(image_collection, photos, tmp_path):
     assert [line.split()[0] for line in hits[-3:]] == ["1", "2", "3"]
     assert all(len(line.split()) > 4 for line in hits[-3:])  # and a caption's text
     out = _ok(["train", coll, "--multimodal", "--vl", "--candidates", model, "--model", "minilm", "--split", "test",
-               "--where", "coco_split=train2017", "--epochs", "1", "--batch-size", "15", "-o", tmp_path / "vl"])  # fmt: skip
+               "--where", "coco_split=train2017", "--epochs", "1", "--batch-size", "15", "-o", tmp_path / "vl",
+               "--attention-dropout", "0", "--precision", "bf16"])  # fmt: skip
     assert "trained a VL re-ranker on 30 captions" in out
+    state = (tmp_path / "vl" / "trainer_state.json").read_text()
+    assert '"attention_dropout": 0.0' in state and '"precision": "bf16"' in state
     table = _ok(["experiment", coll, "--images", model, "--where", "coco_split=val2017", "--vl-rerank",
                  tmp_path / "vl" / "final", "--rerank-depth", "3"])  # fmt: skip
     assert "text -> image, 20 queries" in table and "image -> text, 4 queries" in table

@@ -157,9 +157,11 @@ def test_splade_distils_a_cross_encoder_teacher_from_the_command_line(tmp_path: 
     tok.save_pretrained(teacher)
     out = tmp_path / "kd"
     result = invoke("train", beir, "--sparse", "splade", "--model", mlm, "--loss", "margin_mse", "--teacher", teacher,
-                    "-o", out, "--batch-size", "2")  # fmt: skip
+                    "-o", out, "--batch-size", "2", "--attention-dropout", "0", "--precision", "bf16")  # fmt: skip
     assert result.exit_code == 0, result.output
     assert (out / "final" / "model.safetensors").exists()
+    state = (out / "trainer_state.json").read_text()
+    assert '"attention_dropout": 0.0' in state and '"precision": "bf16"' in state
     for extra, message in [
         (["--loss", "margin_mse"], "needs --teacher"),
         (["--loss", "margin_mse", "--teacher", "bm25"], "needs --teacher: a cross-encoder"),

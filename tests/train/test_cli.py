@@ -147,8 +147,11 @@ def test_cli_prop_pretrains_then_the_result_fine_tunes(tmp_path):
     bert = make_tiny_bert_encoder(tmp_path / "bert")
     runner = CliRunner()
     args = ["train", str(folder), "--prop", "--model", str(bert), "-o", str(tmp_path / "prop"), "--batch-size", "2"]
-    result = runner.invoke(app, [*args, "--doc-max-length", "48", "--max-examples", "4"])
+    result = runner.invoke(app, [*args, "--doc-max-length", "48", "--max-examples", "4", "--attention-dropout", "0",
+                                 "--precision", "bf16"])  # fmt: skip
     assert result.exit_code == 0, result.output
+    state = (tmp_path / "prop" / "trainer_state.json").read_text()
+    assert '"attention_dropout": 0.0' in state and '"precision": "bf16"' in state
     args = ["train", str(folder), "--reranker", "--model", str(tmp_path / "prop" / "final"), "-o", str(tmp_path / "ft")]
     result = runner.invoke(app, [*args, "--batch-size", "2", "--num-negatives", "1", "--negative-depth", "3"])
     assert result.exit_code == 0, result.output

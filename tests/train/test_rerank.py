@@ -291,14 +291,17 @@ def test_half_precision_weights_are_trained_in_float32_with_a_warning(tmp_path):
 
 
 def _attention_dropouts(model) -> set[float]:
-    return {m.dropout.p for m in model.modules() if type(m).__name__ == "BertSelfAttention"}
+    """BERT self-attention layers own the query projection; their ``dropout`` acts on attention probabilities."""
+    found = {m.dropout.p for m in model.modules() if isinstance(getattr(m, "query", None), torch.nn.Linear)}
+    assert found, "no BERT self-attention layer found"
+    return found
 
 
 def test_attention_dropout_holds_while_training_and_the_model_keeps_its_own_after(tmp_path, ce_dir):
     ce = CrossEncoder(ce_dir, cache=False)
     assert _attention_dropouts(ce.model) == {0.1}
     seen: set[float] = set()
-    attention = next(m for m in ce.model.modules() if type(m).__name__ == "BertSelfAttention")
+    attention = next(m for m in ce.model.modules() if isinstance(getattr(m, "query", None), torch.nn.Linear))
     hook = attention.register_forward_hook(lambda m, _i, _o: seen.add(m.dropout.p) if m.training else None)
     RerankerTrainer(ce, toy_set(), CONFIG.replace(epochs=1, attention_dropout=0.3), tmp_path / "run").train()
     hook.remove()
@@ -330,17 +333,51 @@ def test_attention_dropout_out_of_range_is_refused_before_training(tmp_path, ce_
     assert not (tmp_path / "run").exists()
 
 
-def test_attention_dropout_leaves_t5_hidden_dropout_alone_and_sets_torch_multihead_attention():
-    """T5LayerSelfAttention.dropout acts on hidden states, not attention probabilities: not touched (a warning
-    says nothing was set); torch's MultiheadAttention is set and restored."""
+def test_attention_dropout_sets_t5_distilbert_gpt2_and_torch_attention_but_not_hidden_dropout():
+    """Each family keeps its attention dropout in its own place (T5: a float on T5Attention; DistilBERT: q_lin's
+    layer; GPT-2: attn_dropout); the hidden-state dropouts beside them (T5LayerSelfAttention.dropout, GPT-2's
+    resid_dropout) stay, and everything is restored on exit."""
     from rankstack.train.trainer import _attention_dropout
 
     t5 = transformers.T5ForConditionalGeneration(transformers.T5Config(vocab_size=64, d_model=16, d_kv=8, d_ff=32,
-                                                                       num_layers=1, num_heads=2))  # fmt: skip
-    before = [m.p for m in t5.modules() if isinstance(m, torch.nn.Dropout)]
-    with pytest.warns(UserWarning, match="no attention layer"), _attention_dropout([t5], 0.0):
-        assert [m.p for m in t5.modules() if isinstance(m, torch.nn.Dropout)] == before
+                                                                       num_layers=1, num_heads=2, dropout_rate=0.1))  # fmt: skip
+    distil = transformers.DistilBertModel(transformers.DistilBertConfig(vocab_size=64, dim=16, hidden_dim=32, n_layers=1,
+                                                                        n_heads=2, attention_dropout=0.1))  # fmt: skip
+    gpt2 = transformers.GPT2LMHeadModel(transformers.GPT2Config(vocab_size=64, n_embd=16, n_layer=1, n_head=2,
+                                                                attn_pdrop=0.1, resid_pdrop=0.1))  # fmt: skip
     mha = torch.nn.MultiheadAttention(8, 2, dropout=0.2)
-    with _attention_dropout([mha], 0.0):
-        assert mha.dropout == 0.0
-    assert mha.dropout == 0.2
+    models = [t5, distil, gpt2, mha]
+
+    def attention(model):
+        return [m.dropout for m in model.modules() if type(m).__name__ == "T5Attention"] + \
+            [m.dropout.p for m in model.modules() if hasattr(m, "q_lin")] + \
+            [m.attn_dropout.p for m in model.modules() if hasattr(m, "attn_dropout")]  # fmt: skip
+
+    def hidden():
+        return [m.p for model in models for m in model.modules() if isinstance(m, torch.nn.Dropout)
+                and m not in {a.attn_dropout for a in gpt2.modules() if hasattr(a, "attn_dropout")}
+                and m not in {a.dropout for a in distil.modules() if hasattr(a, "q_lin")}]  # fmt: skip
+
+    before = hidden()
+    assert 0.1 in before
+    with _attention_dropout(models, 0.0):
+        assert all(set(attention(model)) == {0.0} for model in (t5, distil, gpt2)) and mha.dropout == 0.0
+        assert hidden() == before
+    assert all(set(attention(model)) == {0.1} for model in (t5, distil, gpt2)) and mha.dropout == 0.2
+    with pytest.warns(UserWarning, match="no attention layer"), _attention_dropout([torch.nn.Linear(2, 2)], 0.0):
+        pass
+
+
+def test_a_run_resumes_only_with_the_attention_dropout_and_precision_it_started_with(tmp_path, ce_dir):
+    config = CONFIG.replace(epochs=1, save_every=1, attention_dropout=0.0)
+    ce = CrossEncoder(ce_dir, cache=False)
+    trainer = RerankerTrainer(ce, toy_set(), config, tmp_path / "run")
+    ce.model.train()  # one step, then a checkpoint, as a run interrupted after it would leave
+    trainer._optimise(0)
+    trainer.step = 1
+    checkpoint.save(tmp_path / "run" / "checkpoint-1", ce, trainer._state(), trainer.data.negatives, trainer.optimizer)
+    for changed in ({"attention_dropout": None}, {"precision": "bf16"}):
+        again = RerankerTrainer(CrossEncoder(ce_dir, cache=False), toy_set(), config.replace(**changed), tmp_path / "run")
+        with pytest.raises(TrainingStateError, match=f"trained with {next(iter(changed))}="):
+            again.train(resume=True)
+    RerankerTrainer(CrossEncoder(ce_dir, cache=False), toy_set(), config, tmp_path / "run").train(resume=True)
