@@ -3,7 +3,7 @@ model's own attention dropout and with none (``attention_dropout=0.0``).
 
 Usage::
 
-    RANKSTACK_DATA=../shared/data .venv/bin/python benchmarks/bench_train_speed.py   # ~10 min on 2 cores
+    RANKSTACK_DATA=../shared/data .venv/bin/python benchmarks/bench_train_speed.py   # ~8 min on 2 cores
 
 Why: PyTorch's fused scaled-dot-product attention on a CPU has no dropout, so BERT's default attention dropout
 (0.1) sends every layer down the unfused path, which materialises the [batch, heads, length, length]
