@@ -11,7 +11,9 @@ probabilities and their gradients. Each row trains the same model (all-MiniLM-L6
 CEDR-KNRM over its every layer) with ``train_reranker`` on SciFact's training queries, one positive and
 ``--negatives`` BM25 negatives per query, documents cut at ``--max-length`` tokens, for ``--steps`` steps; the
 first ``--warmup`` steps are not timed. ``kernel time`` is the share of the process' CPU time spent in the kernel
-(page faults on freed and re-allocated buffers, mostly). All rows run in one process, one after another.
+and ``minor page faults`` their count divided by the steps, both over the whole row (model loading and BM25 mining
+included). All rows run in one process, ``--rounds`` times, every other round in reverse order; the report gives
+each round's seconds per step and takes medians.
 Writes ``benchmarks/results/train-speed.md``.
 """
 
@@ -27,6 +29,8 @@ import time
 import warnings
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import bm25_index, git_revision, machine_section, markdown_table
 
@@ -41,6 +45,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=2, help="each row runs once a round; the report takes medians")
     parser.add_argument("--batch-size", type=int, default=4, help="queries per step (each with its negatives)")
     parser.add_argument("--negatives", type=int, default=7)
     parser.add_argument("--max-length", type=int, default=256)
@@ -64,34 +69,38 @@ def main(argv: list[str] | None = None) -> None:
     col = load_collection(DATA / "scifact")
     index = bm25_index(col.corpus, args.workdir / "bm25")
     minilm = packaged_path("minilm")
+    variants = [(f, p, d) for f in args.models for p in args.precisions for d in (None, 0.0)]
+    measured: dict[tuple, list[tuple[float, float, float]]] = {v: [] for v in variants}
+    for round_ in range(args.rounds):  # rows take turns: every other round runs them in reverse order
+        for family, precision, dropout in variants if round_ % 2 == 0 else variants[::-1]:
+            model = (CrossEncoder(minilm, max_length=args.max_length) if family == "cross" else
+                     CEDR(minilm, head="knrm", max_length=args.max_length, max_windows=args.cedr_windows))  # fmt: skip
+            config = RerankConfig(epochs=1, batch_size=args.batch_size, num_negatives=args.negatives,
+                                  max_length=args.max_length, max_examples=args.steps * args.batch_size,
+                                  precision=precision, attention_dropout=dropout, log_every=1,
+                                  show_progress=False)  # fmt: skip
+            out = Path(tempfile.mkdtemp(dir=args.workdir))
+            cpu0 = resource.getrusage(resource.RUSAGE_SELF)
+            train_reranker(model, col.queries_for("train"), col.qrels("train"), col.corpus, out, config=config,
+                           bm25_index=index)  # fmt: skip
+            cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+            seconds = [h["seconds"] for h in json.loads((out / "trainer_state.json").read_text())["log_history"]]
+            timed = (seconds[-1] - seconds[args.warmup - 1]) / (len(seconds) - args.warmup)
+            user, system = cpu1.ru_utime - cpu0.ru_utime, cpu1.ru_stime - cpu0.ru_stime
+            measured[(family, precision, dropout)].append((timed, system / (user + system),
+                                                           (cpu1.ru_minflt - cpu0.ru_minflt) / args.steps))  # fmt: skip
+            print(family, precision, dropout, measured[(family, precision, dropout)][-1], flush=True)
     rows = []
-    for family in args.models:
-        for precision in args.precisions:
-            for dropout in (None, 0.0):
-                model = (CrossEncoder(minilm, max_length=args.max_length) if family == "cross" else
-                         CEDR(minilm, head="knrm", max_length=args.max_length, max_windows=args.cedr_windows))  # fmt: skip
-                own = next(m.dropout.p for m in model.model.modules() if type(m).__name__.endswith("SelfAttention"))
-                config = RerankConfig(epochs=1, batch_size=args.batch_size, num_negatives=args.negatives,
-                                      max_length=args.max_length, max_examples=args.steps * args.batch_size,
-                                      precision=precision, attention_dropout=dropout, log_every=1,
-                                      show_progress=False)  # fmt: skip
-                out = Path(tempfile.mkdtemp(dir=args.workdir))
-                cpu0 = resource.getrusage(resource.RUSAGE_SELF)
-                train_reranker(model, col.queries_for("train"), col.qrels("train"), col.corpus, out, config=config,
-                               bm25_index=index)  # fmt: skip
-                cpu1 = resource.getrusage(resource.RUSAGE_SELF)
-                history = json.loads((out / "trainer_state.json").read_text())["log_history"]
-                seconds = [h["seconds"] for h in history]
-                timed = (seconds[-1] - seconds[args.warmup - 1]) / (len(seconds) - args.warmup)
-                user, system = cpu1.ru_utime - cpu0.ru_utime, cpu1.ru_stime - cpu0.ru_stime
-                label = "CEDR-KNRM (MiniLM)" if family == "cedr-knrm" else "cross-encoder (MiniLM)"
-                rows.append([label, precision, f"{own:g} (model's own)" if dropout is None else f"{dropout:g}",
-                             f"{timed:.2f}", f"{timed / (args.batch_size * (1 + args.negatives)) * 1000:.0f}",
-                             f"{system / (user + system):.0%}"])  # fmt: skip
-                print(rows[-1], flush=True)
-    for row in rows:  # speed-up against the same model and precision with its own attention dropout
-        base = next(r for r in rows if r[0] == row[0] and r[1] == row[1] and "own" in r[2])
-        row.append(f"{float(base[3]) / float(row[3]):.2f}x")
+    pairs = args.batch_size * (1 + args.negatives)
+    for family, precision, dropout in variants:
+        runs = measured[(family, precision, dropout)]
+        step = float(np.median([r[0] for r in runs]))
+        base = float(np.median([r[0] for r in measured[(family, precision, None)]]))
+        rows.append(["CEDR-KNRM (MiniLM)" if family == "cedr-knrm" else "cross-encoder (MiniLM)", precision,
+                     "model's own (0.1)" if dropout is None else f"{dropout:g}",
+                     " / ".join(f"{r[0]:.2f}" for r in runs), f"{step / pairs * 1000:.0f}",
+                     f"{np.median([r[1] for r in runs]):.0%}", f"{np.median([r[2] for r in runs]) / 1000:.0f}k",
+                     f"{base / step:.2f}x"])  # fmt: skip
     lines = [
         "# Training speed on CPU: precision and attention dropout",
         "",
@@ -102,12 +111,14 @@ def main(argv: list[str] | None = None) -> None:
         f"`train_reranker` on SciFact's training queries: {args.batch_size} queries a step, each with its positive and "
         f"{args.negatives} BM25 negatives ({args.batch_size * (1 + args.negatives)} pairs), documents cut at "
         f"{args.max_length} tokens (CEDR: up to {args.cedr_windows} windows of {args.max_length} tokens with the query, "
-        f"a document's [CLS] vectors averaged), {args.steps} steps of which the first {args.warmup} are not timed. `kernel "
-        "time`: the share of the process' CPU time spent in the kernel over the whole run (page faults, mostly). "
-        "`speed-up`: against the same model and precision with its own attention dropout.",
+        f"a document's [CLS] vectors averaged), {args.steps} steps of which the first {args.warmup} are not timed; "
+        f"{args.rounds} rounds, the rows taking turns (every other round in reverse order), medians over rounds. "
+        "`kernel time` (the share of the process' CPU time spent in the kernel) and `minor page faults per step` cover "
+        "the whole row, loading and BM25 mining included. `speed-up`: against the same model and precision with its "
+        "own attention dropout.",
         "",
-        markdown_table(["model", "precision", "attention dropout", "s per step", "ms per pair", "kernel time",
-                        "speed-up"], rows),
+        markdown_table(["model", "precision", "attention dropout", "s per step (each round)", "ms per pair",
+                        "kernel time", "minor page faults per step", "speed-up"], rows),
         "",
         *machine_section(["torch", "transformers"]),
     ]
