@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     parser.add_argument("--attention-dropout", type=float, default=None,
                         help="BERT-based families: attention dropout while training (default: the model's own, 0.1); "
-                             "0 lets a CPU use fused attention, ~2x faster for CEDR (results/train-speed.md)")  # fmt: skip
+                             "0 lets a CPU use fused attention, 1.7-2.4x faster for CEDR (results/train-speed.md)")  # fmt: skip
     parser.add_argument("--report-only", action="store_true",
                         help="train nothing: report the runs and timings a run (e.g. on a lent GPU) left in --workdir")
     parser.add_argument("--output", type=Path, default=REPO / "benchmarks" / "results" / "matchzoo.md")

@@ -1163,7 +1163,7 @@ def train(
     attention_dropout: Annotated[
         float | None,
         typer.Option(help="Dropout on attention probabilities while training (default: the model's own, 0.1 for "
-                     "BERT). 0 lets a CPU run fused attention: 1.5-1.7x the training speed of a MiniLM cross-encoder "
+                     "BERT). 0 lets a CPU run fused attention: ~1.5x the training speed of a MiniLM cross-encoder "
                      "(benchmarks/results/train-speed.md). BERT-family encoders, DistilBERT, T5, GPT-2; others warn."),
     ] = None,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run from its latest checkpoint.")] = False,
@@ -1227,7 +1227,7 @@ def train(
       rankstack train scifact --reranker --model sentence-transformers/all-MiniLM-L6-v2 -o models/ce-scifact
       rankstack train nfcorpus --reranker --model MODEL --loss margin_mse --teacher bm25 --max-examples 2000 -o m
       rankstack train scifact --reranker --model MODEL --precision bf16 -o m   # bfloat16 autocast: ~1.8x on AMX CPUs
-      rankstack train scifact --reranker --model MODEL --attention-dropout 0 -o m   # fused attention on CPU: ~1.6x
+      rankstack train scifact --reranker --model MODEL --attention-dropout 0 -o m   # fused attention on CPU: ~1.5x
       rankstack rerank runs/bm25.trec --model models/ce-scifact/final --index idx/scifact -o runs/ce.trec
       rankstack train scifact --sparse splade --model splade-tiny -o models/splade-scifact
       rankstack train nfcorpus --sparse splade --model splade-tiny --loss margin_mse --teacher models/ce-nfcorpus/final -o m

@@ -58,8 +58,8 @@ class LoopSettings:
     attention layers of BERT-family encoders, DistilBERT, T5, GPT-2 and ``torch.nn.MultiheadAttention`` (others
     warn and keep theirs); a run resumes only with the precision and attention dropout it was started with;
     ``0.0`` lets PyTorch's fused attention run on a CPU, which has no dropout, so each layer no longer materialises
-    its [batch, heads, length, length] probabilities: 1.5-1.7x the training speed of an all-MiniLM-L6-v2
-    cross-encoder on CPU, ~2x CEDR's (``benchmarks/results/train-speed.md``), at the cost of that regulariser
+    its [batch, heads, length, length] probabilities: ~1.5x the training speed of an all-MiniLM-L6-v2
+    cross-encoder on CPU, 1.7-2.4x CEDR's (``benchmarks/results/train-speed.md``), at the cost of that regulariser
     (hidden-state dropout stays)."""
 
     weight_decay: float = 0.01
