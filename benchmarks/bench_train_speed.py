@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> None:
         f"in {(time.time() - started) / 60:.1f} minutes; rankstack revision {git_revision(REPO)}.",
         "",
         f"`train_reranker` on SciFact's training queries: {args.batch_size} queries a step, each with its positive and "
-        f"{args.negatives} BM25 negatives ({args.batch_size * (1 + args.negatives)} pairs), documents cut at "
+        f"{args.negatives} BM25 negatives ({pairs} pairs), documents cut at "
         f"{args.max_length} tokens (CEDR: up to {args.cedr_windows} windows of {args.max_length} tokens with the query, "
         f"a document's [CLS] vectors averaged), {args.steps} steps of which the first {args.warmup} are not timed; "
         f"{args.rounds} rounds, the rows taking turns (every other round in reverse order), medians over rounds. "

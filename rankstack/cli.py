@@ -1285,7 +1285,7 @@ def train(
             final = _train_colbert(
                 col, model, output_dir, split=split, loss=loss, teacher=teacher, epochs=epochs, batch_size=batch_size,
                 lr=lr, num_negatives=num_negatives, negative_depth=negative_depth, doc_max_length=doc_max_length,
-                save_every=save_every, seed=seed, resume=resume, **loop,
+                save_every=save_every, seed=seed, resume=resume, loop=loop,
             )  # fmt: skip
         elif sparse is not None:
             if inference_free and sparse != "splade":
@@ -1294,7 +1294,7 @@ def train(
                 col, sparse, model, output_dir, split=split, epochs=epochs, batch_size=batch_size, lr=lr,
                 num_negatives=num_negatives, negative_depth=negative_depth, flops=flops,
                 query_max_length=query_max_length, doc_max_length=doc_max_length, save_every=save_every, seed=seed,
-                resume=resume, inference_free=inference_free, loss=loss, teacher=teacher, **loop,
+                resume=resume, inference_free=inference_free, loss=loss, teacher=teacher, loop=loop,
             )  # fmt: skip
         elif reranker:
             bi_only = {"--negatives": negatives != "bm25", "--refresh-every": refresh_every, "--ict-epochs": ict_epochs}
@@ -1328,7 +1328,7 @@ def train(
                 save_every=save_every,
                 seed=seed,
                 resume=resume,
-                **loop,
+                loop=loop,
             )
         else:
             from rankstack.train import TrainConfig, train_biencoder
@@ -1379,7 +1379,7 @@ def _train_colbert(col, model: str, output_dir: Path, *, split: str, loss: str, 
         loss="kl" if loss == "kl" else "contrastive", epochs=o["epochs"], batch_size=o["batch_size"] or 16,
         learning_rate=o["lr"] or 3e-5, num_negatives=1 if o["num_negatives"] is None else o["num_negatives"],
         negative_depth=o["negative_depth"] or 30, doc_max_length=o["doc_max_length"], save_every=o["save_every"],
-        seed=o["seed"], precision=o["precision"], attention_dropout=o["attention_dropout"],
+        seed=o["seed"], **o["loop"],
     )  # fmt: skip
     index = _training_bm25_index(col, output_dir)
     return train_colbert(model, col.queries_for(split), col.qrels(split), index, output_dir, config=config,
@@ -1404,8 +1404,7 @@ def _train_sparse(
         return _train_doc2query(col, model, output_dir, queries, qrels, **o)
     common = dict(
         epochs=o["epochs"], learning_rate=o["lr"] or 2e-5, save_every=o["save_every"], seed=o["seed"],
-        query_max_length=o["query_max_length"], doc_max_length=o["doc_max_length"], precision=o["precision"],
-        attention_dropout=o["attention_dropout"],
+        query_max_length=o["query_max_length"], doc_max_length=o["doc_max_length"], **o["loop"],
     )  # fmt: skip
     if kind == "deepct":
         from rankstack.sparse.deepct import DeepCT
@@ -1470,8 +1469,7 @@ def _train_doc2query(col, model: str, output_dir: Path, queries, qrels, **o: Any
         model = str(init)
     config = Doc2QueryConfig(epochs=o["epochs"], batch_size=o["batch_size"] or 16, learning_rate=o["lr"] or 1e-4,
                              max_length=o["doc_max_length"], query_max_length=o["query_max_length"],
-                             save_every=o["save_every"], seed=o["seed"], precision=o["precision"],
-                             attention_dropout=o["attention_dropout"])  # fmt: skip
+                             save_every=o["save_every"], seed=o["seed"], **o["loop"])  # fmt: skip
     return train_doc2query(model, queries, qrels, col.corpus, output_dir, config=config, resume=o["resume"])
 
 
@@ -1517,10 +1515,8 @@ def _train_reranker(
         "max_length",
         "save_every",
         "seed",
-        "precision",
-        "attention_dropout",
     )
-    config = RerankConfig(learning_rate=options["lr"], **{k: options[k] for k in keys})
+    config = RerankConfig(learning_rate=options["lr"], **{k: options[k] for k in keys}, **options["loop"])
     index = _training_bm25_index(col, output_dir)
     stage = _teacher_stage(teacher, index, config.negative_depth)
     from rankstack.rerank.interaction import FAMILIES as INTERACTION

@@ -215,9 +215,9 @@ class TrainingLoop:
         precision = getattr(config, "precision", "fp32")
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
-        attention_dropout = getattr(config, "attention_dropout", None)
-        if attention_dropout is not None and not 0.0 <= attention_dropout < 1.0:
-            raise ValueError(f"attention_dropout must be in [0, 1) or None, not {attention_dropout}")
+        self.attention_dropout: float | None = getattr(config, "attention_dropout", None)
+        if self.attention_dropout is not None and not 0.0 <= self.attention_dropout < 1.0:
+            raise ValueError(f"attention_dropout must be in [0, 1) or None, not {self.attention_dropout}")
         self.trainable, self.models, self.data, self.config, self.refresh = trainable, list(models), data, config, refresh
         _train_in_float32(self.models)
         self.output_dir = Path(output_dir)
@@ -342,7 +342,7 @@ class TrainingLoop:
             model.train()
         from tqdm.auto import tqdm
 
-        with _attention_dropout(self.models, getattr(self.config, "attention_dropout", None)), tqdm(
+        with _attention_dropout(self.models, self.attention_dropout), tqdm(
             total=self.total_steps,
             initial=self.step,
             desc="training",
