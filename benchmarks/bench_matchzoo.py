@@ -111,10 +111,13 @@ def main(argv: list[str] | None = None) -> None:
             bert = family in BERT_FAMILIES
             out = work / (family if bert else f"{family}-{args.embeddings}")
             timings = out / "timing.json"
+            if (out / "final").exists() and not args.report_only:
+                check_regime(args, out, bert)
             if not (out / "final").exists() and not args.report_only:
+                resumed = latest_checkpoint_step(out)
                 t0 = time.perf_counter()
                 train_family(args, family, col, index, out, configs[bert])
-                timings.write_text(json.dumps({"train_s": time.perf_counter() - t0, "device": device_name()}))
+                timings.write_text(json.dumps(train_timing(time.perf_counter() - t0, resumed, out)))
             for label, scorer, cached in scorers(args, family, out, index):
                 if args.report_only and not cached.exists():
                     print(f"{name}: no run for {label} in {out}: left out", flush=True)
@@ -132,8 +135,12 @@ def main(argv: list[str] | None = None) -> None:
                         timings.write_text(json.dumps({**recorded, f"rerank_s {label}": rerank_s}))
                 train_s = recorded.get("train_s", float("nan"))
                 epochs = args.bert_epochs if bert else args.epochs
+                where = recorded.get("device", "this machine")
+                if recorded.get("resumed_from_step"):
+                    where += (f" (resumed at step {recorded['resumed_from_step']} of {recorded['total_steps']}: "
+                              f"{recorded['train_s_measured']:.0f} s timed, scaled to the whole run)")  # fmt: skip
                 timing.append([name, label.removeprefix("BM25 >> "), f"{train_s / epochs:.0f}", f"{len(first) / rerank_s:.0f}",
-                               recorded.get("device", "this machine")])  # fmt: skip
+                               where])  # fmt: skip
                 print(timing[-1], flush=True)
             # after each model: a run cut short by a time limit still leaves a report of what it finished
             section = collection_section(name, queries, qrels, runs, configs)
@@ -174,6 +181,36 @@ def describe(config: Any) -> str:
         if getattr(config, knob) is not None:
             parts.append(f"{knob} {getattr(config, knob)}")
     return ", ".join(parts)
+
+
+def latest_checkpoint_step(out: Path) -> int:
+    """The step of the newest checkpoint a resumed run starts from (0: a fresh run)."""
+    steps = [int(p.name.split("-", 1)[1]) for p in out.glob("checkpoint-*") if p.name.split("-", 1)[1].isdigit()]
+    return max(steps, default=0)
+
+
+def train_timing(seconds: float, resumed: int, out: Path) -> dict[str, Any]:
+    """timing.json's training entry: a resumed run's time is scaled to all its steps, and says so."""
+    total = int(json.loads((out / "trainer_state.json").read_text()).get("total_steps", 0) or 0)
+    record: dict[str, Any] = {"train_s": seconds, "device": device_name()}
+    if resumed and total > resumed:
+        record |= {"train_s": seconds * total / (total - resumed), "train_s_measured": seconds,
+                   "resumed_from_step": resumed, "total_steps": total}  # fmt: skip
+    return record
+
+
+def check_regime(args: argparse.Namespace, out: Path, bert: bool) -> None:
+    """Refuse to report a finished model as trained with this run's precision and attention dropout when it was not."""
+    state = out / "trainer_state.json"
+    if not state.exists():
+        return
+    config = json.loads(state.read_text()).get("config", {})
+    wanted = {"precision": (args.precision, "fp32")} | ({"attention_dropout": (args.attention_dropout, None)} if bert else {})
+    differs = [f"{k} {config.get(k, default)!r} (asked: {v!r})" for k, (v, default) in wanted.items()
+               if config.get(k, default) != v]  # fmt: skip
+    if differs:
+        raise SystemExit(f"{out} holds a model trained with {', '.join(differs)}; delete the directory to train it "
+                         "again with these settings, or pass the settings it was trained with")  # fmt: skip
 
 
 def train_family(args: argparse.Namespace, family: str, col: Any, index: Any, out: Path, config: Any) -> None:
