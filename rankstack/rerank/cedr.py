@@ -176,13 +176,17 @@ class CEDR(PointwiseReranker):
         if "token_type_ids" not in tok.model_input_names:
             del batch["token_type_ids"]
         out = self.bert(**batch, output_hidden_states=True)
-        layers = torch.stack(out.hidden_states, dim=1)  # [R, C, T, H]
+        # one [C, T, H] view per row and one [R, H] [CLS] matrix: indexing the whole [R, C, T, H] stack per pair
+        # would make backward build (and add up) a zero tensor of the stack's full size for every slice, which
+        # cost most of a CEDR training step on a CPU
+        layers = torch.stack(out.hidden_states, dim=1).unbind(0)
+        cls_rows = out.last_hidden_state[:, 0]
         per_pair, first = [], 0
         for p, ws in enumerate(windows):
             lq = len(q_ids[p])
-            query = layers[first, :, 1 : 1 + lq]
-            doc = torch.cat([layers[first + w, :, lq + 2 : lq + 2 + len(text)] for w, text in enumerate(ws)], dim=1)
-            cls = out.last_hidden_state[first : first + len(ws), 0].mean(dim=0)
+            query = layers[first][:, 1 : 1 + lq]
+            doc = torch.cat([layers[first + w][:, lq + 2 : lq + 2 + len(text)] for w, text in enumerate(ws)], dim=1)
+            cls = cls_rows[first : first + len(ws)].mean(dim=0)
             per_pair.append((query, doc, cls))
             first += len(ws)
         return per_pair
@@ -198,15 +202,18 @@ class CEDR(PointwiseReranker):
         if self.head == "pacrr":
             ld = max(ld, int(self.settings["k"]), int(self.settings["max_ngram"]))
         dtype = per_pair[0][2].dtype
-        sim = torch.zeros((b, c, lq, ld), dtype=dtype, device=self.device)
         q_mask = torch.zeros((b, lq), dtype=dtype, device=self.device)
         d_mask = torch.zeros((b, ld), dtype=dtype, device=self.device)
+        blocks = []  # padded and stacked, not written into a zero tensor: its backward stays one slice per pair
         for i, (q, d, _) in enumerate(per_pair):
             if q.shape[1] and d.shape[1]:
-                sim[i, :, : q.shape[1], : d.shape[1]] = cosine_matrix(q, d)
+                block = cosine_matrix(q, d).to(dtype)
+                blocks.append(torch.nn.functional.pad(block, (0, ld - block.shape[-1], 0, lq - block.shape[-2])))
+            else:
+                blocks.append(torch.zeros((c, lq, ld), dtype=dtype, device=self.device))
             q_mask[i, : q.shape[1]] = 1.0
             d_mask[i, : d.shape[1]] = 1.0
-        return sim, q_mask, d_mask, torch.stack([cls for _, _, cls in per_pair])
+        return torch.stack(blocks), q_mask, d_mask, torch.stack([cls for _, _, cls in per_pair])
 
     def _score(self, sim: Any, q_mask: Any, d_mask: Any, cls: Any) -> Any:
         torch = lazy.torch()

@@ -102,6 +102,28 @@ def test_a_pair_scores_the_same_alone_and_in_a_batch(tiny, head):
     np.testing.assert_allclose(batched, alone, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("head", ["drmm", "pacrr"])
+def test_a_batchs_gradients_are_the_sum_of_each_pairs(tiny, head):
+    """The trainer's path (``pair_scores`` with gradients): a batch's loss backpropagates to every encoder weight
+    exactly as its pairs' losses do one by one, windows and padding included."""
+    model = CEDR(tiny, head=head, max_length=24, query_max_length=6, max_windows=2)
+    queries = ["cat", "where does the dog live today", "owl forest"]
+    docs = ["the cat", "the dog lives near the farm and it runs in the fields every morning with the horse",
+            "an owl of the forest watches the river at night"]  # fmt: skip
+    params = [p for p in model.model.parameters() if p.requires_grad]
+
+    def grads(qs, ds):
+        model.model.zero_grad(set_to_none=True)
+        model.pair_scores(qs, ds).double().pow(2).sum().backward()
+        return [p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p) for p in params]
+
+    batched = grads(queries, docs)
+    alone = [sum(g) for g in zip(*(grads([q], [d]) for q, d in zip(queries, docs, strict=True)), strict=True)]
+    assert any(float(g.abs().sum()) > 0 for g in batched[:5])  # the encoder's own weights get gradients
+    for b, a in zip(batched, alone, strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-3, atol=1e-5)
+
+
 @pytest.mark.parametrize("head", HEADS)
 def test_empty_texts_score_finitely(tiny, head):
     model = CEDR(tiny, head=head)
