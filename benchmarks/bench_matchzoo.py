@@ -111,10 +111,10 @@ def main(argv: list[str] | None = None) -> None:
             bert = family in BERT_FAMILIES
             out = work / (family if bert else f"{family}-{args.embeddings}")
             timings = out / "timing.json"
-            if (out / "final").exists() and not args.report_only:
+            if not args.report_only and (out / "final").exists():
                 check_regime(args, out, bert)
-            if not (out / "final").exists() and not args.report_only:
-                resumed = latest_checkpoint_step(out)
+            elif not args.report_only:
+                resumed = resumed_step(out)
                 t0 = time.perf_counter()
                 train_family(args, family, col, index, out, configs[bert])
                 timings.write_text(json.dumps(train_timing(time.perf_counter() - t0, resumed, out)))
@@ -183,15 +183,19 @@ def describe(config: Any) -> str:
     return ", ".join(parts)
 
 
-def latest_checkpoint_step(out: Path) -> int:
-    """The step of the newest checkpoint a resumed run starts from (0: a fresh run)."""
-    steps = [int(p.name.split("-", 1)[1]) for p in out.glob("checkpoint-*") if p.name.split("-", 1)[1].isdigit()]
-    return max(steps, default=0)
+def resumed_step(out: Path) -> int:
+    """The step a resumed run starts from: the trainer's own latest complete checkpoint (0: a fresh run)."""
+    from rankstack.train.checkpoint import checkpoints, read_state
+
+    found = checkpoints(out)
+    return int(read_state(found[-1])["step"]) if found else 0
 
 
 def train_timing(seconds: float, resumed: int, out: Path) -> dict[str, Any]:
     """timing.json's training entry: a resumed run's time is scaled to all its steps, and says so."""
-    total = int(json.loads((out / "trainer_state.json").read_text()).get("total_steps", 0) or 0)
+    from rankstack.train.checkpoint import read_state
+
+    total = int(read_state(out).get("total_steps", 0) or 0)
     record: dict[str, Any] = {"train_s": seconds, "device": device_name()}
     if resumed and total > resumed:
         record |= {"train_s": seconds * total / (total - resumed), "train_s_measured": seconds,
@@ -201,10 +205,11 @@ def train_timing(seconds: float, resumed: int, out: Path) -> dict[str, Any]:
 
 def check_regime(args: argparse.Namespace, out: Path, bert: bool) -> None:
     """Refuse to report a finished model as trained with this run's precision and attention dropout when it was not."""
-    state = out / "trainer_state.json"
-    if not state.exists():
+    from rankstack.train.checkpoint import STATE_FILE, read_state
+
+    if not (out / STATE_FILE).exists():
         return
-    config = json.loads(state.read_text()).get("config", {})
+    config = read_state(out).get("config", {})
     wanted = {"precision": (args.precision, "fp32")} | ({"attention_dropout": (args.attention_dropout, None)} if bert else {})
     differs = [f"{k} {config.get(k, default)!r} (asked: {v!r})" for k, (v, default) in wanted.items()
                if config.get(k, default) != v]  # fmt: skip
